@@ -1,0 +1,189 @@
+//! MSB-first bit writer/reader and Rice codes with an escape, used by [`super::chunk`].
+
+/// Appends bits to a byte vector, most significant bit first.
+#[derive(Default)]
+pub(crate) struct BitWriter {
+    buf: Vec<u8>,
+    /// Bits used in the last byte (0 = last byte full or no bytes).
+    used: u8,
+}
+
+impl BitWriter {
+    pub(crate) fn with_bytes(buf: Vec<u8>) -> Self {
+        BitWriter { buf, used: 0 }
+    }
+
+    pub(crate) fn bit(&mut self, b: bool) {
+        if self.used == 0 {
+            self.buf.push(0);
+        }
+        if b {
+            *self.buf.last_mut().expect("pushed above") |= 0x80 >> self.used;
+        }
+        self.used = (self.used + 1) % 8;
+    }
+
+    /// Writes the low `n` bits of `v`, most significant first (`n <= 64`).
+    pub(crate) fn bits(&mut self, v: u64, n: u32) {
+        for i in (0..n).rev() {
+            self.bit((v >> i) & 1 == 1);
+        }
+    }
+
+    pub(crate) fn finish(self) -> Vec<u8> {
+        self.buf
+    }
+}
+
+/// Reads bits written by [`BitWriter`]; every read is bounds-checked.
+pub(crate) struct BitReader<'a> {
+    buf: &'a [u8],
+    pos: usize,
+}
+
+impl<'a> BitReader<'a> {
+    pub(crate) fn new(buf: &'a [u8]) -> Self {
+        BitReader { buf, pos: 0 }
+    }
+
+    pub(crate) fn remaining(&self) -> usize {
+        self.buf.len() * 8 - self.pos
+    }
+
+    pub(crate) fn bit(&mut self) -> Option<bool> {
+        let byte = *self.buf.get(self.pos / 8)?;
+        let b = (byte >> (7 - (self.pos % 8))) & 1 == 1;
+        self.pos += 1;
+        Some(b)
+    }
+
+    pub(crate) fn bits(&mut self, n: u32) -> Option<u64> {
+        if self.remaining() < n as usize {
+            return None;
+        }
+        let mut v = 0u64;
+        for _ in 0..n {
+            v = (v << 1) | u64::from(self.bit()?);
+        }
+        Some(v)
+    }
+}
+
+/// Unary quotients at or above this are escaped to a raw 64-bit value.
+const RICE_ESCAPE: u64 = 24;
+
+/// Rice code of `z` with parameter `k`.
+pub(crate) fn rice_put(w: &mut BitWriter, z: u64, k: u32) {
+    let q = z >> k;
+    if q >= RICE_ESCAPE {
+        for _ in 0..RICE_ESCAPE {
+            w.bit(true);
+        }
+        w.bits(z, 64);
+    } else {
+        for _ in 0..q {
+            w.bit(true);
+        }
+        w.bit(false);
+        w.bits(z, k);
+    }
+}
+
+pub(crate) fn rice_get(r: &mut BitReader<'_>, k: u32) -> Option<u64> {
+    let mut q = 0u64;
+    while r.bit()? {
+        q += 1;
+        if q == RICE_ESCAPE {
+            return r.bits(64);
+        }
+    }
+    let low = r.bits(k)?;
+    Some((q << k) | low)
+}
+
+/// Size in bits of `rice_put(z, k)`.
+fn rice_len(z: u64, k: u32) -> u64 {
+    let q = z >> k;
+    if q >= RICE_ESCAPE {
+        RICE_ESCAPE + 64
+    } else {
+        q + 1 + u64::from(k)
+    }
+}
+
+/// The Rice parameter that minimises the encoded size of `values`.
+pub(crate) fn best_rice_k(values: &[u64]) -> u32 {
+    (0..=48u32)
+        .map(|k| (k, values.iter().map(|&z| rice_len(z, k)).sum::<u64>()))
+        .min_by_key(|&(k, cost)| (cost, k))
+        .map_or(0, |(k, _)| k)
+}
+
+pub(crate) fn zigzag(v: i64) -> u64 {
+    ((v << 1) ^ (v >> 63)) as u64
+}
+
+pub(crate) fn unzigzag(z: u64) -> i64 {
+    ((z >> 1) as i64) ^ -((z & 1) as i64)
+}
+
+/// LEB128 varint.
+pub(crate) fn varint_put(buf: &mut Vec<u8>, mut v: u64) {
+    while v >= 0x80 {
+        buf.push((v as u8) | 0x80);
+        v >>= 7;
+    }
+    buf.push(v as u8);
+}
+
+pub(crate) fn varint_get(buf: &[u8], pos: &mut usize) -> Option<u64> {
+    let mut v = 0u64;
+    for shift in (0..64).step_by(7) {
+        let b = *buf.get(*pos)?;
+        *pos += 1;
+        v |= u64::from(b & 0x7f) << shift;
+        if b & 0x80 == 0 {
+            return Some(v);
+        }
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        #[test]
+        fn rice_round_trips(zs in proptest::collection::vec(any::<u64>(), 0..64), k in 0u32..=48) {
+            let mut w = BitWriter::default();
+            for &z in &zs { rice_put(&mut w, z, k); }
+            let buf = w.finish();
+            let mut r = BitReader::new(&buf);
+            for &z in &zs { prop_assert_eq!(rice_get(&mut r, k), Some(z)); }
+        }
+
+        #[test]
+        fn zigzag_round_trips(v in any::<i64>()) {
+            prop_assert_eq!(unzigzag(zigzag(v)), v);
+        }
+
+        #[test]
+        fn varint_round_trips(v in any::<u64>()) {
+            let mut b = Vec::new();
+            varint_put(&mut b, v);
+            let mut pos = 0;
+            prop_assert_eq!(varint_get(&b, &mut pos), Some(v));
+            prop_assert_eq!(pos, b.len());
+        }
+    }
+
+    #[test]
+    fn reader_reports_end_instead_of_panicking() {
+        let mut r = BitReader::new(&[0xff]);
+        assert_eq!(r.bits(8), Some(0xff));
+        assert_eq!(r.bit(), None);
+        assert_eq!(rice_get(&mut BitReader::new(&[0xff, 0xff]), 3), None);
+    }
+}

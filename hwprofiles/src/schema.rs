@@ -1,0 +1,229 @@
+//! The validated profile types and their serde wire form.
+//!
+//! `Raw*` types mirror the TOML (with `deny_unknown_fields`); [`crate::validate`]
+//! turns them into the public types, which are always valid.
+
+use serde::Deserialize;
+use std::time::Duration;
+
+/// Physical unit of a sensor's value (after scaling).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Unit {
+    Celsius,
+    Rpm,
+    Volts,
+    Amps,
+    Watts,
+    /// Vibration, RMS acceleration.
+    G,
+    Percent,
+    Bytes,
+    Count,
+    Hours,
+    Ratio,
+}
+
+impl Unit {
+    /// Short spelling used in the telemetry catalog.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Unit::Celsius => "celsius",
+            Unit::Rpm => "rpm",
+            Unit::Volts => "volts",
+            Unit::Amps => "amps",
+            Unit::Watts => "watts",
+            Unit::G => "g",
+            Unit::Percent => "percent",
+            Unit::Bytes => "bytes",
+            Unit::Count => "count",
+            Unit::Hours => "hours",
+            Unit::Ratio => "ratio",
+        }
+    }
+}
+
+/// What a sensor measures; constrains which [`Unit`] it may use.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SensorKind {
+    Temperature,
+    Fan,
+    Voltage,
+    Current,
+    Power,
+    Vibration,
+    SmartAttribute,
+    ErrorCounter,
+    Utilisation,
+}
+
+impl SensorKind {
+    /// Units that make sense for this kind.
+    pub fn allowed_units(self) -> &'static [Unit] {
+        match self {
+            SensorKind::Temperature => &[Unit::Celsius],
+            SensorKind::Fan => &[Unit::Rpm, Unit::Percent],
+            SensorKind::Voltage => &[Unit::Volts],
+            SensorKind::Current => &[Unit::Amps],
+            SensorKind::Power => &[Unit::Watts],
+            SensorKind::Vibration => &[Unit::G],
+            SensorKind::SmartAttribute => &[Unit::Count, Unit::Hours, Unit::Celsius, Unit::Percent],
+            SensorKind::ErrorCounter => &[Unit::Count],
+            SensorKind::Utilisation => &[Unit::Percent, Unit::Ratio, Unit::Bytes],
+        }
+    }
+}
+
+/// Vendor thresholds; any subset may be given, but those given must be ordered
+/// `lower_critical < lower_warning < upper_warning < upper_critical`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Thresholds {
+    pub lower_critical: Option<f64>,
+    pub lower_warning: Option<f64>,
+    pub upper_warning: Option<f64>,
+    pub upper_critical: Option<f64>,
+}
+
+/// Shape of a scripted degradation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DegradationKind {
+    /// Value moves by `rate` units per hour.
+    Linear,
+    /// Value is multiplied by `(1 + rate)` per hour (rate may be negative).
+    Exponential,
+    /// Value jumps by `rate` once, at `start_after`.
+    Step,
+}
+
+/// A scripted change applied by the `sim` collector after `start_after`.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Degradation {
+    pub kind: DegradationKind,
+    pub start_after: Duration,
+    pub rate: f64,
+}
+
+/// How the `sim` collector produces this sensor's values.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct SimBehaviour {
+    pub nominal: f64,
+    /// Standard deviation of white noise added to each reading.
+    pub noise: f64,
+    /// Amplitude and period of a sinusoidal load pattern.
+    pub amplitude: f64,
+    pub period: Duration,
+    /// Decimal places the simulated device reports (real BMCs quantise).
+    pub resolution_digits: u8,
+    pub degradation: Option<Degradation>,
+}
+
+/// One sensor of a model.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Sensor {
+    /// Profile-unique id, e.g. `fan3_rpm`.
+    pub id: String,
+    /// Canonical metric name shared across vendors, e.g. `fan_speed_rpm`.
+    pub metric: String,
+    pub kind: SensorKind,
+    pub unit: Unit,
+    /// Component the sensor belongs to, e.g. `FAN3`, `PSU1`.
+    pub component: String,
+    pub thresholds: Thresholds,
+    pub sim: Option<SimBehaviour>,
+}
+
+/// A field-replaceable component listed in the profile's inventory.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Component {
+    pub id: String,
+    pub kind: String,
+    pub model: String,
+}
+
+/// A validated hardware profile.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Profile {
+    /// `<vendor>/<model>`, e.g. `umbra/sim-1u`.
+    pub id: String,
+    pub vendor: String,
+    pub model: String,
+    pub description: String,
+    pub components: Vec<Component>,
+    pub sensors: Vec<Sensor>,
+}
+
+impl Profile {
+    /// The sensor with this id.
+    pub fn sensor(&self, id: &str) -> Option<&Sensor> {
+        self.sensors.iter().find(|s| s.id == id)
+    }
+}
+
+// ---- wire form -------------------------------------------------------------
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawProfile {
+    pub(crate) vendor: String,
+    pub(crate) model: String,
+    #[serde(default)]
+    pub(crate) description: String,
+    #[serde(default, rename = "component")]
+    pub(crate) components: Vec<RawComponent>,
+    #[serde(rename = "sensor")]
+    pub(crate) sensors: Vec<RawSensor>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawComponent {
+    pub(crate) id: String,
+    pub(crate) kind: String,
+    #[serde(default)]
+    pub(crate) model: String,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawSensor {
+    pub(crate) id: String,
+    pub(crate) metric: String,
+    pub(crate) kind: SensorKind,
+    pub(crate) unit: Unit,
+    pub(crate) component: String,
+    #[serde(default)]
+    pub(crate) thresholds: Thresholds,
+    pub(crate) sim: Option<RawSim>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawSim {
+    pub(crate) nominal: f64,
+    #[serde(default)]
+    pub(crate) noise: f64,
+    #[serde(default)]
+    pub(crate) amplitude: f64,
+    /// humantime, e.g. "1h"
+    #[serde(default)]
+    pub(crate) period: Option<String>,
+    #[serde(default = "default_resolution_digits")]
+    pub(crate) resolution_digits: u8,
+    pub(crate) degradation: Option<RawDegradation>,
+}
+
+const fn default_resolution_digits() -> u8 {
+    2
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawDegradation {
+    pub(crate) kind: DegradationKind,
+    /// humantime, e.g. "10m"
+    pub(crate) start_after: String,
+    pub(crate) rate: f64,
+}

@@ -1,0 +1,205 @@
+//! Semantic checks that serde cannot express.
+
+use crate::schema::*;
+use std::time::Duration;
+
+/// A profile that parsed but makes no sense.
+#[derive(Debug, thiserror::Error, PartialEq)]
+pub enum ProfileError {
+    #[error("vendor and model must be non-empty lowercase [a-z0-9-_.]")]
+    BadId,
+    #[error("sensor id {0:?} used twice")]
+    DuplicateSensor(String),
+    #[error("sensor {sensor:?}: unit {unit:?} does not fit kind {kind:?}")]
+    UnitMismatch { sensor: String, kind: SensorKind, unit: Unit },
+    #[error("sensor {0:?}: thresholds are not ordered lower_critical < lower_warning < upper_warning < upper_critical")]
+    ThresholdOrder(String),
+    #[error("sensor {0:?}: a threshold is not finite")]
+    ThresholdNotFinite(String),
+    #[error("sensor {sensor:?}: {what}")]
+    BadSim { sensor: String, what: String },
+    #[error("sensor {sensor:?}: component {component:?} is not in the inventory")]
+    UnknownComponent { sensor: String, component: String },
+    #[error("sensor {0:?}: metric name must be snake_case [a-z0-9_]")]
+    BadMetric(String),
+    #[error("component id {0:?} used twice")]
+    DuplicateComponent(String),
+}
+
+fn ident_ok(s: &str) -> bool {
+    !s.is_empty() && s.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"-_.".contains(&b))
+}
+
+fn duration(sensor: &str, what: &str, text: &str) -> Result<Duration, ProfileError> {
+    humantime_lite(text).ok_or_else(|| ProfileError::BadSim {
+        sensor: sensor.to_owned(),
+        what: format!("{what}: {text:?} is not a duration like \"90s\", \"10m\", \"2h\""),
+    })
+}
+
+/// Minimal duration syntax: an integer followed by one of ms/s/m/h/d.
+fn humantime_lite(text: &str) -> Option<Duration> {
+    let t = text.trim();
+    let split = t.find(|c: char| !c.is_ascii_digit())?;
+    let (num, unit) = t.split_at(split);
+    let n: u64 = num.parse().ok()?;
+    let ms = match unit.trim() {
+        "ms" => n,
+        "s" => n.checked_mul(1_000)?,
+        "m" => n.checked_mul(60_000)?,
+        "h" => n.checked_mul(3_600_000)?,
+        "d" => n.checked_mul(86_400_000)?,
+        _ => return None,
+    };
+    Some(Duration::from_millis(ms))
+}
+
+pub(crate) fn validate(raw: RawProfile) -> Result<Profile, ProfileError> {
+    if !ident_ok(&raw.vendor) || !ident_ok(&raw.model) {
+        return Err(ProfileError::BadId);
+    }
+    let mut components: Vec<Component> = Vec::with_capacity(raw.components.len());
+    for c in raw.components {
+        if components.iter().any(|x| x.id == c.id) {
+            return Err(ProfileError::DuplicateComponent(c.id));
+        }
+        components.push(Component { id: c.id, kind: c.kind, model: c.model });
+    }
+    let mut sensors: Vec<Sensor> = Vec::with_capacity(raw.sensors.len());
+    for s in raw.sensors {
+        if sensors.iter().any(|x| x.id == s.id) {
+            return Err(ProfileError::DuplicateSensor(s.id));
+        }
+        if !s.metric.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
+            || s.metric.is_empty()
+        {
+            return Err(ProfileError::BadMetric(s.id));
+        }
+        if !s.kind.allowed_units().contains(&s.unit) {
+            return Err(ProfileError::UnitMismatch { sensor: s.id, kind: s.kind, unit: s.unit });
+        }
+        if !components.is_empty() && !components.iter().any(|c| c.id == s.component) {
+            return Err(ProfileError::UnknownComponent { sensor: s.id, component: s.component });
+        }
+        check_thresholds(&s.id, &s.thresholds)?;
+        let sim = match s.sim {
+            None => None,
+            Some(r) => Some(sim(&s.id, r)?),
+        };
+        sensors.push(Sensor {
+            id: s.id,
+            metric: s.metric,
+            kind: s.kind,
+            unit: s.unit,
+            component: s.component,
+            thresholds: s.thresholds,
+            sim,
+        });
+    }
+    Ok(Profile {
+        id: format!("{}/{}", raw.vendor, raw.model),
+        vendor: raw.vendor,
+        model: raw.model,
+        description: raw.description,
+        components,
+        sensors,
+    })
+}
+
+fn check_thresholds(id: &str, t: &Thresholds) -> Result<(), ProfileError> {
+    let ordered: Vec<f64> =
+        [t.lower_critical, t.lower_warning, t.upper_warning, t.upper_critical].into_iter().flatten().collect();
+    if ordered.iter().any(|v| !v.is_finite()) {
+        return Err(ProfileError::ThresholdNotFinite(id.to_owned()));
+    }
+    if ordered.windows(2).any(|w| w[0] >= w[1]) {
+        return Err(ProfileError::ThresholdOrder(id.to_owned()));
+    }
+    Ok(())
+}
+
+fn sim(id: &str, r: RawSim) -> Result<SimBehaviour, ProfileError> {
+    let bad = |what: &str| ProfileError::BadSim { sensor: id.to_owned(), what: what.to_owned() };
+    if !r.nominal.is_finite() || !r.noise.is_finite() || r.noise < 0.0 || !r.amplitude.is_finite() {
+        return Err(bad("nominal, noise and amplitude must be finite; noise >= 0"));
+    }
+    if r.resolution_digits > 6 {
+        return Err(bad("resolution_digits must be <= 6"));
+    }
+    let period = match r.period {
+        Some(p) => duration(id, "period", &p)?,
+        None => Duration::from_secs(3600),
+    };
+    if period.is_zero() {
+        return Err(bad("period must be > 0"));
+    }
+    let degradation = match r.degradation {
+        None => None,
+        Some(d) => {
+            if !d.rate.is_finite() {
+                return Err(bad("degradation rate must be finite"));
+            }
+            Some(Degradation { kind: d.kind, start_after: duration(id, "start_after", &d.start_after)?, rate: d.rate })
+        }
+    };
+    Ok(SimBehaviour {
+        nominal: r.nominal,
+        noise: r.noise,
+        amplitude: r.amplitude,
+        period,
+        resolution_digits: r.resolution_digits,
+        degradation,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::{parse, LoadError, ProfileError};
+
+    fn invalid(text: &str) -> ProfileError {
+        match parse(text, "t") {
+            Err(LoadError::Invalid { source, .. }) => source,
+            other => panic!("expected a semantic error, got {other:?}"),
+        }
+    }
+
+    const HEAD: &str = "vendor = \"acme\"\nmodel = \"x1\"\n";
+
+    #[test]
+    fn unit_must_fit_kind() {
+        let e = invalid(&format!(
+            "{HEAD}[[sensor]]\nid=\"t\"\nmetric=\"temp\"\nkind=\"temperature\"\nunit=\"rpm\"\ncomponent=\"CPU\"\n"
+        ));
+        assert!(matches!(e, ProfileError::UnitMismatch { .. }), "{e}");
+    }
+
+    #[test]
+    fn thresholds_must_be_ordered() {
+        let e = invalid(&format!(
+            "{HEAD}[[sensor]]\nid=\"t\"\nmetric=\"temp\"\nkind=\"temperature\"\nunit=\"celsius\"\ncomponent=\"CPU\"\nthresholds={{upper_warning=90.0, upper_critical=80.0}}\n"
+        ));
+        assert_eq!(e, ProfileError::ThresholdOrder("t".into()));
+    }
+
+    #[test]
+    fn duplicate_sensor_ids_rejected() {
+        let s = "[[sensor]]\nid=\"t\"\nmetric=\"temp\"\nkind=\"temperature\"\nunit=\"celsius\"\ncomponent=\"CPU\"\n";
+        assert_eq!(invalid(&format!("{HEAD}{s}{s}")), ProfileError::DuplicateSensor("t".into()));
+    }
+
+    #[test]
+    fn sensor_component_must_be_in_inventory() {
+        let e = invalid(&format!(
+            "{HEAD}[[component]]\nid=\"PSU1\"\nkind=\"psu\"\n[[sensor]]\nid=\"t\"\nmetric=\"temp\"\nkind=\"temperature\"\nunit=\"celsius\"\ncomponent=\"CPU\"\n"
+        ));
+        assert!(matches!(e, ProfileError::UnknownComponent { .. }), "{e}");
+    }
+
+    #[test]
+    fn bad_duration_is_reported() {
+        let e = invalid(&format!(
+            "{HEAD}[[sensor]]\nid=\"t\"\nmetric=\"temp\"\nkind=\"temperature\"\nunit=\"celsius\"\ncomponent=\"CPU\"\nsim={{nominal=40.0, period=\"soon\"}}\n"
+        ));
+        assert!(matches!(e, ProfileError::BadSim { .. }), "{e}");
+    }
+}
