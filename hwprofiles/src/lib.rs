@@ -22,5 +22,7 @@ pub mod schema;
 pub mod validate;
 
 pub use load::{load_dir, parse, LoadError};
-pub use schema::{Degradation, DegradationKind, Profile, Sensor, SensorKind, SimBehaviour, Thresholds, Unit};
+pub use schema::{
+    Degradation, DegradationKind, Profile, Sensor, SensorKind, SimBehaviour, Thresholds, Unit,
+};
 pub use validate::ProfileError;

@@ -7,20 +7,38 @@ use std::path::{Path, PathBuf};
 #[derive(Debug, thiserror::Error)]
 pub enum LoadError {
     #[error("{origin}: {source}")]
-    Toml { origin: String, source: toml::de::Error },
+    Toml {
+        origin: String,
+        source: toml::de::Error,
+    },
     #[error("{origin}: {source}")]
-    Invalid { origin: String, source: ProfileError },
+    Invalid {
+        origin: String,
+        source: ProfileError,
+    },
     #[error("reading {path}: {source}")]
-    Io { path: PathBuf, source: std::io::Error },
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("profile id {id} defined twice ({first} and {second})")]
-    Duplicate { id: String, first: String, second: String },
+    Duplicate {
+        id: String,
+        first: String,
+        second: String,
+    },
 }
 
 /// Parse and validate one profile; `origin` names it in errors.
 pub fn parse(text: &str, origin: &str) -> Result<Profile, LoadError> {
-    let raw: RawProfile =
-        toml::from_str(text).map_err(|source| LoadError::Toml { origin: origin.to_owned(), source })?;
-    validate::validate(raw).map_err(|source| LoadError::Invalid { origin: origin.to_owned(), source })
+    let raw: RawProfile = toml::from_str(text).map_err(|source| LoadError::Toml {
+        origin: origin.to_owned(),
+        source,
+    })?;
+    validate::validate(raw).map_err(|source| LoadError::Invalid {
+        origin: origin.to_owned(),
+        source,
+    })
 }
 
 /// Load every `*.toml` under `dir` (recursively), sorted by path.
@@ -30,8 +48,10 @@ pub fn load_dir(dir: &Path) -> Result<Vec<(PathBuf, Profile)>, LoadError> {
     files.sort();
     let mut out: Vec<(PathBuf, Profile)> = Vec::with_capacity(files.len());
     for path in files {
-        let text = std::fs::read_to_string(&path)
-            .map_err(|source| LoadError::Io { path: path.clone(), source })?;
+        let text = std::fs::read_to_string(&path).map_err(|source| LoadError::Io {
+            path: path.clone(),
+            source,
+        })?;
         let profile = parse(&text, &path.display().to_string())?;
         if let Some((first, _)) = out.iter().find(|(_, p)| p.id == profile.id) {
             return Err(LoadError::Duplicate {
@@ -46,7 +66,10 @@ pub fn load_dir(dir: &Path) -> Result<Vec<(PathBuf, Profile)>, LoadError> {
 }
 
 fn collect_toml(dir: &Path, out: &mut Vec<PathBuf>) -> Result<(), LoadError> {
-    let io = |source| LoadError::Io { path: dir.to_owned(), source };
+    let io = |source| LoadError::Io {
+        path: dir.to_owned(),
+        source,
+    };
     for entry in std::fs::read_dir(dir).map_err(io)? {
         let path = entry.map_err(io)?.path();
         if path.is_dir() {
@@ -73,7 +96,13 @@ mod tests {
         for (path, p) in &all {
             // The file location must match the id: profiles/<class>/<vendor>/<model>.toml
             let stem = path.file_stem().unwrap().to_str().unwrap();
-            let vendor = path.parent().unwrap().file_name().unwrap().to_str().unwrap();
+            let vendor = path
+                .parent()
+                .unwrap()
+                .file_name()
+                .unwrap()
+                .to_str()
+                .unwrap();
             assert_eq!(p.id, format!("{vendor}/{stem}"), "{}", path.display());
         }
     }

@@ -11,7 +11,11 @@ pub enum ProfileError {
     #[error("sensor id {0:?} used twice")]
     DuplicateSensor(String),
     #[error("sensor {sensor:?}: unit {unit:?} does not fit kind {kind:?}")]
-    UnitMismatch { sensor: String, kind: SensorKind, unit: Unit },
+    UnitMismatch {
+        sensor: String,
+        kind: SensorKind,
+        unit: Unit,
+    },
     #[error("sensor {0:?}: thresholds are not ordered lower_critical < lower_warning < upper_warning < upper_critical")]
     ThresholdOrder(String),
     #[error("sensor {0:?}: a threshold is not finite")]
@@ -27,7 +31,9 @@ pub enum ProfileError {
 }
 
 fn ident_ok(s: &str) -> bool {
-    !s.is_empty() && s.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"-_.".contains(&b))
+    !s.is_empty()
+        && s.bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"-_.".contains(&b))
 }
 
 fn duration(sensor: &str, what: &str, text: &str) -> Result<Duration, ProfileError> {
@@ -63,23 +69,37 @@ pub(crate) fn validate(raw: RawProfile) -> Result<Profile, ProfileError> {
         if components.iter().any(|x| x.id == c.id) {
             return Err(ProfileError::DuplicateComponent(c.id));
         }
-        components.push(Component { id: c.id, kind: c.kind, model: c.model });
+        components.push(Component {
+            id: c.id,
+            kind: c.kind,
+            model: c.model,
+        });
     }
     let mut sensors: Vec<Sensor> = Vec::with_capacity(raw.sensors.len());
     for s in raw.sensors {
         if sensors.iter().any(|x| x.id == s.id) {
             return Err(ProfileError::DuplicateSensor(s.id));
         }
-        if !s.metric.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
+        if !s
+            .metric
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
             || s.metric.is_empty()
         {
             return Err(ProfileError::BadMetric(s.id));
         }
         if !s.kind.allowed_units().contains(&s.unit) {
-            return Err(ProfileError::UnitMismatch { sensor: s.id, kind: s.kind, unit: s.unit });
+            return Err(ProfileError::UnitMismatch {
+                sensor: s.id,
+                kind: s.kind,
+                unit: s.unit,
+            });
         }
         if !components.is_empty() && !components.iter().any(|c| c.id == s.component) {
-            return Err(ProfileError::UnknownComponent { sensor: s.id, component: s.component });
+            return Err(ProfileError::UnknownComponent {
+                sensor: s.id,
+                component: s.component,
+            });
         }
         check_thresholds(&s.id, &s.thresholds)?;
         let sim = match s.sim {
@@ -107,8 +127,15 @@ pub(crate) fn validate(raw: RawProfile) -> Result<Profile, ProfileError> {
 }
 
 fn check_thresholds(id: &str, t: &Thresholds) -> Result<(), ProfileError> {
-    let ordered: Vec<f64> =
-        [t.lower_critical, t.lower_warning, t.upper_warning, t.upper_critical].into_iter().flatten().collect();
+    let ordered: Vec<f64> = [
+        t.lower_critical,
+        t.lower_warning,
+        t.upper_warning,
+        t.upper_critical,
+    ]
+    .into_iter()
+    .flatten()
+    .collect();
     if ordered.iter().any(|v| !v.is_finite()) {
         return Err(ProfileError::ThresholdNotFinite(id.to_owned()));
     }
@@ -119,9 +146,14 @@ fn check_thresholds(id: &str, t: &Thresholds) -> Result<(), ProfileError> {
 }
 
 fn sim(id: &str, r: RawSim) -> Result<SimBehaviour, ProfileError> {
-    let bad = |what: &str| ProfileError::BadSim { sensor: id.to_owned(), what: what.to_owned() };
+    let bad = |what: &str| ProfileError::BadSim {
+        sensor: id.to_owned(),
+        what: what.to_owned(),
+    };
     if !r.nominal.is_finite() || !r.noise.is_finite() || r.noise < 0.0 || !r.amplitude.is_finite() {
-        return Err(bad("nominal, noise and amplitude must be finite; noise >= 0"));
+        return Err(bad(
+            "nominal, noise and amplitude must be finite; noise >= 0",
+        ));
     }
     if r.resolution_digits > 6 {
         return Err(bad("resolution_digits must be <= 6"));
@@ -139,7 +171,11 @@ fn sim(id: &str, r: RawSim) -> Result<SimBehaviour, ProfileError> {
             if !d.rate.is_finite() {
                 return Err(bad("degradation rate must be finite"));
             }
-            Some(Degradation { kind: d.kind, start_after: duration(id, "start_after", &d.start_after)?, rate: d.rate })
+            Some(Degradation {
+                kind: d.kind,
+                start_after: duration(id, "start_after", &d.start_after)?,
+                rate: d.rate,
+            })
         }
     };
     Ok(SimBehaviour {
@@ -184,7 +220,10 @@ mod tests {
     #[test]
     fn duplicate_sensor_ids_rejected() {
         let s = "[[sensor]]\nid=\"t\"\nmetric=\"temp\"\nkind=\"temperature\"\nunit=\"celsius\"\ncomponent=\"CPU\"\n";
-        assert_eq!(invalid(&format!("{HEAD}{s}{s}")), ProfileError::DuplicateSensor("t".into()));
+        assert_eq!(
+            invalid(&format!("{HEAD}{s}{s}")),
+            ProfileError::DuplicateSensor("t".into())
+        );
     }
 
     #[test]

@@ -176,7 +176,11 @@ fn encode_mode(samples: &[Sample], mode: Mode) -> Vec<u8> {
                 w.bits(s.value.to_bits(), 64);
             }
             (Some(_), Mode::Decimal(_)) => {
-                bits::rice_put(&mut w, deltas.next().expect("one delta per mantissa"), k_val);
+                bits::rice_put(
+                    &mut w,
+                    deltas.next().expect("one delta per mantissa"),
+                    k_val,
+                );
             }
             (Some(_), Mode::Xor) => xor.put(&mut w, s.value.to_bits()),
         }
@@ -288,17 +292,29 @@ pub fn decode_into(buf: &[u8], out: &mut Vec<Sample>) -> Result<(), ChunkError> 
         let sample = if special {
             let q = r.bits(2).ok_or(corrupt("quality"))?;
             let v = f64::from_bits(r.bits(64).ok_or(corrupt("raw value"))?);
-            Sample { ts_ms: ts, value: v, quality: Quality::from_u8(q as u8) }
+            Sample {
+                ts_ms: ts,
+                value: v,
+                quality: Quality::from_u8(q as u8),
+            }
         } else if let Some((scale, k_val)) = decimal {
             let d = bits::unzigzag(bits::rice_get(&mut r, k_val).ok_or(corrupt("value"))?);
             m = m.wrapping_add(d);
             if (m as f64).abs() > MANTISSA_LIMIT {
                 return Err(corrupt("mantissa"));
             }
-            Sample { ts_ms: ts, value: decimal_value(m, scale), quality: Quality::Ok }
+            Sample {
+                ts_ms: ts,
+                value: decimal_value(m, scale),
+                quality: Quality::Ok,
+            }
         } else {
             let v = xor.get(&mut r).ok_or(corrupt("xor value"))?;
-            Sample { ts_ms: ts, value: f64::from_bits(v), quality: Quality::Ok }
+            Sample {
+                ts_ms: ts,
+                value: f64::from_bits(v),
+                quality: Quality::Ok,
+            }
         };
         out.push(sample);
     }
@@ -320,12 +336,18 @@ mod tests {
     fn same(a: &[Sample], b: &[Sample]) -> bool {
         a.len() == b.len()
             && a.iter().zip(b).all(|(x, y)| {
-                x.ts_ms == y.ts_ms && x.value.to_bits() == y.value.to_bits() && x.quality == y.quality
+                x.ts_ms == y.ts_ms
+                    && x.value.to_bits() == y.value.to_bits()
+                    && x.quality == y.quality
             })
     }
 
     fn s(ts_ms: i64, value: f64) -> Sample {
-        Sample { ts_ms, value, quality: Quality::Ok }
+        Sample {
+            ts_ms,
+            value,
+            quality: Quality::Ok,
+        }
     }
 
     fn arb_value() -> impl Strategy<Value = f64> {
@@ -353,10 +375,20 @@ mod tests {
     fn arb_ts() -> impl Strategy<Value = Vec<i64>> {
         prop_oneof![
             // regular with jitter, possibly repeated / out of order
-            (any::<i32>(), proptest::collection::vec(-3i64..1_500, 0..200)).prop_map(|(start, steps)| {
-                let mut t = i64::from(start);
-                steps.into_iter().map(|d| { t += d; t }).collect()
-            }),
+            (
+                any::<i32>(),
+                proptest::collection::vec(-3i64..1_500, 0..200)
+            )
+                .prop_map(|(start, steps)| {
+                    let mut t = i64::from(start);
+                    steps
+                        .into_iter()
+                        .map(|d| {
+                            t += d;
+                            t
+                        })
+                        .collect()
+                }),
             proptest::collection::vec(any::<i64>(), 0..50),
         ]
     }
@@ -402,8 +434,16 @@ mod tests {
             s(0, f64::INFINITY),
             s(-5, f64::NEG_INFINITY),
             s(10, -0.0),
-            Sample { ts_ms: 10, value: f64::NAN, quality: Quality::Unreadable },
-            Sample { ts_ms: 9, value: 4.5, quality: Quality::Stale },
+            Sample {
+                ts_ms: 10,
+                value: f64::NAN,
+                quality: Quality::Unreadable,
+            },
+            Sample {
+                ts_ms: 9,
+                value: 4.5,
+                quality: Quality::Stale,
+            },
             s(i64::MIN, 1.0),
             s(i64::MAX, f64::MIN_POSITIVE),
         ];
@@ -413,8 +453,14 @@ mod tests {
     #[test]
     fn quantised_sensor_data_is_small() {
         // 1 Hz fan RPM reported in whole RPM with small wobble: a few bits/sample.
-        let samples: Vec<Sample> =
-            (0..3600).map(|i| s(1_700_000_000_000 + i * 1000, 9200.0 + ((i * 7919) % 41 - 20) as f64)).collect();
+        let samples: Vec<Sample> = (0..3600)
+            .map(|i| {
+                s(
+                    1_700_000_000_000 + i * 1000,
+                    9200.0 + ((i * 7919) % 41 - 20) as f64,
+                )
+            })
+            .collect();
         let enc = encode(&samples);
         let bytes_per_sample = enc.len() as f64 / samples.len() as f64;
         assert!(bytes_per_sample < 1.0, "{bytes_per_sample} bytes/sample");

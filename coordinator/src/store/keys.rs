@@ -106,7 +106,8 @@ pub(crate) fn dirty(window: i64, series: u64) -> [u8; 17] {
 }
 
 pub(crate) fn parse_dirty(k: &[u8]) -> Option<(i64, u64)> {
-    (k.len() == 17 && k[0] == b'd').then(|| (time_from_be(&k[1..9]), u64_from_be(&k[9..])))
+    (k.len() == 17 && k[0] == b'd')
+        .then(|| (time_from_be(&k[1..9]), u64_from_be(&k[9..])))
         .and_then(|(w, s)| Some((w?, s?)))
 }
 

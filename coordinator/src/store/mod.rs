@@ -17,7 +17,9 @@ mod rollup;
 pub use rollup::{Bucket, Resolution};
 
 use crate::model::{HostRecord, Sample, SeriesId, SeriesMeta};
-use rocksdb::{ColumnFamilyDescriptor, Direction, IteratorMode, Options, WriteBatch, WriteOptions, DB};
+use rocksdb::{
+    ColumnFamilyDescriptor, Direction, IteratorMode, Options, WriteBatch, WriteOptions, DB,
+};
 use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
 use std::sync::{Mutex, RwLock};
@@ -65,7 +67,11 @@ pub enum StoreError {
     #[error("rocksdb: {0}")]
     Rocks(#[from] rocksdb::Error),
     #[error("corrupt {what} for series {series}: {source}")]
-    Chunk { what: &'static str, series: u64, source: chunk::ChunkError },
+    Chunk {
+        what: &'static str,
+        series: u64,
+        source: chunk::ChunkError,
+    },
     #[error("corrupt record {0}")]
     Corrupt(String),
 }
@@ -73,7 +79,9 @@ pub enum StoreError {
 /// Result of [`Store::ingest`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum IngestOutcome {
-    Stored { samples: u64 },
+    Stored {
+        samples: u64,
+    },
     /// This (host, epoch, sequence) was already stored; nothing written.
     Duplicate,
 }
@@ -114,7 +122,9 @@ pub struct Store {
 
 impl std::fmt::Debug for Store {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Store").field("path", &self.db.path()).finish()
+        f.debug_struct("Store")
+            .field("path", &self.db.path())
+            .finish()
     }
 }
 
@@ -157,7 +167,9 @@ impl Store {
     }
 
     fn cf(&self, name: &str) -> &rocksdb::ColumnFamily {
-        self.db.cf_handle(name).expect("column families are created at open")
+        self.db
+            .cf_handle(name)
+            .expect("column families are created at open")
     }
 
     fn load_catalog(&self) -> Result<(), StoreError> {
@@ -167,14 +179,19 @@ impl Store {
             if k.first() != Some(&b'n') {
                 break;
             }
-            let key = keys::u64_from_be(&v).ok_or_else(|| StoreError::Corrupt("catalog name".into()))?;
+            let key =
+                keys::u64_from_be(&v).ok_or_else(|| StoreError::Corrupt("catalog name".into()))?;
             cat.insert(k[1..].to_vec(), key);
         }
         Ok(())
     }
 
     fn counter(&self, name: &str) -> Result<u64, StoreError> {
-        Ok(self.db.get_cf(self.cf(CF_META), keys::counter(name))?.and_then(|v| keys::u64_from_be(&v)).unwrap_or(0))
+        Ok(self
+            .db
+            .get_cf(self.cf(CF_META), keys::counter(name))?
+            .and_then(|v| keys::u64_from_be(&v))
+            .unwrap_or(0))
     }
 
     fn next_chunk_id(&self) -> Result<u64, StoreError> {
@@ -184,7 +201,12 @@ impl Store {
             let limit = start + CHUNK_ID_BLOCK;
             let mut wo = WriteOptions::default();
             wo.set_sync(true);
-            self.db.put_cf_opt(self.cf(CF_META), keys::counter("chunk_ids"), limit.to_be_bytes(), &wo)?;
+            self.db.put_cf_opt(
+                self.cf(CF_META),
+                keys::counter("chunk_ids"),
+                limit.to_be_bytes(),
+                &wo,
+            )?;
             *ids = (start, limit);
         }
         ids.0 += 1;
@@ -199,10 +221,22 @@ impl Store {
             return Ok((k, false));
         }
         let key = self.counter("series")? + 1;
-        let meta = SeriesMeta { key, id: id.clone(), unit: unit.to_owned() };
+        let meta = SeriesMeta {
+            key,
+            id: id.clone(),
+            unit: unit.to_owned(),
+        };
         let mut b = WriteBatch::default();
-        b.put_cf(self.cf(CF_CATALOG), keys::catalog_name(&canonical), key.to_be_bytes());
-        b.put_cf(self.cf(CF_CATALOG), keys::catalog_key(key), serde_json::to_vec(&meta).expect("serialisable"));
+        b.put_cf(
+            self.cf(CF_CATALOG),
+            keys::catalog_name(&canonical),
+            key.to_be_bytes(),
+        );
+        b.put_cf(
+            self.cf(CF_CATALOG),
+            keys::catalog_key(key),
+            serde_json::to_vec(&meta).expect("serialisable"),
+        );
         b.put_cf(self.cf(CF_META), keys::counter("series"), key.to_be_bytes());
         self.db.write_opt(b, &self.write_opts)?;
         cat.insert(canonical, key);
@@ -211,7 +245,11 @@ impl Store {
 
     /// Highest stored sequence of (host, epoch); 0 if none.
     pub fn last_sequence(&self, host: &str, epoch: u64) -> Result<u64, StoreError> {
-        Ok(self.db.get_cf(self.cf(CF_META), keys::sequence(host, epoch))?.and_then(|v| keys::u64_from_be(&v)).unwrap_or(0))
+        Ok(self
+            .db
+            .get_cf(self.cf(CF_META), keys::sequence(host, epoch))?
+            .and_then(|v| keys::u64_from_be(&v))
+            .unwrap_or(0))
     }
 
     fn window_of(&self, ts: i64) -> i64 {
@@ -233,18 +271,33 @@ impl Store {
         for (key, samples) in &w.series {
             let mut by_window: BTreeMap<i64, Vec<Sample>> = BTreeMap::new();
             for s in samples {
-                by_window.entry(self.window_of(s.ts_ms)).or_default().push(*s);
+                by_window
+                    .entry(self.window_of(s.ts_ms))
+                    .or_default()
+                    .push(*s);
             }
             for (window, samples) in by_window {
                 stored += samples.len() as u64;
-                batch.put_cf(samples_cf, keys::partial(*key, window, self.next_chunk_id()?), chunk::encode(&samples));
+                batch.put_cf(
+                    samples_cf,
+                    keys::partial(*key, window, self.next_chunk_id()?),
+                    chunk::encode(&samples),
+                );
                 batch.put_cf(meta_cf, keys::dirty(window, *key), []);
             }
         }
-        batch.put_cf(meta_cf, keys::sequence(w.host, w.epoch), w.sequence.to_be_bytes());
+        batch.put_cf(
+            meta_cf,
+            keys::sequence(w.host, w.epoch),
+            w.sequence.to_be_bytes(),
+        );
         let mut record = w.host_record;
         record.stored_samples += stored;
-        batch.put_cf(meta_cf, keys::host(w.host), serde_json::to_vec(&record).expect("serialisable"));
+        batch.put_cf(
+            meta_cf,
+            keys::host(w.host),
+            serde_json::to_vec(&record).expect("serialisable"),
+        );
         let _shared = self.gate.read().expect("poisoned");
         self.db.write_opt(batch, &self.write_opts)?;
         Ok(IngestOutcome::Stored { samples: stored })
@@ -264,7 +317,10 @@ impl Store {
     pub fn host(&self, host: &str) -> Result<Option<HostRecord>, StoreError> {
         self.db
             .get_cf(self.cf(CF_META), keys::host(host))?
-            .map(|v| serde_json::from_slice(&v).map_err(|e| StoreError::Corrupt(format!("host {host}: {e}"))))
+            .map(|v| {
+                serde_json::from_slice(&v)
+                    .map_err(|e| StoreError::Corrupt(format!("host {host}: {e}")))
+            })
             .transpose()
     }
 
@@ -275,7 +331,10 @@ impl Store {
             if k.first() != Some(&b'h') {
                 break;
             }
-            out.push(serde_json::from_slice(&v).map_err(|e| StoreError::Corrupt(format!("host record: {e}")))?);
+            out.push(
+                serde_json::from_slice(&v)
+                    .map_err(|e| StoreError::Corrupt(format!("host record: {e}")))?,
+            );
         }
         Ok(out)
     }
@@ -288,8 +347,8 @@ impl Store {
             if k.first() != Some(&b'k') {
                 break;
             }
-            let meta: SeriesMeta =
-                serde_json::from_slice(&v).map_err(|e| StoreError::Corrupt(format!("catalog: {e}")))?;
+            let meta: SeriesMeta = serde_json::from_slice(&v)
+                .map_err(|e| StoreError::Corrupt(format!("catalog: {e}")))?;
             if host.is_none_or(|h| h == meta.id.host) {
                 out.push(meta);
             }
@@ -299,17 +358,28 @@ impl Store {
 
     /// Decode every chunk of (series, window), sealed first then partials in
     /// write order; returns the samples and the partial keys read.
-    fn read_window(&self, series: u64, window: i64) -> Result<(Vec<Sample>, Vec<Box<[u8]>>), StoreError> {
+    fn read_window(
+        &self,
+        series: u64,
+        window: i64,
+    ) -> Result<(Vec<Sample>, Vec<Box<[u8]>>), StoreError> {
         let prefix = keys::window_prefix(series, window);
         let mut samples = Vec::new();
         let mut partial_keys = Vec::new();
-        let iter = self.db.iterator_cf(self.cf(CF_SAMPLES), IteratorMode::From(&prefix, Direction::Forward));
+        let iter = self.db.iterator_cf(
+            self.cf(CF_SAMPLES),
+            IteratorMode::From(&prefix, Direction::Forward),
+        );
         for item in iter {
             let (k, v) = item?;
             if !k.starts_with(&prefix) {
                 break;
             }
-            chunk::decode_into(&v, &mut samples).map_err(|source| StoreError::Chunk { what: "chunk", series, source })?;
+            chunk::decode_into(&v, &mut samples).map_err(|source| StoreError::Chunk {
+                what: "chunk",
+                series,
+                source,
+            })?;
             if k.get(16) == Some(&keys::PARTIAL) {
                 partial_keys.push(k);
             }
@@ -329,9 +399,14 @@ impl Store {
         }
         let from = keys::window_prefix(series, self.window_of(start));
         let mut windows = Vec::new();
-        for item in self.db.iterator_cf(self.cf(CF_SAMPLES), IteratorMode::From(&from, Direction::Forward)) {
+        for item in self.db.iterator_cf(
+            self.cf(CF_SAMPLES),
+            IteratorMode::From(&from, Direction::Forward),
+        ) {
             let (k, _) = item?;
-            let Some((s, w)) = keys::parse_chunk_key(&k) else { break };
+            let Some((s, w)) = keys::parse_chunk_key(&k) else {
+                break;
+            };
             if s != series || w >= end {
                 break;
             }
@@ -341,7 +416,11 @@ impl Store {
         }
         for w in windows {
             let (samples, _) = self.read_window(series, w)?;
-            out.extend(samples.into_iter().filter(|s| s.ts_ms >= start && s.ts_ms < end));
+            out.extend(
+                samples
+                    .into_iter()
+                    .filter(|s| s.ts_ms >= start && s.ts_ms < end),
+            );
         }
         Ok(out)
     }
@@ -349,10 +428,17 @@ impl Store {
     /// The newest sample of `series` (largest timestamp; the last written on ties).
     pub fn last(&self, series: u64) -> Result<Option<Sample>, StoreError> {
         let upper = keys::partial(series, i64::MAX, u64::MAX);
-        let mut iter = self.db.iterator_cf(self.cf(CF_SAMPLES), IteratorMode::From(&upper, Direction::Reverse));
-        let Some(item) = iter.next() else { return Ok(None) };
+        let mut iter = self.db.iterator_cf(
+            self.cf(CF_SAMPLES),
+            IteratorMode::From(&upper, Direction::Reverse),
+        );
+        let Some(item) = iter.next() else {
+            return Ok(None);
+        };
         let (k, _) = item?;
-        let Some((s, w)) = keys::parse_chunk_key(&k) else { return Ok(None) };
+        let Some((s, w)) = keys::parse_chunk_key(&k) else {
+            return Ok(None);
+        };
         if s != series {
             return Ok(None);
         }
@@ -361,17 +447,29 @@ impl Store {
 
     /// Rollup buckets of `series` at `res` for `[start, end)`: precomputed for
     /// sealed windows, computed on the fly for open ones.
-    pub fn rollup(&self, series: u64, res: Resolution, start: i64, end: i64) -> Result<Vec<Bucket>, StoreError> {
+    pub fn rollup(
+        &self,
+        series: u64,
+        res: Resolution,
+        start: i64,
+        end: i64,
+    ) -> Result<Vec<Bucket>, StoreError> {
         let mut out = Vec::new();
         let mut w = self.window_of(start);
         let rollups = self.cf(CF_ROLLUPS);
         while w < end {
-            let pre = self.db.get_cf(rollups, keys::rollup(series, res.code(), w))?;
+            let pre = self
+                .db
+                .get_cf(rollups, keys::rollup(series, res.code(), w))?;
             let buckets = match pre {
-                Some(v) => rollup::decode(&v).ok_or_else(|| StoreError::Corrupt(format!("rollup of {series}")))?,
+                Some(v) => rollup::decode(&v)
+                    .ok_or_else(|| StoreError::Corrupt(format!("rollup of {series}")))?,
                 None => rollup::compute(&self.read_window(series, w)?.0, res),
             };
-            out.extend(buckets.into_iter().filter(|b| b.start_ms >= start.div_euclid(res.millis()).saturating_mul(res.millis()) && b.start_ms < end));
+            out.extend(buckets.into_iter().filter(|b| {
+                b.start_ms >= start.div_euclid(res.millis()).saturating_mul(res.millis())
+                    && b.start_ms < end
+            }));
             w = w.saturating_add(self.window_ms);
             if w == i64::MAX {
                 break;
@@ -383,12 +481,19 @@ impl Store {
     /// Seal every window that closed before `now_ms - seal_grace` and has
     /// partial chunks: merge them into one sealed chunk and store its rollups.
     pub fn compact(&self, now_ms: i64) -> Result<CompactStats, StoreError> {
-        let cutoff = now_ms.saturating_sub(millis(self.cfg.seal_grace)).saturating_sub(self.window_ms);
+        let cutoff = now_ms
+            .saturating_sub(millis(self.cfg.seal_grace))
+            .saturating_sub(self.window_ms);
         let meta = self.cf(CF_META);
         let mut todo = Vec::new();
-        for item in self.db.iterator_cf(meta, IteratorMode::From(&keys::dirty(i64::MIN, 0), Direction::Forward)) {
+        for item in self.db.iterator_cf(
+            meta,
+            IteratorMode::From(&keys::dirty(i64::MIN, 0), Direction::Forward),
+        ) {
             let (k, _) = item?;
-            let Some((w, s)) = keys::parse_dirty(&k) else { break };
+            let Some((w, s)) = keys::parse_dirty(&k) else {
+                break;
+            };
             if w > cutoff {
                 break;
             }
@@ -399,13 +504,21 @@ impl Store {
             let _exclusive = self.gate.write().expect("poisoned");
             let (samples, partials) = self.read_window(series, window)?;
             let mut b = WriteBatch::default();
-            b.put_cf(self.cf(CF_SAMPLES), keys::sealed(series, window), chunk::encode(&samples));
+            b.put_cf(
+                self.cf(CF_SAMPLES),
+                keys::sealed(series, window),
+                chunk::encode(&samples),
+            );
             for k in &partials {
                 b.delete_cf(self.cf(CF_SAMPLES), k);
             }
             for res in [Resolution::Minute, Resolution::Hour] {
                 let buckets = rollup::compute(&samples, res);
-                b.put_cf(self.cf(CF_ROLLUPS), keys::rollup(series, res.code(), window), rollup::encode(&buckets));
+                b.put_cf(
+                    self.cf(CF_ROLLUPS),
+                    keys::rollup(series, res.code(), window),
+                    rollup::encode(&buckets),
+                );
             }
             b.delete_cf(meta, keys::dirty(window, series));
             self.db.write_opt(b, &self.write_opts)?;
@@ -418,10 +531,20 @@ impl Store {
     /// Delete raw chunks and rollups older than their retention.
     pub fn enforce_retention(&self, now_ms: i64) -> Result<(), StoreError> {
         let raw_cut = self.window_of(now_ms.saturating_sub(millis(self.cfg.raw_retention)));
-        let series: Vec<u64> = self.catalog.lock().expect("poisoned").values().copied().collect();
+        let series: Vec<u64> = self
+            .catalog
+            .lock()
+            .expect("poisoned")
+            .values()
+            .copied()
+            .collect();
         let mut b = WriteBatch::default();
         for s in series {
-            b.delete_range_cf(self.cf(CF_SAMPLES), keys::window_prefix(s, i64::MIN), keys::window_prefix(s, raw_cut));
+            b.delete_range_cf(
+                self.cf(CF_SAMPLES),
+                keys::window_prefix(s, i64::MIN),
+                keys::window_prefix(s, raw_cut),
+            );
             for (res, keep) in [
                 (Resolution::Minute, self.cfg.rollup_1m_retention),
                 (Resolution::Hour, self.cfg.rollup_1h_retention),
@@ -434,7 +557,11 @@ impl Store {
                 );
             }
         }
-        b.delete_range_cf(self.cf(CF_META), keys::dirty(i64::MIN, 0), keys::dirty(raw_cut, 0));
+        b.delete_range_cf(
+            self.cf(CF_META),
+            keys::dirty(i64::MIN, 0),
+            keys::dirty(raw_cut, 0),
+        );
         self.db.write_opt(b, &self.write_opts)?;
         Ok(())
     }
@@ -443,7 +570,8 @@ impl Store {
     pub fn flush_and_compact(&self) -> Result<(), StoreError> {
         for cf in [CF_CATALOG, CF_SAMPLES, CF_ROLLUPS, CF_META] {
             self.db.flush_cf(self.cf(cf))?;
-            self.db.compact_range_cf(self.cf(cf), None::<&[u8]>, None::<&[u8]>);
+            self.db
+                .compact_range_cf(self.cf(cf), None::<&[u8]>, None::<&[u8]>);
         }
         Ok(())
     }
@@ -452,14 +580,20 @@ impl Store {
     pub fn disk_bytes(&self) -> Result<u64, StoreError> {
         let mut total = 0;
         for cf in [CF_CATALOG, CF_SAMPLES, CF_ROLLUPS, CF_META] {
-            total += self.db.property_int_value_cf(self.cf(cf), "rocksdb.total-sst-files-size")?.unwrap_or(0);
+            total += self
+                .db
+                .property_int_value_cf(self.cf(cf), "rocksdb.total-sst-files-size")?
+                .unwrap_or(0);
         }
         Ok(total)
     }
 
     /// Bytes of live SST files of the samples column family alone.
     pub fn sample_bytes(&self) -> Result<u64, StoreError> {
-        Ok(self.db.property_int_value_cf(self.cf(CF_SAMPLES), "rocksdb.total-sst-files-size")?.unwrap_or(0))
+        Ok(self
+            .db
+            .property_int_value_cf(self.cf(CF_SAMPLES), "rocksdb.total-sst-files-size")?
+            .unwrap_or(0))
     }
 }
 

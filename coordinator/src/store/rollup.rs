@@ -27,7 +27,9 @@ impl Resolution {
 
     /// The resolution of exactly `ms` milliseconds.
     pub fn from_millis(ms: i64) -> Option<Resolution> {
-        [Resolution::Minute, Resolution::Hour].into_iter().find(|r| r.millis() == ms)
+        [Resolution::Minute, Resolution::Hour]
+            .into_iter()
+            .find(|r| r.millis() == ms)
     }
 }
 
@@ -52,9 +54,21 @@ impl Bucket {
 /// Buckets of `samples` (any order), sorted by start.
 pub(crate) fn compute(samples: &[Sample], res: Resolution) -> Vec<Bucket> {
     let mut map: std::collections::BTreeMap<i64, Bucket> = std::collections::BTreeMap::new();
-    for s in samples.iter().filter(|s| s.quality == Quality::Ok && s.value.is_finite()) {
-        let start = s.ts_ms.div_euclid(res.millis()).saturating_mul(res.millis());
-        let b = map.entry(start).or_insert(Bucket { start_ms: start, min: s.value, max: s.value, sum: 0.0, count: 0 });
+    for s in samples
+        .iter()
+        .filter(|s| s.quality == Quality::Ok && s.value.is_finite())
+    {
+        let start = s
+            .ts_ms
+            .div_euclid(res.millis())
+            .saturating_mul(res.millis());
+        let b = map.entry(start).or_insert(Bucket {
+            start_ms: start,
+            min: s.value,
+            max: s.value,
+            sum: 0.0,
+            count: 0,
+        });
         b.min = b.min.min(s.value);
         b.max = b.max.max(s.value);
         b.sum += s.value;
@@ -92,7 +106,13 @@ pub(crate) fn decode(buf: &[u8]) -> Option<Vec<Bucket>> {
         let start_ms = bits::unzigzag(bits::varint_get(buf, &mut pos)?);
         let (min, max, sum) = (f(&mut pos)?, f(&mut pos)?, f(&mut pos)?);
         let count = bits::varint_get(buf, &mut pos)?;
-        out.push(Bucket { start_ms, min, max, sum, count });
+        out.push(Bucket {
+            start_ms,
+            min,
+            max,
+            sum,
+            count,
+        });
     }
     Some(out)
 }

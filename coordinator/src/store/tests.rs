@@ -5,17 +5,32 @@ use crate::model::{Quality, SeriesId};
 use proptest::prelude::*;
 
 fn small_window() -> StoreConfig {
-    StoreConfig { window: Duration::from_secs(60), seal_grace: Duration::ZERO, sync_writes: false, ..StoreConfig::default() }
+    StoreConfig {
+        window: Duration::from_secs(60),
+        seal_grace: Duration::ZERO,
+        sync_writes: false,
+        ..StoreConfig::default()
+    }
 }
 
 fn write(store: &Store, host: &str, seq: u64, series: Vec<(u64, Vec<Sample>)>) -> IngestOutcome {
     let host_record = store.host(host).unwrap().unwrap_or_default();
-    store.ingest(IngestWrite { host, epoch: 7, sequence: seq, series, host_record }).unwrap()
+    store
+        .ingest(IngestWrite {
+            host,
+            epoch: 7,
+            sequence: seq,
+            series,
+            host_record,
+        })
+        .unwrap()
 }
 
 fn bits_eq(a: &[Sample], b: &[Sample]) -> bool {
     a.len() == b.len()
-        && a.iter().zip(b).all(|(x, y)| x.ts_ms == y.ts_ms && x.value.to_bits() == y.value.to_bits() && x.quality == y.quality)
+        && a.iter().zip(b).all(|(x, y)| {
+            x.ts_ms == y.ts_ms && x.value.to_bits() == y.value.to_bits() && x.quality == y.quality
+        })
 }
 
 fn arb_sample() -> impl Strategy<Value = Sample> {
@@ -30,7 +45,10 @@ fn arb_sample() -> impl Strategy<Value = Sample> {
 /// batches of (series 1..=3, samples)
 fn arb_batches() -> impl Strategy<Value = Vec<Vec<(u64, Vec<Sample>)>>> {
     proptest::collection::vec(
-        proptest::collection::vec((1u64..=3, proptest::collection::vec(arb_sample(), 0..20)), 1..4),
+        proptest::collection::vec(
+            (1u64..=3, proptest::collection::vec(arb_sample(), 0..20)),
+            1..4,
+        ),
         1..12,
     )
 }
@@ -78,24 +96,64 @@ proptest! {
 fn replayed_sequence_is_stored_once() {
     let dir = tempfile::tempdir().unwrap();
     let store = Store::open(dir.path(), small_window()).unwrap();
-    let batch = vec![(1, vec![Sample { ts_ms: 5, value: 1.0, quality: Quality::Ok }])];
-    assert_eq!(write(&store, "h", 1, batch.clone()), IngestOutcome::Stored { samples: 1 });
-    assert_eq!(write(&store, "h", 1, batch.clone()), IngestOutcome::Duplicate);
-    assert_eq!(write(&store, "h", 2, batch), IngestOutcome::Stored { samples: 1 });
+    let batch = vec![(
+        1,
+        vec![Sample {
+            ts_ms: 5,
+            value: 1.0,
+            quality: Quality::Ok,
+        }],
+    )];
+    assert_eq!(
+        write(&store, "h", 1, batch.clone()),
+        IngestOutcome::Stored { samples: 1 }
+    );
+    assert_eq!(
+        write(&store, "h", 1, batch.clone()),
+        IngestOutcome::Duplicate
+    );
+    assert_eq!(
+        write(&store, "h", 2, batch),
+        IngestOutcome::Stored { samples: 1 }
+    );
     assert_eq!(store.range(1, 0, 10).unwrap().len(), 2);
     assert_eq!(store.host("h").unwrap().unwrap().stored_samples, 2);
     assert_eq!(store.last_sequence("h", 7).unwrap(), 2);
-    assert_eq!(store.last_sequence("h", 8).unwrap(), 0, "epochs are independent");
+    assert_eq!(
+        store.last_sequence("h", 8).unwrap(),
+        0,
+        "epochs are independent"
+    );
 }
 
 #[test]
 fn rollups_match_brute_force_and_skip_bad_quality() {
     let dir = tempfile::tempdir().unwrap();
-    let store = Store::open(dir.path(), StoreConfig { window: Duration::from_secs(7200), ..small_window() }).unwrap();
-    let mut samples: Vec<Sample> =
-        (0..7200).map(|i| Sample { ts_ms: i * 1000, value: (i % 97) as f64, quality: Quality::Ok }).collect();
-    samples.push(Sample { ts_ms: 1500, value: 1e9, quality: Quality::Unreadable });
-    samples.push(Sample { ts_ms: 1600, value: f64::NAN, quality: Quality::Ok });
+    let store = Store::open(
+        dir.path(),
+        StoreConfig {
+            window: Duration::from_secs(7200),
+            ..small_window()
+        },
+    )
+    .unwrap();
+    let mut samples: Vec<Sample> = (0..7200)
+        .map(|i| Sample {
+            ts_ms: i * 1000,
+            value: (i % 97) as f64,
+            quality: Quality::Ok,
+        })
+        .collect();
+    samples.push(Sample {
+        ts_ms: 1500,
+        value: 1e9,
+        quality: Quality::Unreadable,
+    });
+    samples.push(Sample {
+        ts_ms: 1600,
+        value: f64::NAN,
+        quality: Quality::Ok,
+    });
     write(&store, "h", 1, vec![(9, samples.clone())]);
     let live = store.rollup(9, Resolution::Minute, 0, 7_200_000).unwrap();
     store.compact(i64::MAX).unwrap();
@@ -114,15 +172,40 @@ fn rollups_match_brute_force_and_skip_bad_quality() {
 #[test]
 fn retention_drops_old_windows_only() {
     let dir = tempfile::tempdir().unwrap();
-    let cfg = StoreConfig { raw_retention: Duration::from_secs(120), ..small_window() };
+    let cfg = StoreConfig {
+        raw_retention: Duration::from_secs(120),
+        ..small_window()
+    };
     let store = Store::open(dir.path(), cfg).unwrap();
     let (key, _) = store
-        .resolve_series(&SeriesId { host: "h".into(), metric: "m".into(), component: "c".into(), labels: Default::default() }, "count")
+        .resolve_series(
+            &SeriesId {
+                host: "h".into(),
+                metric: "m".into(),
+                component: "c".into(),
+                labels: Default::default(),
+            },
+            "count",
+        )
         .unwrap();
-    let s = |ts_ms| Sample { ts_ms, value: 1.0, quality: Quality::Ok };
-    write(&store, "h", 1, vec![(key, vec![s(0), s(61_000), s(300_000)])]);
+    let s = |ts_ms| Sample {
+        ts_ms,
+        value: 1.0,
+        quality: Quality::Ok,
+    };
+    write(
+        &store,
+        "h",
+        1,
+        vec![(key, vec![s(0), s(61_000), s(300_000)])],
+    );
     store.enforce_retention(300_000).unwrap();
-    let left: Vec<i64> = store.range(key, i64::MIN, i64::MAX).unwrap().iter().map(|s| s.ts_ms).collect();
+    let left: Vec<i64> = store
+        .range(key, i64::MIN, i64::MAX)
+        .unwrap()
+        .iter()
+        .map(|s| s.ts_ms)
+        .collect();
     assert_eq!(left, vec![300_000]);
 }
 
@@ -130,23 +213,46 @@ fn retention_drops_old_windows_only() {
 fn late_samples_into_a_sealed_window_are_merged() {
     let dir = tempfile::tempdir().unwrap();
     let store = Store::open(dir.path(), small_window()).unwrap();
-    let s = |ts_ms, v| Sample { ts_ms, value: v, quality: Quality::Ok };
+    let s = |ts_ms, v| Sample {
+        ts_ms,
+        value: v,
+        quality: Quality::Ok,
+    };
     write(&store, "h", 1, vec![(1, vec![s(10, 1.0), s(30, 3.0)])]);
     assert_eq!(store.compact(i64::MAX).unwrap().windows_sealed, 1);
     write(&store, "h", 2, vec![(1, vec![s(20, 2.0)])]);
     let stats = store.compact(i64::MAX).unwrap();
-    assert_eq!(stats, CompactStats { windows_sealed: 1, partials_merged: 1 });
-    let vals: Vec<f64> = store.range(1, 0, 60_000).unwrap().iter().map(|s| s.value).collect();
+    assert_eq!(
+        stats,
+        CompactStats {
+            windows_sealed: 1,
+            partials_merged: 1
+        }
+    );
+    let vals: Vec<f64> = store
+        .range(1, 0, 60_000)
+        .unwrap()
+        .iter()
+        .map(|s| s.value)
+        .collect();
     assert_eq!(vals, vec![1.0, 2.0, 3.0]);
 }
 
 #[test]
 fn series_keys_are_stable_across_reopen() {
     let dir = tempfile::tempdir().unwrap();
-    let id = |m: &str| SeriesId { host: "h".into(), metric: m.into(), component: "FAN1".into(), labels: Default::default() };
+    let id = |m: &str| SeriesId {
+        host: "h".into(),
+        metric: m.into(),
+        component: "FAN1".into(),
+        labels: Default::default(),
+    };
     let (a, b) = {
         let store = Store::open(dir.path(), small_window()).unwrap();
-        (store.resolve_series(&id("a"), "rpm").unwrap(), store.resolve_series(&id("b"), "rpm").unwrap())
+        (
+            store.resolve_series(&id("a"), "rpm").unwrap(),
+            store.resolve_series(&id("b"), "rpm").unwrap(),
+        )
     };
     assert!(a.1 && b.1 && a.0 != b.0);
     let store = Store::open(dir.path(), small_window()).unwrap();

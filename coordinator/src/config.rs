@@ -1,0 +1,357 @@
+//! Coordinator configuration: TOML wire form ([`RawConfig`], `deny_unknown_fields`,
+//! named defaults) validated into [`Config`], which is always usable.
+
+use crate::store::StoreConfig;
+use serde::Deserialize;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:7443";
+pub const DEFAULT_DATA_DIR: &str = "/var/lib/umbra/coordinator";
+pub const DEFAULT_MAX_MESSAGE_BYTES: usize = 4 * 1024 * 1024;
+pub const DEFAULT_MAX_STREAMS_PER_CONNECTION: u32 = 16;
+pub const DEFAULT_MAX_SAMPLES_PER_SECOND_PER_AGENT: u32 = 200_000;
+pub const DEFAULT_MAX_SAMPLES_PER_BATCH: u32 = 200_000;
+pub const DEFAULT_COMPACTION_INTERVAL: Duration = Duration::from_secs(60);
+
+/// Invalid configuration.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("reading {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{path}: {source}")]
+    Parse {
+        path: String,
+        source: toml::de::Error,
+    },
+    #[error("{0}")]
+    Invalid(String),
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawConfig {
+    #[serde(default)]
+    pub server: RawServer,
+    #[serde(default)]
+    pub tls: RawTls,
+    #[serde(default)]
+    pub storage: RawStorage,
+    #[serde(default)]
+    pub limits: RawLimits,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawServer {
+    /// Address of the gRPC listener (telemetry ingest and fleet API).
+    #[serde(default = "default_listen")]
+    pub listen: String,
+    /// Name reported to agents in `Welcome`.
+    #[serde(default)]
+    pub id: Option<String>,
+}
+
+impl Default for RawServer {
+    fn default() -> Self {
+        RawServer {
+            listen: default_listen(),
+            id: None,
+        }
+    }
+}
+
+fn default_listen() -> String {
+    DEFAULT_LISTEN.to_owned()
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawTls {
+    /// PEM server certificate chain.
+    pub cert: Option<PathBuf>,
+    /// PEM private key (keep it mode 0600 or in a systemd credential).
+    pub key: Option<PathBuf>,
+    /// PEM CA bundle for client certificates: when set, every client must
+    /// present a certificate signed by it (mutual TLS).
+    pub client_ca: Option<PathBuf>,
+    /// Serve without TLS. Only allowed on a loopback address, for demos.
+    #[serde(default)]
+    pub insecure_plaintext: bool,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawStorage {
+    #[serde(default = "default_data_dir")]
+    pub data_dir: PathBuf,
+    #[serde(default = "default_window", with = "humantime_serde")]
+    pub chunk_window: Duration,
+    #[serde(default = "default_seal_grace", with = "humantime_serde")]
+    pub seal_grace: Duration,
+    /// fsync the RocksDB WAL before acknowledging a batch.
+    #[serde(default = "default_true")]
+    pub sync_writes: bool,
+    #[serde(default = "default_raw_retention", with = "humantime_serde")]
+    pub raw_retention: Duration,
+    #[serde(default = "default_rollup_1m_retention", with = "humantime_serde")]
+    pub rollup_1m_retention: Duration,
+    #[serde(default = "default_rollup_1h_retention", with = "humantime_serde")]
+    pub rollup_1h_retention: Duration,
+    #[serde(default = "default_compaction_interval", with = "humantime_serde")]
+    pub compaction_interval: Duration,
+}
+
+impl Default for RawStorage {
+    fn default() -> Self {
+        toml::from_str("").expect("all storage fields have defaults")
+    }
+}
+
+fn default_data_dir() -> PathBuf {
+    PathBuf::from(DEFAULT_DATA_DIR)
+}
+fn default_window() -> Duration {
+    StoreConfig::default().window
+}
+fn default_seal_grace() -> Duration {
+    StoreConfig::default().seal_grace
+}
+const fn default_true() -> bool {
+    true
+}
+fn default_raw_retention() -> Duration {
+    StoreConfig::default().raw_retention
+}
+fn default_rollup_1m_retention() -> Duration {
+    StoreConfig::default().rollup_1m_retention
+}
+fn default_rollup_1h_retention() -> Duration {
+    StoreConfig::default().rollup_1h_retention
+}
+const fn default_compaction_interval() -> Duration {
+    DEFAULT_COMPACTION_INTERVAL
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawLimits {
+    /// Largest accepted gRPC message, bytes.
+    #[serde(default = "default_max_message_bytes")]
+    pub max_message_bytes: usize,
+    /// HTTP/2 concurrent streams per connection.
+    #[serde(default = "default_max_streams")]
+    pub max_concurrent_streams_per_connection: u32,
+    /// Token-bucket rate per agent; faster agents are slowed down (back-pressure), not dropped.
+    #[serde(default = "default_rate")]
+    pub max_samples_per_second_per_agent: u32,
+    /// Larger batches are refused as malformed.
+    #[serde(default = "default_batch")]
+    pub max_samples_per_batch: u32,
+}
+
+impl Default for RawLimits {
+    fn default() -> Self {
+        toml::from_str("").expect("all limit fields have defaults")
+    }
+}
+
+const fn default_max_message_bytes() -> usize {
+    DEFAULT_MAX_MESSAGE_BYTES
+}
+const fn default_max_streams() -> u32 {
+    DEFAULT_MAX_STREAMS_PER_CONNECTION
+}
+const fn default_rate() -> u32 {
+    DEFAULT_MAX_SAMPLES_PER_SECOND_PER_AGENT
+}
+const fn default_batch() -> u32 {
+    DEFAULT_MAX_SAMPLES_PER_BATCH
+}
+
+/// TLS mode of the listener.
+#[derive(Debug, Clone)]
+pub enum Tls {
+    /// Loopback only; logged loudly at start.
+    InsecurePlaintext,
+    Server {
+        cert: PathBuf,
+        key: PathBuf,
+        client_ca: Option<PathBuf>,
+    },
+}
+
+/// Validated coordinator configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub listen: SocketAddr,
+    pub id: String,
+    pub tls: Tls,
+    pub data_dir: PathBuf,
+    pub store: StoreConfig,
+    pub compaction_interval: Duration,
+    pub max_message_bytes: usize,
+    pub max_streams_per_connection: u32,
+    pub max_samples_per_second_per_agent: u32,
+    pub max_samples_per_batch: u32,
+}
+
+impl RawConfig {
+    pub fn parse(text: &str, origin: &str) -> Result<RawConfig, ConfigError> {
+        toml::from_str(text).map_err(|source| ConfigError::Parse {
+            path: origin.to_owned(),
+            source,
+        })
+    }
+
+    pub fn validate(self) -> Result<Config, ConfigError> {
+        let bad = |m: String| Err(ConfigError::Invalid(m));
+        let listen: SocketAddr = match self.server.listen.parse() {
+            Ok(a) => a,
+            Err(e) => return bad(format!("server.listen {:?}: {e}", self.server.listen)),
+        };
+        let tls = match (self.tls.insecure_plaintext, self.tls.cert, self.tls.key) {
+            (true, None, None) => {
+                if !listen.ip().is_loopback() {
+                    return bad(format!(
+                        "tls.insecure_plaintext is only allowed on a loopback address, not {listen}"
+                    ));
+                }
+                Tls::InsecurePlaintext
+            }
+            (true, _, _) => {
+                return bad("tls.insecure_plaintext conflicts with tls.cert/tls.key".into())
+            }
+            (false, Some(cert), Some(key)) => {
+                for p in [Some(&cert), Some(&key), self.tls.client_ca.as_ref()]
+                    .into_iter()
+                    .flatten()
+                {
+                    if !p.is_file() {
+                        return bad(format!("TLS file {} does not exist", p.display()));
+                    }
+                }
+                Tls::Server {
+                    cert,
+                    key,
+                    client_ca: self.tls.client_ca,
+                }
+            }
+            (false, _, _) => {
+                return bad(
+                    "set tls.cert and tls.key (or tls.insecure_plaintext = true on loopback)"
+                        .into(),
+                )
+            }
+        };
+        let s = self.storage;
+        for (name, d) in [
+            ("storage.chunk_window", s.chunk_window),
+            ("storage.raw_retention", s.raw_retention),
+            ("storage.compaction_interval", s.compaction_interval),
+        ] {
+            if d.is_zero() {
+                return bad(format!("{name} must be > 0"));
+            }
+        }
+        if s.raw_retention < s.chunk_window {
+            return bad("storage.raw_retention must be at least one chunk_window".into());
+        }
+        let l = self.limits;
+        if l.max_message_bytes < 1024 || l.max_concurrent_streams_per_connection == 0 {
+            return bad(
+                "limits: max_message_bytes >= 1024 and max_concurrent_streams_per_connection >= 1"
+                    .into(),
+            );
+        }
+        if l.max_samples_per_second_per_agent == 0 || l.max_samples_per_batch == 0 {
+            return bad("limits: sample rates and batch sizes must be >= 1".into());
+        }
+        Ok(Config {
+            listen,
+            id: self
+                .server
+                .id
+                .unwrap_or_else(|| format!("umbra-coordinator@{listen}")),
+            tls,
+            data_dir: s.data_dir,
+            store: StoreConfig {
+                window: s.chunk_window,
+                seal_grace: s.seal_grace,
+                sync_writes: s.sync_writes,
+                raw_retention: s.raw_retention,
+                rollup_1m_retention: s.rollup_1m_retention,
+                rollup_1h_retention: s.rollup_1h_retention,
+            },
+            compaction_interval: s.compaction_interval,
+            max_message_bytes: l.max_message_bytes,
+            max_streams_per_connection: l.max_concurrent_streams_per_connection,
+            max_samples_per_second_per_agent: l.max_samples_per_second_per_agent,
+            max_samples_per_batch: l.max_samples_per_batch,
+        })
+    }
+}
+
+/// Read, parse and validate a config file.
+pub fn load(path: &Path) -> Result<Config, ConfigError> {
+    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+        path: path.to_owned(),
+        source,
+    })?;
+    RawConfig::parse(&text, &path.display().to_string())?.validate()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn packaged_config_parses_and_validates_except_tls_files() {
+        let path = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../packaging/config/coordinator.toml"
+        );
+        let raw = RawConfig::parse(&std::fs::read_to_string(path).unwrap(), path).unwrap();
+        // The packaged file points at /etc/umbra/tls/*, absent here: exactly that must be the complaint.
+        let err = raw.validate().unwrap_err().to_string();
+        assert!(err.contains("/etc/umbra/tls/"), "{err}");
+    }
+
+    #[test]
+    fn demo_config_validates() {
+        let path = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../packaging/config/coordinator-demo.toml"
+        );
+        let cfg = load(Path::new(path)).unwrap();
+        assert!(matches!(cfg.tls, Tls::InsecurePlaintext));
+    }
+
+    #[test]
+    fn plaintext_refused_off_loopback() {
+        let raw = RawConfig::parse(
+            "[server]\nlisten = \"0.0.0.0:7443\"\n[tls]\ninsecure_plaintext = true\n",
+            "t",
+        )
+        .unwrap();
+        assert!(raw.validate().unwrap_err().to_string().contains("loopback"));
+    }
+
+    #[test]
+    fn unknown_keys_are_rejected() {
+        let err = RawConfig::parse("[storage]\nretention = \"1d\"\n", "t")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("retention"), "{err}");
+    }
+
+    #[test]
+    fn missing_tls_is_an_error_not_a_silent_plaintext() {
+        let raw = RawConfig::parse("", "t").unwrap();
+        assert!(raw.validate().unwrap_err().to_string().contains("tls.cert"));
+    }
+}

@@ -1,0 +1,463 @@
+//! `umbractl`: fleet status, series and events over the fleet gRPC API.
+//!
+//! Output goes to the given writer so tests can check it.
+
+use anyhow::{bail, Context, Result};
+use clap::{Args, Parser, Subcommand};
+use proto::fleet::v1::{self as pb, fleet_client::FleetClient};
+use std::io::Write;
+use std::path::PathBuf;
+use std::time::Duration;
+use tonic::transport::{Certificate, Channel, ClientTlsConfig, Identity};
+
+#[derive(Parser, Debug)]
+#[command(name = "umbractl", version, about = "Umbra fleet CLI")]
+pub struct Cli {
+    #[command(flatten)]
+    pub conn: Connection,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// How to reach the coordinator.
+#[derive(Args, Debug, Clone)]
+pub struct Connection {
+    /// Coordinator URL: https://host:7443 (TLS) or http://127.0.0.1:7443 (plaintext demo).
+    #[arg(
+        long,
+        global = true,
+        env = "UMBRA_COORDINATOR",
+        default_value = "http://127.0.0.1:7443"
+    )]
+    pub coordinator: String,
+    /// CA bundle that signed the coordinator's certificate.
+    #[arg(long, global = true, env = "UMBRA_CA")]
+    pub ca: Option<PathBuf>,
+    /// Client certificate (mutual TLS).
+    #[arg(long, global = true, env = "UMBRA_CERT", requires = "key")]
+    pub cert: Option<PathBuf>,
+    /// Client key (mutual TLS).
+    #[arg(long, global = true, env = "UMBRA_KEY", requires = "cert")]
+    pub key: Option<PathBuf>,
+    /// Name to verify in the coordinator's certificate (default: the URL's host).
+    #[arg(long, global = true)]
+    pub server_name: Option<String>,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Table of hosts: profile, last seen, sample rate, spool backlog.
+    Hosts {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Samples of a host's series, with a sparkline per series.
+    Series {
+        host: String,
+        /// Substring of the metric name.
+        metric: Option<String>,
+        /// How far back, e.g. 15m, 1h, 7d.
+        #[arg(long, default_value = "1h", value_parser = humantime::parse_duration)]
+        since: Duration,
+        /// Print every sample as JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+        /// Use 1m or 1h rollups instead of raw samples.
+        #[arg(long, value_parser = ["1m", "1h"])]
+        rollup: Option<String>,
+    },
+    /// Follow fleet events (connects, drops, rejects, new series).
+    Watch {
+        /// Stop after this many events.
+        #[arg(long)]
+        count: Option<u64>,
+    },
+    /// Store statistics.
+    Stats,
+}
+
+pub async fn connect(conn: &Connection) -> Result<FleetClient<Channel>> {
+    let mut ep = Channel::from_shared(conn.coordinator.clone())
+        .with_context(|| format!("bad coordinator URL {:?}", conn.coordinator))?
+        .connect_timeout(Duration::from_secs(5));
+    if conn.coordinator.starts_with("https://") {
+        let mut tls = ClientTlsConfig::new();
+        if let Some(ca) = &conn.ca {
+            tls = tls.ca_certificate(Certificate::from_pem(
+                std::fs::read(ca).with_context(|| format!("reading {}", ca.display()))?,
+            ));
+        }
+        if let (Some(c), Some(k)) = (&conn.cert, &conn.key) {
+            tls = tls.identity(Identity::from_pem(std::fs::read(c)?, std::fs::read(k)?));
+        }
+        if let Some(n) = &conn.server_name {
+            tls = tls.domain_name(n.clone());
+        }
+        ep = ep.tls_config(tls)?;
+    }
+    let ch = ep
+        .connect()
+        .await
+        .with_context(|| format!("connecting to {}", conn.coordinator))?;
+    Ok(FleetClient::new(ch))
+}
+
+pub async fn run(cli: Cli, out: &mut dyn Write) -> Result<()> {
+    let mut client = connect(&cli.conn).await?;
+    match cli.command {
+        Command::Hosts { json } => hosts(&mut client, json, out).await,
+        Command::Series {
+            host,
+            metric,
+            since,
+            json,
+            rollup,
+        } => {
+            series(
+                &mut client,
+                &host,
+                metric.as_deref().unwrap_or(""),
+                since,
+                json,
+                rollup.as_deref(),
+                out,
+            )
+            .await
+        }
+        Command::Watch { count } => watch(&mut client, count, out).await,
+        Command::Stats => {
+            let s = client
+                .store_stats(pb::StoreStatsRequest {})
+                .await?
+                .into_inner();
+            writeln!(out, "series            {}", s.series)?;
+            writeln!(
+                out,
+                "samples ingested  {} (since start)",
+                s.samples_ingested
+            )?;
+            writeln!(
+                out,
+                "batches ingested  {} ({} duplicate, {} rejected)",
+                s.batches_ingested, s.duplicate_batches, s.rejected_batches
+            )?;
+            writeln!(out, "disk (SST)        {} bytes", s.disk_bytes)?;
+            Ok(())
+        }
+    }
+}
+
+fn ago(ms: i64) -> String {
+    if ms <= 0 {
+        return "never".into();
+    }
+    let d = (crate::now_ms() - ms).max(0) / 1000;
+    match d {
+        0..=59 => format!("{d}s ago"),
+        60..=3599 => format!("{}m ago", d / 60),
+        3600..=86_399 => format!("{}h ago", d / 3600),
+        _ => format!("{}d ago", d / 86_400),
+    }
+}
+
+/// Left-aligned text table.
+fn table(rows: &[Vec<String>], out: &mut dyn Write) -> Result<()> {
+    let cols = rows.first().map_or(0, Vec::len);
+    let widths: Vec<usize> = (0..cols)
+        .map(|c| rows.iter().map(|r| r[c].chars().count()).max().unwrap_or(0))
+        .collect();
+    for r in rows {
+        let line: Vec<String> = r
+            .iter()
+            .zip(&widths)
+            .map(|(cell, w)| format!("{cell:<w$}"))
+            .collect();
+        writeln!(out, "{}", line.join("  ").trim_end())?;
+    }
+    Ok(())
+}
+
+async fn hosts(client: &mut FleetClient<Channel>, json: bool, out: &mut dyn Write) -> Result<()> {
+    let hosts = client
+        .list_hosts(pb::ListHostsRequest {})
+        .await?
+        .into_inner()
+        .hosts;
+    if json {
+        let v: Vec<_> = hosts
+            .iter()
+            .map(|h| {
+                serde_json::json!({
+                    "host": h.host_id, "profile": h.hwprofile_id, "connected": h.connected,
+                    "last_seen_unix_ms": h.last_seen_unix_ms, "sample_rate": h.sample_rate,
+                    "series": h.series_count, "backlog_batches": h.backlog_batches,
+                    "backlog_samples": h.backlog_samples, "produced_samples": h.produced_samples,
+                    "dropped_samples": h.dropped_samples, "rejected_samples": h.rejected_samples,
+                    "stored_samples": h.stored_samples,
+                    "rack": h.rack, "pdu": h.pdu, "tor": h.tor, "site": h.site,
+                })
+            })
+            .collect();
+        writeln!(out, "{}", serde_json::to_string_pretty(&v)?)?;
+        return Ok(());
+    }
+    let mut rows = vec![[
+        "HOST",
+        "PROFILE",
+        "STATE",
+        "LAST SEEN",
+        "RATE/s",
+        "SERIES",
+        "BACKLOG",
+        "DROPPED",
+        "STORED",
+        "RACK",
+    ]
+    .map(String::from)
+    .to_vec()];
+    for h in &hosts {
+        rows.push(vec![
+            h.host_id.clone(),
+            h.hwprofile_id.clone(),
+            if h.connected { "up" } else { "down" }.into(),
+            ago(h.last_seen_unix_ms),
+            format!("{:.1}", h.sample_rate),
+            h.series_count.to_string(),
+            format!("{} batches", h.backlog_batches),
+            h.dropped_samples.to_string(),
+            h.stored_samples.to_string(),
+            h.rack.clone(),
+        ]);
+    }
+    table(&rows, out)?;
+    if hosts.is_empty() {
+        writeln!(out, "(no hosts have connected yet)")?;
+    }
+    Ok(())
+}
+
+/// Eight-level block sparkline of the finite values, resampled to `width`.
+pub fn sparkline(values: &[f64], width: usize) -> String {
+    const BARS: [char; 8] = ['▁', '▂', '▃', '▄', '▅', '▆', '▇', '█'];
+    let finite: Vec<f64> = values.iter().copied().filter(|v| v.is_finite()).collect();
+    if finite.is_empty() || width == 0 {
+        return String::new();
+    }
+    let (lo, hi) = finite
+        .iter()
+        .fold((f64::INFINITY, f64::NEG_INFINITY), |(l, h), &v| {
+            (l.min(v), h.max(v))
+        });
+    let n = finite.len().min(width);
+    (0..n)
+        .map(|i| {
+            // mean of the slice of samples that falls into column i
+            let a = i * finite.len() / n;
+            let b = ((i + 1) * finite.len() / n).max(a + 1);
+            #[allow(clippy::cast_precision_loss)]
+            let mean = finite[a..b].iter().sum::<f64>() / (b - a) as f64;
+            let level = if hi > lo {
+                ((mean - lo) / (hi - lo) * 7.0).round()
+            } else {
+                3.0
+            };
+            #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
+            BARS[(level as usize).min(7)]
+        })
+        .collect()
+}
+
+fn fmt_value(v: f64) -> String {
+    if v.is_finite() && v.fract() == 0.0 && v.abs() < 1e15 {
+        format!("{v:.0}")
+    } else {
+        format!("{v:.3}")
+    }
+}
+
+async fn series(
+    client: &mut FleetClient<Channel>,
+    host: &str,
+    metric: &str,
+    since: Duration,
+    json: bool,
+    rollup: Option<&str>,
+    out: &mut dyn Write,
+) -> Result<()> {
+    let start_ms = crate::now_ms() - i64::try_from(since.as_millis()).unwrap_or(i64::MAX / 2);
+    if let Some(r) = rollup {
+        let resolution_ms = if r == "1h" { 3_600_000 } else { 60_000 };
+        let resp = client
+            .query_rollup(pb::QueryRollupRequest {
+                host_id: host.into(),
+                metric: metric.into(),
+                start_ms,
+                end_ms: 0,
+                resolution_ms,
+            })
+            .await?
+            .into_inner();
+        let mut rows = vec![["SERIES", "BUCKETS", "MIN", "MEAN", "MAX", "TREND (mean)"]
+            .map(String::from)
+            .to_vec()];
+        for s in resp.series {
+            let info = s.series.unwrap_or_default();
+            let means: Vec<f64> = s.buckets.iter().map(|b| b.mean).collect();
+            let min = s
+                .buckets
+                .iter()
+                .map(|b| b.min)
+                .fold(f64::INFINITY, f64::min);
+            let max = s
+                .buckets
+                .iter()
+                .map(|b| b.max)
+                .fold(f64::NEG_INFINITY, f64::max);
+            #[allow(clippy::cast_precision_loss)]
+            let mean = means.iter().sum::<f64>() / means.len().max(1) as f64;
+            rows.push(vec![
+                label(&info),
+                s.buckets.len().to_string(),
+                fmt_value(min),
+                fmt_value(mean),
+                fmt_value(max),
+                sparkline(&means, 40),
+            ]);
+        }
+        return table(&rows, out);
+    }
+    let resp = client
+        .query_range(pb::QueryRangeRequest {
+            host_id: host.into(),
+            metric: metric.into(),
+            start_ms,
+            end_ms: 0,
+            limit: 0,
+        })
+        .await?
+        .into_inner();
+    if resp.series.is_empty() {
+        bail!("no series for host {host:?} matching {metric:?}");
+    }
+    if json {
+        let v: Vec<_> = resp
+            .series
+            .iter()
+            .map(|s| {
+                let info = s.series.clone().unwrap_or_default();
+                serde_json::json!({
+                    "host": info.host_id, "metric": info.metric, "component": info.component, "unit": info.unit,
+                    "labels": info.labels,
+                    "samples": s.samples.iter().map(|x| serde_json::json!([x.timestamp_ms, if x.value.is_finite() { serde_json::json!(x.value) } else { serde_json::json!(x.value.to_string()) }, x.quality])).collect::<Vec<_>>(),
+                })
+            })
+            .collect();
+        writeln!(out, "{}", serde_json::to_string_pretty(&v)?)?;
+        return Ok(());
+    }
+    let mut rows = vec![["SERIES", "UNIT", "N", "LAST", "MIN", "MAX", "TREND"]
+        .map(String::from)
+        .to_vec()];
+    for s in &resp.series {
+        let info = s.series.clone().unwrap_or_default();
+        let vals: Vec<f64> = s
+            .samples
+            .iter()
+            .filter(|x| x.quality == 0)
+            .map(|x| x.value)
+            .collect();
+        let min = vals.iter().copied().fold(f64::INFINITY, f64::min);
+        let max = vals.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+        let last = s.samples.last().map_or("-".into(), |x| {
+            if x.quality == 0 {
+                fmt_value(x.value)
+            } else {
+                format!("({})", quality_name(x.quality))
+            }
+        });
+        rows.push(vec![
+            label(&info),
+            info.unit.clone(),
+            s.samples.len().to_string(),
+            last,
+            if vals.is_empty() {
+                "-".into()
+            } else {
+                fmt_value(min)
+            },
+            if vals.is_empty() {
+                "-".into()
+            } else {
+                fmt_value(max)
+            },
+            sparkline(&vals, 40),
+        ]);
+    }
+    table(&rows, out)
+}
+
+fn quality_name(q: u32) -> &'static str {
+    match q {
+        0 => "ok",
+        1 => "nan",
+        2 => "stale",
+        _ => "unreadable",
+    }
+}
+
+fn label(info: &pb::SeriesInfo) -> String {
+    let mut s = format!("{}{{component={}", info.metric, info.component);
+    let mut labels: Vec<_> = info.labels.iter().collect();
+    labels.sort();
+    for (k, v) in labels {
+        s.push_str(&format!(",{k}={v}"));
+    }
+    s.push('}');
+    s
+}
+
+async fn watch(
+    client: &mut FleetClient<Channel>,
+    count: Option<u64>,
+    out: &mut dyn Write,
+) -> Result<()> {
+    let mut stream = client
+        .watch_events(pb::WatchEventsRequest {})
+        .await?
+        .into_inner();
+    let mut seen = 0u64;
+    while let Some(ev) = stream.message().await? {
+        let secs = ev.timestamp_ms / 1000;
+        let (h, m, s) = ((secs / 3600) % 24, (secs / 60) % 60, secs % 60);
+        writeln!(
+            out,
+            "{h:02}:{m:02}:{s:02}Z  {:<14} {:<20} {}",
+            ev.kind, ev.host_id, ev.detail
+        )?;
+        out.flush()?;
+        seen += 1;
+        if count.is_some_and(|c| seen >= c) {
+            break;
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sparkline_spans_min_to_max() {
+        let s = sparkline(&[0.0, 1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0], 8);
+        assert_eq!(s, "▁▂▃▄▅▆▇█");
+        assert_eq!(sparkline(&[5.0, 5.0], 10), "▄▄");
+        assert_eq!(sparkline(&[f64::NAN], 10), "");
+        assert_eq!(
+            sparkline(&(0..1000).map(f64::from).collect::<Vec<_>>(), 10)
+                .chars()
+                .count(),
+            10
+        );
+    }
+}

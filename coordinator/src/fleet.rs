@@ -1,0 +1,225 @@
+//! `umbra.fleet.v1.Fleet`: the admin API behind `umbractl`.
+
+use crate::ingest::Ingest;
+use crate::model::{Sample, SeriesMeta};
+use crate::store::{Resolution, Store, StoreError};
+use proto::fleet::v1 as pb;
+use std::pin::Pin;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use tokio_stream::{wrappers::BroadcastStream, Stream, StreamExt};
+use tonic::{Request, Response, Status};
+
+#[derive(Debug, Clone)]
+pub struct FleetService(pub Arc<Ingest>);
+
+fn store_status(e: StoreError) -> Status {
+    Status::internal(e.to_string())
+}
+
+async fn with_store<T: Send + 'static>(
+    ingest: &Arc<Ingest>,
+    f: impl FnOnce(&Store) -> Result<T, StoreError> + Send + 'static,
+) -> Result<T, Status> {
+    let store = ingest.store.clone();
+    tokio::task::spawn_blocking(move || f(&store))
+        .await
+        .map_err(|e| Status::internal(e.to_string()))?
+        .map_err(store_status)
+}
+
+fn info(m: &SeriesMeta) -> pb::SeriesInfo {
+    pb::SeriesInfo {
+        series_key: m.key,
+        host_id: m.id.host.clone(),
+        metric: m.id.metric.clone(),
+        component: m.id.component.clone(),
+        unit: m.unit.clone(),
+        labels: m.id.labels.clone().into_iter().collect(),
+    }
+}
+
+fn sample(s: &Sample) -> pb::Sample {
+    pb::Sample {
+        timestamp_ms: s.ts_ms,
+        value: s.value,
+        quality: u32::from(s.quality as u8),
+    }
+}
+
+/// Series of `host` whose metric contains `metric` (all when empty).
+fn matching(store: &Store, host: &str, metric: &str) -> Result<Vec<SeriesMeta>, StoreError> {
+    let host = (!host.is_empty()).then_some(host);
+    Ok(store
+        .series(host)?
+        .into_iter()
+        .filter(|m| metric.is_empty() || m.id.metric.contains(metric))
+        .collect())
+}
+
+#[tonic::async_trait]
+impl pb::fleet_server::Fleet for FleetService {
+    async fn list_hosts(
+        &self,
+        _: Request<pb::ListHostsRequest>,
+    ) -> Result<Response<pb::ListHostsResponse>, Status> {
+        let records = with_store(&self.0, |s| s.hosts()).await?;
+        let hosts = records
+            .into_iter()
+            .map(|r| pb::Host {
+                connected: self.0.is_connected(&r.host_id),
+                host_id: r.host_id,
+                hwprofile_id: r.hwprofile_id,
+                agent_version: r.agent_version,
+                site: r.failure_domain.site,
+                rack: r.failure_domain.rack,
+                pdu: r.failure_domain.pdu,
+                tor: r.failure_domain.tor,
+                last_seen_unix_ms: r.last_seen_ms,
+                sample_rate: r.sample_rate,
+                series_count: r.series_count,
+                backlog_batches: r.stats.backlog_batches,
+                backlog_samples: r.stats.backlog_samples,
+                produced_samples: r.stats.produced_samples,
+                dropped_samples: r.stats.dropped_samples,
+                stored_samples: r.stored_samples,
+                components: r.components.len() as u64,
+                rejected_samples: r.stats.rejected_samples,
+            })
+            .collect();
+        Ok(Response::new(pb::ListHostsResponse { hosts }))
+    }
+
+    async fn list_series(
+        &self,
+        req: Request<pb::ListSeriesRequest>,
+    ) -> Result<Response<pb::ListSeriesResponse>, Status> {
+        let r = req.into_inner();
+        let metas = with_store(&self.0, move |s| matching(s, &r.host_id, &r.metric)).await?;
+        Ok(Response::new(pb::ListSeriesResponse {
+            series: metas.iter().map(info).collect(),
+        }))
+    }
+
+    async fn query_range(
+        &self,
+        req: Request<pb::QueryRangeRequest>,
+    ) -> Result<Response<pb::QueryRangeResponse>, Status> {
+        let r = req.into_inner();
+        let end = if r.end_ms == 0 { i64::MAX } else { r.end_ms };
+        let series = with_store(&self.0, move |s| {
+            let mut out = Vec::new();
+            for m in matching(s, &r.host_id, &r.metric)? {
+                let mut samples = s.range(m.key, r.start_ms, end)?;
+                if r.limit > 0 && samples.len() > r.limit as usize {
+                    samples.drain(..samples.len() - r.limit as usize);
+                }
+                out.push(pb::SeriesData {
+                    series: Some(info(&m)),
+                    samples: samples.iter().map(sample).collect(),
+                });
+            }
+            Ok(out)
+        })
+        .await?;
+        Ok(Response::new(pb::QueryRangeResponse { series }))
+    }
+
+    async fn query_last(
+        &self,
+        req: Request<pb::QueryLastRequest>,
+    ) -> Result<Response<pb::QueryLastResponse>, Status> {
+        let r = req.into_inner();
+        let series = with_store(&self.0, move |s| {
+            let mut out = Vec::new();
+            for m in matching(s, &r.host_id, &r.metric)? {
+                let last = s.last(m.key)?;
+                out.push(pb::SeriesData {
+                    series: Some(info(&m)),
+                    samples: last.iter().map(sample).collect(),
+                });
+            }
+            Ok(out)
+        })
+        .await?;
+        Ok(Response::new(pb::QueryLastResponse { series }))
+    }
+
+    async fn query_rollup(
+        &self,
+        req: Request<pb::QueryRollupRequest>,
+    ) -> Result<Response<pb::QueryRollupResponse>, Status> {
+        let r = req.into_inner();
+        let res = Resolution::from_millis(r.resolution_ms)
+            .ok_or_else(|| Status::invalid_argument("resolution_ms must be 60000 or 3600000"))?;
+        let end = if r.end_ms == 0 {
+            crate::now_ms()
+        } else {
+            r.end_ms
+        };
+        let series = with_store(&self.0, move |s| {
+            let mut out = Vec::new();
+            for m in matching(s, &r.host_id, &r.metric)? {
+                let buckets = s.rollup(m.key, res, r.start_ms, end)?;
+                out.push(pb::RollupSeries {
+                    series: Some(info(&m)),
+                    buckets: buckets
+                        .iter()
+                        .map(|b| pb::RollupBucket {
+                            start_ms: b.start_ms,
+                            min: b.min,
+                            max: b.max,
+                            mean: b.mean(),
+                            count: b.count,
+                        })
+                        .collect(),
+                });
+            }
+            Ok(out)
+        })
+        .await?;
+        Ok(Response::new(pb::QueryRollupResponse { series }))
+    }
+
+    async fn store_stats(
+        &self,
+        _: Request<pb::StoreStatsRequest>,
+    ) -> Result<Response<pb::StoreStatsResponse>, Status> {
+        let (series, disk_bytes) = with_store(&self.0, |s| {
+            Ok((s.series(None)?.len() as u64, s.disk_bytes()?))
+        })
+        .await?;
+        let c = &self.0.counters;
+        Ok(Response::new(pb::StoreStatsResponse {
+            series,
+            samples_ingested: c.samples.load(Ordering::Relaxed),
+            batches_ingested: c.batches.load(Ordering::Relaxed),
+            duplicate_batches: c.duplicates.load(Ordering::Relaxed),
+            rejected_batches: c.rejected.load(Ordering::Relaxed),
+            disk_bytes,
+        }))
+    }
+
+    type WatchEventsStream = Pin<Box<dyn Stream<Item = Result<pb::FleetEvent, Status>> + Send>>;
+
+    async fn watch_events(
+        &self,
+        _: Request<pb::WatchEventsRequest>,
+    ) -> Result<Response<Self::WatchEventsStream>, Status> {
+        let stream = BroadcastStream::new(self.0.bus.subscribe()).map(|item| match item {
+            Ok(ev) => Ok(pb::FleetEvent {
+                timestamp_ms: ev.ts_ms,
+                host_id: ev.host,
+                kind: ev.kind.as_str().to_owned(),
+                detail: ev.detail,
+            }),
+            Err(lagged) => Ok(pb::FleetEvent {
+                timestamp_ms: crate::now_ms(),
+                host_id: String::new(),
+                kind: "lagged".to_owned(),
+                detail: lagged.to_string(),
+            }),
+        });
+        Ok(Response::new(Box::pin(stream)))
+    }
+}
