@@ -159,7 +159,9 @@ struct Session {
     slot: Arc<HostSlot>,
     series: HashMap<u32, u64>,
     record: HostRecord,
-    last_batch: Option<tokio::time::Instant>,
+    /// Samples stored since `rate_since`, folded into the rate every 2 s.
+    rate_samples: u64,
+    rate_since: tokio::time::Instant,
 }
 
 async fn run_stream(
@@ -297,7 +299,8 @@ async fn hello_session(ingest: &Arc<Ingest>, hello: pb::Hello) -> Result<Session
         slot,
         series: HashMap::new(),
         record,
-        last_batch: None,
+        rate_samples: 0,
+        rate_since: tokio::time::Instant::now(),
     };
     register_series(ingest, &mut session, hello.catalog).await?;
     let rec = session.record.clone();
@@ -467,18 +470,16 @@ async fn handle_batch(
         return Err(Status::aborted("superseded by a newer stream of this host"));
     }
     // Host record update, persisted in the same write as the samples.
-    let now = tokio::time::Instant::now();
-    if let Some(prev) = session.last_batch {
-        let dt = now.duration_since(prev).as_secs_f64().max(1e-3);
+    session.rate_samples += n;
+    let elapsed = session.rate_since.elapsed().as_secs_f64();
+    if elapsed >= 2.0 {
         #[allow(clippy::cast_precision_loss)]
-        let inst = n as f64 / dt;
-        session.record.sample_rate = if session.record.sample_rate == 0.0 {
-            inst
-        } else {
-            0.8 * session.record.sample_rate + 0.2 * inst
-        };
+        let inst = session.rate_samples as f64 / elapsed;
+        let r = &mut session.record.sample_rate;
+        *r = if *r == 0.0 { inst } else { 0.7 * *r + 0.3 * inst };
+        session.rate_samples = 0;
+        session.rate_since = tokio::time::Instant::now();
     }
-    session.last_batch = Some(now);
     session.record.last_seen_ms = crate::now_ms();
     if let Some(st) = batch.stats {
         let st = stats(st);

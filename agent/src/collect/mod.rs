@@ -1,0 +1,135 @@
+//! Collectors: a closed family behind one trait, registered in one tagged enum.
+//!
+//! Each protocol is one file. [`CollectorConfig`] is the only registration
+//! point (`protocol = "..."` in `[[collector]]`), and [`AnyCollector`] the only
+//! dispatch: adding a protocol means adding a variant to both, and the
+//! compiler finds every `match` to extend.
+//!
+//! Collectors never fail a whole poll for one bad sensor: a [`Poll`] carries
+//! readings *and* per-sensor faults; unreadable sensors are reported as
+//! readings with [`Quality::Unreadable`] so the gap is visible downstream.
+
+pub mod host;
+pub mod sim;
+
+use serde::Deserialize;
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::time::Duration;
+
+/// Identity of a series as the agent knows it (the catalog maps it to a compact id).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct SeriesKey {
+    pub metric: String,
+    pub component: String,
+    pub unit: String,
+    pub labels: BTreeMap<String, String>,
+}
+
+/// Trustworthiness of a reading (mirrors `umbra.telemetry.v1.Quality`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Quality {
+    Ok,
+    Nan,
+    Stale,
+    Unreadable,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Reading {
+    pub series: SeriesKey,
+    pub value: f64,
+    pub quality: Quality,
+}
+
+/// A sensor that could not be read, and why.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SensorFault {
+    pub sensor: String,
+    pub reason: String,
+}
+
+/// Result of one poll: partial success is the normal case.
+#[derive(Debug, Default, Clone, PartialEq)]
+pub struct Poll {
+    pub readings: Vec<Reading>,
+    pub faults: Vec<SensorFault>,
+}
+
+/// One source of readings, polled on a schedule.
+pub trait Collector: Send {
+    /// Name for logs, e.g. `sim` or `host`.
+    fn name(&self) -> &'static str;
+    /// Poll every sensor once; `ts_ms` is the scheduled tick time.
+    fn poll(&mut self, ts_ms: i64) -> impl Future<Output = Poll> + Send;
+}
+
+/// `[[collector]]` entries, tagged by `protocol`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(tag = "protocol", rename_all = "snake_case")]
+pub enum CollectorConfig {
+    /// Host statistics (sysinfo) and Linux hwmon sensors.
+    Host(host::Config),
+    /// Replays a hardware profile with scripted degradation (demo and tests).
+    Sim(sim::Config),
+}
+
+impl CollectorConfig {
+    pub fn interval(&self) -> Duration {
+        match self {
+            CollectorConfig::Host(c) => c.interval,
+            CollectorConfig::Sim(c) => c.interval,
+        }
+    }
+
+    /// Per-poll deadline: a hung device costs one tick, never the agent.
+    pub fn timeout(&self) -> Duration {
+        self.interval().min(Duration::from_secs(10))
+    }
+
+    pub fn validate(&self, profile: &hwprofiles::Profile) -> Result<(), String> {
+        if self.interval() < Duration::from_millis(10) {
+            return Err(format!("collector interval {:?} is below 10ms", self.interval()));
+        }
+        match self {
+            CollectorConfig::Host(_) => Ok(()),
+            CollectorConfig::Sim(c) => c.validate(profile),
+        }
+    }
+
+    /// Build the collector. The only construction site.
+    pub fn build(&self, host_id: &str, profile: &hwprofiles::Profile) -> AnyCollector {
+        match self {
+            CollectorConfig::Host(c) => AnyCollector::Host(host::HostCollector::new(c.clone())),
+            CollectorConfig::Sim(c) => AnyCollector::Sim(sim::SimCollector::new(c.clone(), host_id, profile)),
+        }
+    }
+}
+
+/// Static dispatch over the family.
+pub enum AnyCollector {
+    Host(host::HostCollector),
+    Sim(sim::SimCollector),
+}
+
+impl std::fmt::Debug for AnyCollector {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl Collector for AnyCollector {
+    fn name(&self) -> &'static str {
+        match self {
+            AnyCollector::Host(c) => c.name(),
+            AnyCollector::Sim(c) => c.name(),
+        }
+    }
+
+    async fn poll(&mut self, ts_ms: i64) -> Poll {
+        match self {
+            AnyCollector::Host(c) => c.poll(ts_ms).await,
+            AnyCollector::Sim(c) => c.poll(ts_ms).await,
+        }
+    }
+}

@@ -1,0 +1,208 @@
+//! Spool → coordinator over the `Telemetry.Stream` gRPC stream.
+//!
+//! Sends `Hello`, honours `Welcome.last_stored_sequence`, then keeps up to
+//! `max_in_flight` batches outstanding, read from the spool in sequence order.
+//! Acks consume spool records; a non-retryable Nack quarantines the batch.
+//! Any error drops the connection; the next one resends everything not yet
+//! acknowledged (the coordinator deduplicates). Reconnects use exponential
+//! backoff with full jitter, capped at `backoff_max`.
+
+use crate::config::{UplinkConfig, UplinkTls};
+use crate::pipeline::Shared;
+use prost::Message;
+use proto::telemetry::v1::{self as pb, telemetry_client::TelemetryClient};
+use std::collections::VecDeque;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::{mpsc, watch};
+use tonic::transport::{Certificate, Channel, ClientTlsConfig, Identity};
+
+/// Static part of `Hello`.
+#[derive(Debug, Clone)]
+pub struct HelloBase {
+    pub host_id: String,
+    pub hwprofile_id: String,
+    pub failure_domain: pb::FailureDomain,
+    pub components: Vec<pb::Component>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum UplinkError {
+    #[error("connect: {0}")]
+    Connect(#[from] tonic::transport::Error),
+    #[error("stream: {0}")]
+    Status(#[from] tonic::Status),
+    #[error("TLS material {path}: {source}")]
+    Tls { path: String, source: std::io::Error },
+    #[error("protocol: {0}")]
+    Protocol(String),
+    #[error("spool: {0}")]
+    Spool(#[from] crate::spool::SpoolError),
+}
+
+pub async fn channel(cfg: &UplinkConfig) -> Result<Channel, UplinkError> {
+    let mut ep = Channel::from_shared(cfg.url.clone())
+        .map_err(|e| UplinkError::Protocol(format!("bad URL {:?}: {e}", cfg.url)))?
+        .connect_timeout(Duration::from_secs(5))
+        .http2_keep_alive_interval(Duration::from_secs(20))
+        .keep_alive_timeout(Duration::from_secs(20));
+    if let UplinkTls::Tls { ca, identity, server_name } = &cfg.tls {
+        let read = |p: &std::path::PathBuf| {
+            std::fs::read(p).map_err(|source| UplinkError::Tls { path: p.display().to_string(), source })
+        };
+        let mut tls = ClientTlsConfig::new();
+        if let Some(ca) = ca {
+            tls = tls.ca_certificate(Certificate::from_pem(read(ca)?));
+        }
+        if let Some((cert, key)) = identity {
+            tls = tls.identity(Identity::from_pem(read(cert)?, read(key)?));
+        }
+        if let Some(n) = server_name {
+            tls = tls.domain_name(n.clone());
+        }
+        ep = ep.tls_config(tls)?;
+    }
+    Ok(ep.connect().await?)
+}
+
+/// Deliver the spool until shutdown; on shutdown keep draining for
+/// `drain_timeout`, then return.
+pub async fn run(cfg: UplinkConfig, hello: HelloBase, shared: Arc<Shared>, mut shutdown: watch::Receiver<bool>) {
+    let mut backoff = Duration::from_millis(100);
+    let mut deadline: Option<tokio::time::Instant> = None;
+    loop {
+        if deadline.is_none() && *shutdown.borrow() {
+            deadline = Some(tokio::time::Instant::now() + cfg.drain_timeout);
+        }
+        if let Some(d) = deadline {
+            if backlog(&shared) == 0 || tokio::time::Instant::now() >= d {
+                break;
+            }
+        }
+        let session = session(&cfg, &hello, &shared, shutdown.clone(), deadline);
+        match session.await {
+            Ok(()) => backoff = Duration::from_millis(100),
+            Err(e) => {
+                let sleep = backoff.mul_f64(0.5 + fastrand::f64() * 0.5);
+                tracing::warn!(error = %e, retry_in = ?sleep, backlog = backlog(&shared), "uplink down");
+                let until = tokio::time::Instant::now() + sleep;
+                let until = deadline.map_or(until, |d| until.min(d));
+                tokio::select! {
+                    _ = tokio::time::sleep_until(until) => {}
+                    _ = shutdown.changed(), if deadline.is_none() => {}
+                }
+                backoff = (backoff * 2).min(cfg.backoff_max);
+            }
+        }
+    }
+    let left = backlog(&shared);
+    if left > 0 {
+        tracing::warn!(batches = left, "stopping with undelivered batches; they stay in the spool for the next start");
+    }
+}
+
+fn backlog(shared: &Shared) -> u64 {
+    shared.spool.lock().expect("poisoned").stats().backlog_batches
+}
+
+fn hello_msg(hello: &HelloBase, shared: &Shared) -> pb::AgentMessage {
+    let spool = shared.spool.lock().expect("poisoned");
+    pb::AgentMessage {
+        msg: Some(pb::agent_message::Msg::Hello(pb::Hello {
+            host_id: hello.host_id.clone(),
+            hwprofile_id: hello.hwprofile_id.clone(),
+            agent_version: env!("CARGO_PKG_VERSION").to_owned(),
+            spool_epoch: spool.epoch(),
+            failure_domain: Some(hello.failure_domain.clone()),
+            components: hello.components.clone(),
+            catalog: shared.catalog.lock().expect("poisoned").all(),
+            stats: Some(spool.stats().to_proto()),
+        })),
+    }
+}
+
+/// One connection. Returns Ok(()) when drained during shutdown.
+async fn session(
+    cfg: &UplinkConfig,
+    hello: &HelloBase,
+    shared: &Arc<Shared>,
+    mut shutdown: watch::Receiver<bool>,
+    mut deadline: Option<tokio::time::Instant>,
+) -> Result<(), UplinkError> {
+    let ch = channel(cfg).await?;
+    let mut client = TelemetryClient::new(ch).max_decoding_message_size(16 * 1024 * 1024);
+    let (tx, rx) = mpsc::channel::<pb::AgentMessage>(cfg.max_in_flight + 1);
+    tx.send(hello_msg(hello, shared)).await.map_err(|_| UplinkError::Protocol("outbound closed".into()))?;
+    let mut inbound = client.stream(tokio_stream::wrappers::ReceiverStream::new(rx)).await?.into_inner();
+    let welcome = match inbound.message().await?.and_then(|m| m.msg) {
+        Some(pb::coordinator_message::Msg::Welcome(w)) => w,
+        other => return Err(UplinkError::Protocol(format!("expected Welcome, got {other:?}"))),
+    };
+    let mut sent_through = {
+        let mut spool = shared.spool.lock().expect("poisoned");
+        if welcome.last_stored_sequence > spool.stats().consumed_through && welcome.last_stored_sequence < spool.stats().next_seq {
+            spool.ack(welcome.last_stored_sequence)?;
+        }
+        spool.stats().consumed_through
+    };
+    tracing::info!(coordinator = %welcome.coordinator_id, resume_after = sent_through, url = %cfg.url, "uplink connected");
+    let mut in_flight: VecDeque<u64> = VecDeque::new();
+    loop {
+        // Fill the window from the spool.
+        while in_flight.len() < cfg.max_in_flight {
+            let next = shared.spool.lock().expect("poisoned").pending_after(sent_through, 1).first().copied();
+            let Some(seq) = next else { break };
+            sent_through = seq;
+            let payload = shared.spool.lock().expect("poisoned").read(seq)?;
+            let Some(payload) = payload else { continue }; // dropped meanwhile
+            match pb::SampleBatch::decode(payload.as_slice()) {
+                Ok(batch) => {
+                    tx.send(pb::AgentMessage { msg: Some(pb::agent_message::Msg::Batch(batch)) })
+                        .await
+                        .map_err(|_| UplinkError::Protocol("outbound closed".into()))?;
+                    in_flight.push_back(seq);
+                }
+                Err(e) => {
+                    shared.spool.lock().expect("poisoned").reject(seq, &format!("undecodable spool record: {e}"))?;
+                }
+            }
+        }
+        if deadline.is_some() && in_flight.is_empty() && backlog(shared) == 0 {
+            return Ok(());
+        }
+        let until = deadline.unwrap_or_else(|| tokio::time::Instant::now() + Duration::from_secs(3600));
+        tokio::select! {
+            msg = inbound.message() => {
+                let Some(msg) = msg? else { return Err(UplinkError::Protocol("coordinator closed the stream".into())) };
+                match msg.msg {
+                    Some(pb::coordinator_message::Msg::Ack(ack)) => {
+                        expect_front(&mut in_flight, ack.sequence)?;
+                        shared.spool.lock().expect("poisoned").ack(ack.sequence)?;
+                    }
+                    Some(pb::coordinator_message::Msg::Nack(nack)) => {
+                        expect_front(&mut in_flight, nack.sequence)?;
+                        if nack.retryable {
+                            return Err(UplinkError::Protocol(format!("batch {} refused for now: {}", nack.sequence, nack.reason)));
+                        }
+                        shared.spool.lock().expect("poisoned").reject(nack.sequence, &nack.reason)?;
+                    }
+                    other => return Err(UplinkError::Protocol(format!("unexpected {other:?}"))),
+                }
+            }
+            _ = shared.appended.notified() => {}
+            _ = shutdown.changed(), if deadline.is_none() => {
+                deadline = Some(tokio::time::Instant::now() + cfg.drain_timeout);
+            }
+            _ = tokio::time::sleep_until(until) => {
+                if deadline.is_some() { return Ok(()); }
+            }
+        }
+    }
+}
+
+fn expect_front(in_flight: &mut VecDeque<u64>, seq: u64) -> Result<(), UplinkError> {
+    match in_flight.pop_front() {
+        Some(s) if s == seq => Ok(()),
+        other => Err(UplinkError::Protocol(format!("reply for batch {seq}, expected {other:?}"))),
+    }
+}
