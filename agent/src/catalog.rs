@@ -50,7 +50,10 @@ fn def(id: u32, k: &SeriesKey) -> pb::SeriesDef {
 
 impl Catalog {
     pub fn open(path: &Path) -> Result<Catalog, CatalogError> {
-        let err = |source| CatalogError { path: path.to_owned(), source };
+        let err = |source| CatalogError {
+            path: path.to_owned(),
+            source,
+        };
         let text = match std::fs::read_to_string(path) {
             Ok(t) => t,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => String::new(),
@@ -61,37 +64,70 @@ impl Catalog {
         let mut next = 1;
         let mut good_len = 0usize;
         for raw in text.split_inclusive('\n') {
-            let parsed = raw.ends_with('\n').then(|| serde_json::from_str::<Line>(raw.trim_end())).and_then(Result::ok);
+            let parsed = raw
+                .ends_with('\n')
+                .then(|| serde_json::from_str::<Line>(raw.trim_end()))
+                .and_then(Result::ok);
             let Some(l) = parsed else {
                 tracing::warn!(path = %path.display(), "ignoring a torn or corrupt catalog line");
                 break;
             };
             good_len += raw.len();
-            let key = SeriesKey { metric: l.metric, component: l.component, unit: l.unit, labels: l.labels };
+            let key = SeriesKey {
+                metric: l.metric,
+                component: l.component,
+                unit: l.unit,
+                labels: l.labels,
+            };
             next = next.max(l.id + 1);
             defs.push(def(l.id, &key));
             ids.insert(key, l.id);
         }
-        let file = OpenOptions::new().create(true).append(true).open(path).map_err(err)?;
+        let file = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)
+            .map_err(err)?;
         if good_len < text.len() {
             file.set_len(good_len as u64).map_err(err)?;
         }
-        Ok(Catalog { path: path.to_owned(), file, ids, defs, next })
+        Ok(Catalog {
+            path: path.to_owned(),
+            file,
+            ids,
+            defs,
+            next,
+        })
     }
 
     /// The id of `key`; a new key gets the next id and is made durable before
     /// returning its definition (to be sent in the batch's `new_series`).
-    pub fn resolve(&mut self, key: &SeriesKey) -> Result<(u32, Option<pb::SeriesDef>), CatalogError> {
+    pub fn resolve(
+        &mut self,
+        key: &SeriesKey,
+    ) -> Result<(u32, Option<pb::SeriesDef>), CatalogError> {
         if let Some(&id) = self.ids.get(key) {
             return Ok((id, None));
         }
         let id = self.next;
-        let line = Line { id, metric: key.metric.clone(), component: key.component.clone(), unit: key.unit.clone(), labels: key.labels.clone() };
+        let line = Line {
+            id,
+            metric: key.metric.clone(),
+            component: key.component.clone(),
+            unit: key.unit.clone(),
+            labels: key.labels.clone(),
+        };
         let mut text = serde_json::to_string(&line).expect("serialisable");
         text.push('\n');
-        let err = |source| CatalogError { path: self.path.clone(), source };
+        let err = |source| CatalogError {
+            path: self.path.clone(),
+            source,
+        };
         self.file.write_all(text.as_bytes()).map_err(err)?;
-        self.file.sync_data().map_err(|source| CatalogError { path: self.path.clone(), source })?;
+        self.file.sync_data().map_err(|source| CatalogError {
+            path: self.path.clone(),
+            source,
+        })?;
         self.next += 1;
         self.ids.insert(key.clone(), id);
         let d = def(id, key);
@@ -117,7 +153,12 @@ mod tests {
     use super::*;
 
     fn k(m: &str) -> SeriesKey {
-        SeriesKey { metric: m.into(), component: "FAN1".into(), unit: "rpm".into(), labels: BTreeMap::new() }
+        SeriesKey {
+            metric: m.into(),
+            component: "FAN1".into(),
+            unit: "rpm".into(),
+            labels: BTreeMap::new(),
+        }
     }
 
     #[test]

@@ -19,9 +19,15 @@ pub const DEFAULT_BACKOFF_MAX: Duration = Duration::from_secs(5);
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     #[error("reading {path}: {source}")]
-    Read { path: PathBuf, source: std::io::Error },
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("{path}: {source}")]
-    Parse { path: String, source: toml::de::Error },
+    Parse {
+        path: String,
+        source: toml::de::Error,
+    },
     #[error("hardware profile: {0}")]
     Profile(#[from] hwprofiles::LoadError),
     #[error("{0}")]
@@ -121,7 +127,11 @@ pub struct RawSpool {
 
 impl Default for RawSpool {
     fn default() -> Self {
-        RawSpool { max_bytes: DEFAULT_SPOOL_MAX_BYTES, segment_bytes: DEFAULT_SEGMENT_BYTES, fsync: true }
+        RawSpool {
+            max_bytes: DEFAULT_SPOOL_MAX_BYTES,
+            segment_bytes: DEFAULT_SEGMENT_BYTES,
+            fsync: true,
+        }
     }
 }
 
@@ -139,7 +149,11 @@ const fn default_true() -> bool {
 #[derive(Debug, Clone)]
 pub enum UplinkTls {
     InsecurePlaintext,
-    Tls { ca: Option<PathBuf>, identity: Option<(PathBuf, PathBuf)>, server_name: Option<String> },
+    Tls {
+        ca: Option<PathBuf>,
+        identity: Option<(PathBuf, PathBuf)>,
+        server_name: Option<String>,
+    },
 }
 
 /// Validated uplink settings.
@@ -183,16 +197,24 @@ pub fn find_profile(id: &str, dir: &Path) -> Result<hwprofiles::Profile, ConfigE
             }
         }
     }
-    Err(ConfigError::Invalid(format!("hardware profile {id:?} not found (built-in or under {})", dir.display())))
+    Err(ConfigError::Invalid(format!(
+        "hardware profile {id:?} not found (built-in or under {})",
+        dir.display()
+    )))
 }
 
 fn hostname() -> String {
-    std::fs::read_to_string("/proc/sys/kernel/hostname").map(|s| s.trim().to_owned()).unwrap_or_default()
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|s| s.trim().to_owned())
+        .unwrap_or_default()
 }
 
 impl RawConfig {
     pub fn parse(text: &str, origin: &str) -> Result<RawConfig, ConfigError> {
-        toml::from_str(text).map_err(|source| ConfigError::Parse { path: origin.to_owned(), source })
+        toml::from_str(text).map_err(|source| ConfigError::Parse {
+            path: origin.to_owned(),
+            source,
+        })
     }
 
     pub fn validate(self) -> Result<Config, ConfigError> {
@@ -210,9 +232,14 @@ impl RawConfig {
         }
         let c = self.coordinator;
         let tls = if c.insecure_plaintext {
-            let loopback = ["http://127.", "http://localhost:", "http://[::1]:"].iter().any(|p| c.url.starts_with(p));
+            let loopback = ["http://127.", "http://localhost:", "http://[::1]:"]
+                .iter()
+                .any(|p| c.url.starts_with(p));
             if !loopback {
-                return bad(format!("coordinator.insecure_plaintext needs an http:// loopback URL, not {:?}", c.url));
+                return bad(format!(
+                    "coordinator.insecure_plaintext needs an http:// loopback URL, not {:?}",
+                    c.url
+                ));
             }
             UplinkTls::InsecurePlaintext
         } else {
@@ -232,7 +259,11 @@ impl RawConfig {
                     return bad(format!("TLS file {} does not exist", p.display()));
                 }
             }
-            UplinkTls::Tls { ca: c.ca, identity, server_name: c.server_name }
+            UplinkTls::Tls {
+                ca: c.ca,
+                identity,
+                server_name: c.server_name,
+            }
         };
         if c.max_in_flight == 0 || c.backoff_max.is_zero() {
             return bad("coordinator.max_in_flight and backoff_max must be > 0".into());
@@ -253,7 +284,11 @@ impl RawConfig {
                 backoff_max: c.backoff_max,
                 drain_timeout: c.drain_timeout,
             },
-            spool: SpoolConfig { max_bytes: s.max_bytes, segment_bytes: s.segment_bytes, fsync: s.fsync },
+            spool: SpoolConfig {
+                max_bytes: s.max_bytes,
+                segment_bytes: s.segment_bytes,
+                fsync: s.fsync,
+            },
             collectors: self.collectors,
         })
     }
@@ -261,8 +296,10 @@ impl RawConfig {
 
 /// Read, parse and validate a config file.
 pub fn load(path: &Path) -> Result<Config, ConfigError> {
-    let text =
-        std::fs::read_to_string(path).map_err(|source| ConfigError::Read { path: path.to_owned(), source })?;
+    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+        path: path.to_owned(),
+        source,
+    })?;
     RawConfig::parse(&text, &path.display().to_string())?.validate()
 }
 
@@ -271,7 +308,9 @@ mod tests {
     use super::*;
 
     fn packaged(name: &str) -> PathBuf {
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("../packaging/config").join(name)
+        Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../packaging/config")
+            .join(name)
     }
 
     #[test]
@@ -300,14 +339,22 @@ mod tests {
     #[test]
     fn plaintext_only_on_loopback() {
         let text = "hwprofile = \"umbra/sim-1u\"\n[coordinator]\nurl = \"http://10.0.0.1:7443\"\ninsecure_plaintext = true\n[[collector]]\nprotocol = \"sim\"\n";
-        let err = RawConfig::parse(text, "t").unwrap().validate().unwrap_err().to_string();
+        let err = RawConfig::parse(text, "t")
+            .unwrap()
+            .validate()
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("loopback"), "{err}");
     }
 
     #[test]
     fn unknown_profile_is_reported() {
         let text = "hwprofile = \"acme/nope\"\nhwprofiles_dir = \"/nonexistent\"\n[coordinator]\nurl = \"http://127.0.0.1:1\"\ninsecure_plaintext = true\n[[collector]]\nprotocol = \"sim\"\n";
-        let err = RawConfig::parse(text, "t").unwrap().validate().unwrap_err().to_string();
+        let err = RawConfig::parse(text, "t")
+            .unwrap()
+            .validate()
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("acme/nope"), "{err}");
     }
 }

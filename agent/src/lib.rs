@@ -32,13 +32,19 @@ pub enum RunError {
     #[error(transparent)]
     Catalog(#[from] catalog::CatalogError),
     #[error("creating {path}: {source}")]
-    StateDir { path: String, source: std::io::Error },
+    StateDir {
+        path: String,
+        source: std::io::Error,
+    },
 }
 
 /// Component inventory for `Hello`: the profile's components, with stable
 /// synthetic serials for simulated hardware.
 pub fn inventory(cfg: &Config) -> Vec<pb::Component> {
-    let simulated = cfg.collectors.iter().any(|c| matches!(c, collect::CollectorConfig::Sim(_)));
+    let simulated = cfg
+        .collectors
+        .iter()
+        .any(|c| matches!(c, collect::CollectorConfig::Sim(_)));
     cfg.profile
         .components
         .iter()
@@ -48,8 +54,16 @@ pub fn inventory(cfg: &Config) -> Vec<pb::Component> {
                 id: c.id.clone(),
                 kind: c.kind.clone(),
                 model: c.model.clone(),
-                serial: if simulated { format!("SIM{:010X}", h & 0xff_ffff_ffff) } else { String::new() },
-                firmware: if simulated { "sim-1.0".into() } else { String::new() },
+                serial: if simulated {
+                    format!("SIM{:010X}", h & 0xff_ffff_ffff)
+                } else {
+                    String::new()
+                },
+                firmware: if simulated {
+                    "sim-1.0".into()
+                } else {
+                    String::new()
+                },
                 installed_unix_s: 0,
                 power_on_hours: if simulated { 8_000 + h % 30_000 } else { 0 },
             }
@@ -59,8 +73,10 @@ pub fn inventory(cfg: &Config) -> Vec<pb::Component> {
 
 /// Run the agent until `shutdown` resolves, then drain the uplink.
 pub async fn run(cfg: Config, shutdown: impl Future<Output = ()> + Send) -> Result<(), RunError> {
-    std::fs::create_dir_all(&cfg.state_dir)
-        .map_err(|source| RunError::StateDir { path: cfg.state_dir.display().to_string(), source })?;
+    std::fs::create_dir_all(&cfg.state_dir).map_err(|source| RunError::StateDir {
+        path: cfg.state_dir.display().to_string(),
+        source,
+    })?;
     let spool = spool::Spool::open(&cfg.spool_dir(), cfg.spool.clone())?;
     let catalog = catalog::Catalog::open(&cfg.state_dir.join("catalog.jsonl"))?;
     let st = spool.stats();
@@ -81,7 +97,13 @@ pub async fn run(cfg: Config, shutdown: impl Future<Output = ()> + Send) -> Resu
     let mut tasks = Vec::new();
     for c in &cfg.collectors {
         let collector = c.build(&cfg.host_id, &cfg.profile);
-        tasks.push(tokio::spawn(pipeline::run_collector(collector, c.interval(), c.timeout(), shared.clone(), stop_rx.clone())));
+        tasks.push(tokio::spawn(pipeline::run_collector(
+            collector,
+            c.interval(),
+            c.timeout(),
+            shared.clone(),
+            stop_rx.clone(),
+        )));
     }
     let hello = uplink::HelloBase {
         host_id: cfg.host_id.clone(),
@@ -94,7 +116,12 @@ pub async fn run(cfg: Config, shutdown: impl Future<Output = ()> + Send) -> Resu
         },
         components: inventory(&cfg),
     };
-    let uplink = tokio::spawn(uplink::run(cfg.uplink.clone(), hello, shared.clone(), stop_rx));
+    let uplink = tokio::spawn(uplink::run(
+        cfg.uplink.clone(),
+        hello,
+        shared.clone(),
+        stop_rx,
+    ));
     shutdown.await;
     tracing::info!("stopping collectors, draining the spool");
     let _ = stop_tx.send(true);
@@ -103,6 +130,11 @@ pub async fn run(cfg: Config, shutdown: impl Future<Output = ()> + Send) -> Resu
     }
     let _ = uplink.await;
     let st = shared.spool.lock().expect("poisoned").stats();
-    tracing::info!(backlog_batches = st.backlog_batches, produced = st.produced_samples, dropped = st.dropped_samples, "umbra-agent stopped");
+    tracing::info!(
+        backlog_batches = st.backlog_batches,
+        produced = st.produced_samples,
+        dropped = st.dropped_samples,
+        "umbra-agent stopped"
+    );
     Ok(())
 }

@@ -8,10 +8,20 @@ use std::path::PathBuf;
 const EXIT_CONFIG: i32 = 64;
 
 #[derive(Parser)]
-#[command(name = "umbra-agent", version, about = "Umbra host agent: hardware telemetry with a durable spool")]
+#[command(
+    name = "umbra-agent",
+    version,
+    about = "Umbra host agent: hardware telemetry with a durable spool"
+)]
 struct Cli {
     /// Configuration file.
-    #[arg(long, short, global = true, default_value = "/etc/umbra/agent.toml", env = "UMBRA_AGENT_CONFIG")]
+    #[arg(
+        long,
+        short,
+        global = true,
+        default_value = "/etc/umbra/agent.toml",
+        env = "UMBRA_AGENT_CONFIG"
+    )]
     config: PathBuf,
     #[command(subcommand)]
     command: Option<Command>,
@@ -31,7 +41,8 @@ fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     tracing_subscriber::fmt()
         .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("UMBRA_LOG").unwrap_or_else(|_| "info".into()),
+            tracing_subscriber::EnvFilter::try_from_env("UMBRA_LOG")
+                .unwrap_or_else(|_| "info".into()),
         )
         .with_writer(std::io::stderr)
         .init();
@@ -44,7 +55,12 @@ fn main() -> anyhow::Result<()> {
     };
     match cli.command.unwrap_or(Command::Run) {
         Command::Validate => {
-            println!("{}: ok ({} collectors, profile {})", cli.config.display(), config.collectors.len(), config.profile.id);
+            println!(
+                "{}: ok ({} collectors, profile {})",
+                cli.config.display(),
+                config.collectors.len(),
+                config.profile.id
+            );
             Ok(())
         }
         Command::SpoolStatus => {
@@ -60,14 +76,19 @@ fn main() -> anyhow::Result<()> {
             Ok(())
         }
         Command::Run => {
-            let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().context("starting tokio")?;
-            rt.block_on(agent::run(config, shutdown_signal())).context("umbra-agent")
+            let rt = tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()
+                .context("starting tokio")?;
+            rt.block_on(agent::run(config, shutdown_signal()))
+                .context("umbra-agent")
         }
     }
 }
 
 async fn shutdown_signal() {
-    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).expect("SIGTERM handler");
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .expect("SIGTERM handler");
     tokio::select! {
         _ = tokio::signal::ctrl_c() => {},
         _ = term.recv() => {},

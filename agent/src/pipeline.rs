@@ -20,7 +20,9 @@ pub struct Shared {
 
 /// Milliseconds since the Unix epoch.
 pub fn now_ms() -> i64 {
-    let d = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+    let d = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
     i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
 }
 
@@ -62,17 +64,25 @@ impl Shared {
                     series_id: id,
                     timestamps_ms: vec![ts_ms],
                     values: vec![r.value],
-                    quality: if q == Quality::Ok { vec![] } else { vec![quality(q)] },
+                    quality: if q == Quality::Ok {
+                        vec![]
+                    } else {
+                        vec![quality(q)]
+                    },
                 });
             }
         }
         let n = u32::try_from(series.len()).unwrap_or(u32::MAX);
-        let seq = self.spool.lock().expect("poisoned").append(n, |sequence, stats| pb::SampleBatch {
-            sequence,
-            new_series,
-            series,
-            stats: Some(stats.to_proto()),
-        })?;
+        let seq = self
+            .spool
+            .lock()
+            .expect("poisoned")
+            .append(n, |sequence, stats| pb::SampleBatch {
+                sequence,
+                new_series,
+                series,
+                stats: Some(stats.to_proto()),
+            })?;
         self.appended.notify_one();
         Ok(Some(seq))
     }
@@ -109,7 +119,11 @@ pub async fn run_collector(
         let poll = match tokio::time::timeout(timeout, collector.poll(ts)).await {
             Ok(p) => p,
             Err(_) => {
-                tracing::warn!(collector = name, ?timeout, "poll timed out; readings of this tick are missing");
+                tracing::warn!(
+                    collector = name,
+                    ?timeout,
+                    "poll timed out; readings of this tick are missing"
+                );
                 continue;
             }
         };
@@ -117,7 +131,9 @@ pub async fn run_collector(
             tracing::debug!(collector = name, sensor = %f.sensor, reason = %f.reason, "sensor unreadable");
         }
         match shared.record(&poll, ts) {
-            Ok(_) => tracing::trace!(collector = name, readings = poll.readings.len(), took = ?started.elapsed(), "polled"),
+            Ok(_) => {
+                tracing::trace!(collector = name, readings = poll.readings.len(), took = ?started.elapsed(), "polled")
+            }
             Err(e) => tracing::error!(collector = name, error = %e, "could not spool a poll"),
         }
     }

@@ -33,7 +33,10 @@ pub enum UplinkError {
     #[error("stream: {0}")]
     Status(#[from] tonic::Status),
     #[error("TLS material {path}: {source}")]
-    Tls { path: String, source: std::io::Error },
+    Tls {
+        path: String,
+        source: std::io::Error,
+    },
     #[error("protocol: {0}")]
     Protocol(String),
     #[error("spool: {0}")]
@@ -46,9 +49,17 @@ pub async fn channel(cfg: &UplinkConfig) -> Result<Channel, UplinkError> {
         .connect_timeout(Duration::from_secs(5))
         .http2_keep_alive_interval(Duration::from_secs(20))
         .keep_alive_timeout(Duration::from_secs(20));
-    if let UplinkTls::Tls { ca, identity, server_name } = &cfg.tls {
+    if let UplinkTls::Tls {
+        ca,
+        identity,
+        server_name,
+    } = &cfg.tls
+    {
         let read = |p: &std::path::PathBuf| {
-            std::fs::read(p).map_err(|source| UplinkError::Tls { path: p.display().to_string(), source })
+            std::fs::read(p).map_err(|source| UplinkError::Tls {
+                path: p.display().to_string(),
+                source,
+            })
         };
         let mut tls = ClientTlsConfig::new();
         if let Some(ca) = ca {
@@ -67,7 +78,12 @@ pub async fn channel(cfg: &UplinkConfig) -> Result<Channel, UplinkError> {
 
 /// Deliver the spool until shutdown; on shutdown keep draining for
 /// `drain_timeout`, then return.
-pub async fn run(cfg: UplinkConfig, hello: HelloBase, shared: Arc<Shared>, mut shutdown: watch::Receiver<bool>) {
+pub async fn run(
+    cfg: UplinkConfig,
+    hello: HelloBase,
+    shared: Arc<Shared>,
+    mut shutdown: watch::Receiver<bool>,
+) {
     let mut backoff = Duration::from_millis(100);
     let mut deadline: Option<tokio::time::Instant> = None;
     loop {
@@ -97,12 +113,20 @@ pub async fn run(cfg: UplinkConfig, hello: HelloBase, shared: Arc<Shared>, mut s
     }
     let left = backlog(&shared);
     if left > 0 {
-        tracing::warn!(batches = left, "stopping with undelivered batches; they stay in the spool for the next start");
+        tracing::warn!(
+            batches = left,
+            "stopping with undelivered batches; they stay in the spool for the next start"
+        );
     }
 }
 
 fn backlog(shared: &Shared) -> u64 {
-    shared.spool.lock().expect("poisoned").stats().backlog_batches
+    shared
+        .spool
+        .lock()
+        .expect("poisoned")
+        .stats()
+        .backlog_batches
 }
 
 fn hello_msg(hello: &HelloBase, shared: &Shared) -> pb::AgentMessage {
@@ -132,15 +156,26 @@ async fn session(
     let ch = channel(cfg).await?;
     let mut client = TelemetryClient::new(ch).max_decoding_message_size(16 * 1024 * 1024);
     let (tx, rx) = mpsc::channel::<pb::AgentMessage>(cfg.max_in_flight + 1);
-    tx.send(hello_msg(hello, shared)).await.map_err(|_| UplinkError::Protocol("outbound closed".into()))?;
-    let mut inbound = client.stream(tokio_stream::wrappers::ReceiverStream::new(rx)).await?.into_inner();
+    tx.send(hello_msg(hello, shared))
+        .await
+        .map_err(|_| UplinkError::Protocol("outbound closed".into()))?;
+    let mut inbound = client
+        .stream(tokio_stream::wrappers::ReceiverStream::new(rx))
+        .await?
+        .into_inner();
     let welcome = match inbound.message().await?.and_then(|m| m.msg) {
         Some(pb::coordinator_message::Msg::Welcome(w)) => w,
-        other => return Err(UplinkError::Protocol(format!("expected Welcome, got {other:?}"))),
+        other => {
+            return Err(UplinkError::Protocol(format!(
+                "expected Welcome, got {other:?}"
+            )))
+        }
     };
     let mut sent_through = {
         let mut spool = shared.spool.lock().expect("poisoned");
-        if welcome.last_stored_sequence > spool.stats().consumed_through && welcome.last_stored_sequence < spool.stats().next_seq {
+        if welcome.last_stored_sequence > spool.stats().consumed_through
+            && welcome.last_stored_sequence < spool.stats().next_seq
+        {
             spool.ack(welcome.last_stored_sequence)?;
         }
         spool.stats().consumed_through
@@ -150,27 +185,40 @@ async fn session(
     loop {
         // Fill the window from the spool.
         while in_flight.len() < cfg.max_in_flight {
-            let next = shared.spool.lock().expect("poisoned").pending_after(sent_through, 1).first().copied();
+            let next = shared
+                .spool
+                .lock()
+                .expect("poisoned")
+                .pending_after(sent_through, 1)
+                .first()
+                .copied();
             let Some(seq) = next else { break };
             sent_through = seq;
             let payload = shared.spool.lock().expect("poisoned").read(seq)?;
             let Some(payload) = payload else { continue }; // dropped meanwhile
             match pb::SampleBatch::decode(payload.as_slice()) {
                 Ok(batch) => {
-                    tx.send(pb::AgentMessage { msg: Some(pb::agent_message::Msg::Batch(batch)) })
-                        .await
-                        .map_err(|_| UplinkError::Protocol("outbound closed".into()))?;
+                    tx.send(pb::AgentMessage {
+                        msg: Some(pb::agent_message::Msg::Batch(batch)),
+                    })
+                    .await
+                    .map_err(|_| UplinkError::Protocol("outbound closed".into()))?;
                     in_flight.push_back(seq);
                 }
                 Err(e) => {
-                    shared.spool.lock().expect("poisoned").reject(seq, &format!("undecodable spool record: {e}"))?;
+                    shared
+                        .spool
+                        .lock()
+                        .expect("poisoned")
+                        .reject(seq, &format!("undecodable spool record: {e}"))?;
                 }
             }
         }
         if deadline.is_some() && in_flight.is_empty() && backlog(shared) == 0 {
             return Ok(());
         }
-        let until = deadline.unwrap_or_else(|| tokio::time::Instant::now() + Duration::from_secs(3600));
+        let until =
+            deadline.unwrap_or_else(|| tokio::time::Instant::now() + Duration::from_secs(3600));
         tokio::select! {
             msg = inbound.message() => {
                 let Some(msg) = msg? else { return Err(UplinkError::Protocol("coordinator closed the stream".into())) };
@@ -203,6 +251,8 @@ async fn session(
 fn expect_front(in_flight: &mut VecDeque<u64>, seq: u64) -> Result<(), UplinkError> {
     match in_flight.pop_front() {
         Some(s) if s == seq => Ok(()),
-        other => Err(UplinkError::Protocol(format!("reply for batch {seq}, expected {other:?}"))),
+        other => Err(UplinkError::Protocol(format!(
+            "reply for batch {seq}, expected {other:?}"
+        ))),
     }
 }

@@ -102,7 +102,7 @@ pub async fn connect(conn: &Connection) -> Result<FleetClient<Channel>> {
     Ok(FleetClient::new(ch))
 }
 
-pub async fn run(cli: Cli, out: &mut dyn Write) -> Result<()> {
+pub async fn run(cli: Cli, out: &mut (dyn Write + Send)) -> Result<()> {
     let mut client = connect(&cli.conn).await?;
     match cli.command {
         Command::Hosts { json } => hosts(&mut client, json, out).await,
@@ -161,7 +161,7 @@ fn ago(ms: i64) -> String {
 }
 
 /// Left-aligned text table.
-fn table(rows: &[Vec<String>], out: &mut dyn Write) -> Result<()> {
+fn table(rows: &[Vec<String>], out: &mut (dyn Write + Send)) -> Result<()> {
     let cols = rows.first().map_or(0, Vec::len);
     let widths: Vec<usize> = (0..cols)
         .map(|c| rows.iter().map(|r| r[c].chars().count()).max().unwrap_or(0))
@@ -177,7 +177,11 @@ fn table(rows: &[Vec<String>], out: &mut dyn Write) -> Result<()> {
     Ok(())
 }
 
-async fn hosts(client: &mut FleetClient<Channel>, json: bool, out: &mut dyn Write) -> Result<()> {
+async fn hosts(
+    client: &mut FleetClient<Channel>,
+    json: bool,
+    out: &mut (dyn Write + Send),
+) -> Result<()> {
     let hosts = client
         .list_hosts(pb::ListHostsRequest {})
         .await?
@@ -282,7 +286,7 @@ async fn series(
     since: Duration,
     json: bool,
     rollup: Option<&str>,
-    out: &mut dyn Write,
+    out: &mut (dyn Write + Send),
 ) -> Result<()> {
     let start_ms = crate::now_ms() - i64::try_from(since.as_millis()).unwrap_or(i64::MAX / 2);
     if let Some(r) = rollup {
@@ -419,7 +423,7 @@ fn label(info: &pb::SeriesInfo) -> String {
 async fn watch(
     client: &mut FleetClient<Channel>,
     count: Option<u64>,
-    out: &mut dyn Write,
+    out: &mut (dyn Write + Send),
 ) -> Result<()> {
     let mut stream = client
         .watch_events(pb::WatchEventsRequest {})

@@ -164,6 +164,15 @@ struct Session {
     rate_since: tokio::time::Instant,
 }
 
+/// A message that cannot be decoded is the client's fault: say so clearly.
+fn inbound_error(status: Status) -> Status {
+    if status.code() == tonic::Code::Internal && status.message().contains("decode") {
+        Status::invalid_argument(format!("malformed message: {}", status.message()))
+    } else {
+        status
+    }
+}
+
 async fn run_stream(
     ingest: &Arc<Ingest>,
     inbound: &mut Streaming<pb::AgentMessage>,
@@ -171,7 +180,8 @@ async fn run_stream(
 ) -> Result<(), Status> {
     let first = inbound
         .message()
-        .await?
+        .await
+        .map_err(inbound_error)?
         .ok_or_else(|| Status::invalid_argument("stream closed before Hello"))?;
     let Some(pb::agent_message::Msg::Hello(hello)) = first.msg else {
         return Err(Status::invalid_argument("first message must be Hello"));
@@ -203,7 +213,7 @@ async fn run_stream(
     .await?;
 
     let result = async {
-        while let Some(msg) = inbound.message().await? {
+        while let Some(msg) = inbound.message().await.map_err(inbound_error)? {
             match msg.msg {
                 Some(pb::agent_message::Msg::Batch(batch)) => {
                     let reply = handle_batch(ingest, &mut session, batch).await?;
@@ -476,7 +486,11 @@ async fn handle_batch(
         #[allow(clippy::cast_precision_loss)]
         let inst = session.rate_samples as f64 / elapsed;
         let r = &mut session.record.sample_rate;
-        *r = if *r == 0.0 { inst } else { 0.7 * *r + 0.3 * inst };
+        *r = if *r == 0.0 {
+            inst
+        } else {
+            0.7 * *r + 0.3 * inst
+        };
         session.rate_samples = 0;
         session.rate_since = tokio::time::Instant::now();
     }

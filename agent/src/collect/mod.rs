@@ -89,7 +89,10 @@ impl CollectorConfig {
 
     pub fn validate(&self, profile: &hwprofiles::Profile) -> Result<(), String> {
         if self.interval() < Duration::from_millis(10) {
-            return Err(format!("collector interval {:?} is below 10ms", self.interval()));
+            return Err(format!(
+                "collector interval {:?} is below 10ms",
+                self.interval()
+            ));
         }
         match self {
             CollectorConfig::Host(_) => Ok(()),
@@ -101,7 +104,9 @@ impl CollectorConfig {
     pub fn build(&self, host_id: &str, profile: &hwprofiles::Profile) -> AnyCollector {
         match self {
             CollectorConfig::Host(c) => AnyCollector::Host(host::HostCollector::new(c.clone())),
-            CollectorConfig::Sim(c) => AnyCollector::Sim(sim::SimCollector::new(c.clone(), host_id, profile)),
+            CollectorConfig::Sim(c) => {
+                AnyCollector::Sim(sim::SimCollector::new(c.clone(), host_id, profile))
+            }
         }
     }
 }

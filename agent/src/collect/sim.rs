@@ -45,7 +45,10 @@ impl Config {
         }
         if let Some(p) = &self.profile {
             if p != &profile.id {
-                return Err(format!("sim.profile {p:?} differs from the host's hwprofile {:?}", profile.id));
+                return Err(format!(
+                    "sim.profile {p:?} differs from the host's hwprofile {:?}",
+                    profile.id
+                ));
             }
         }
         if !profile.sensors.iter().any(|s| s.sim.is_some()) {
@@ -71,7 +74,9 @@ pub struct SimCollector {
 
 /// FNV-1a, for stable per-host seeds and serials.
 pub(crate) fn fnv(s: &str) -> u64 {
-    s.bytes().fold(0xcbf2_9ce4_8422_2325, |h, b| (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3))
+    s.bytes().fold(0xcbf2_9ce4_8422_2325, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+    })
 }
 
 impl SimCollector {
@@ -111,7 +116,8 @@ impl SimCollector {
 
 /// Value of a simulated sensor `t` seconds into the run, before noise.
 pub fn model_value(sim: &SimBehaviour, t: f64) -> f64 {
-    let mut v = sim.nominal + sim.amplitude * (std::f64::consts::TAU * t / sim.period.as_secs_f64()).sin();
+    let mut v =
+        sim.nominal + sim.amplitude * (std::f64::consts::TAU * t / sim.period.as_secs_f64()).sin();
     if let Some(d) = sim.degradation {
         let since = t - d.start_after.as_secs_f64();
         if since > 0.0 {
@@ -143,15 +149,30 @@ impl Collector for SimCollector {
         let mut poll = Poll::default();
         for i in 0..self.sensors.len() {
             let noise = self.gauss();
-            let fail = self.unreadable_probability > 0.0 && self.rng.f64() < self.unreadable_probability;
+            let fail =
+                self.unreadable_probability > 0.0 && self.rng.f64() < self.unreadable_probability;
             let s = &self.sensors[i];
             if fail {
-                poll.faults.push(SensorFault { sensor: s.id.clone(), reason: "simulated read timeout".into() });
-                poll.readings.push(Reading { series: s.key.clone(), value: f64::NAN, quality: Quality::Unreadable });
+                poll.faults.push(SensorFault {
+                    sensor: s.id.clone(),
+                    reason: "simulated read timeout".into(),
+                });
+                poll.readings.push(Reading {
+                    series: s.key.clone(),
+                    value: f64::NAN,
+                    quality: Quality::Unreadable,
+                });
                 continue;
             }
-            let v = quantise(model_value(&s.sim, t) + s.sim.noise * noise, s.sim.resolution_digits);
-            poll.readings.push(Reading { series: s.key.clone(), value: v, quality: Quality::Ok });
+            let v = quantise(
+                model_value(&s.sim, t) + s.sim.noise * noise,
+                s.sim.resolution_digits,
+            );
+            poll.readings.push(Reading {
+                series: s.key.clone(),
+                value: v,
+                quality: Quality::Ok,
+            });
         }
         poll
     }
@@ -166,7 +187,13 @@ mod tests {
     }
 
     fn cfg(speedup: f64, p: f64) -> Config {
-        Config { interval: Duration::from_secs(1), profile: None, speedup, seed: Some(3), unreadable_probability: p }
+        Config {
+            interval: Duration::from_secs(1),
+            profile: None,
+            speedup,
+            seed: Some(3),
+            unreadable_probability: p,
+        }
     }
 
     #[tokio::test]
@@ -174,7 +201,10 @@ mod tests {
         let p = profile();
         let mut c = SimCollector::new(cfg(1.0, 0.0), "h", &p);
         let poll = c.poll(1_000).await;
-        assert_eq!(poll.readings.len(), p.sensors.iter().filter(|s| s.sim.is_some()).count());
+        assert_eq!(
+            poll.readings.len(),
+            p.sensors.iter().filter(|s| s.sim.is_some()).count()
+        );
         assert!(poll.faults.is_empty());
         for r in &poll.readings {
             let s = p.sensor(&r.series.labels["sensor"]).unwrap();
@@ -188,12 +218,21 @@ mod tests {
         let p = profile();
         let mut c = SimCollector::new(cfg(3600.0, 0.0), "h", &p);
         let fan = |poll: &Poll, c: &str| {
-            poll.readings.iter().find(|r| r.series.component == c && r.series.metric == "fan_speed_rpm").unwrap().value
+            poll.readings
+                .iter()
+                .find(|r| r.series.component == c && r.series.metric == "fan_speed_rpm")
+                .unwrap()
+                .value
         };
         let early = c.poll(0).await;
         // 24 simulated hours later (speedup 3600: 24 s of wall time)
         let late = c.poll(24_000).await;
-        assert!(fan(&late, "FAN3") < fan(&early, "FAN3") * 0.7, "{} -> {}", fan(&early, "FAN3"), fan(&late, "FAN3"));
+        assert!(
+            fan(&late, "FAN3") < fan(&early, "FAN3") * 0.7,
+            "{} -> {}",
+            fan(&early, "FAN3"),
+            fan(&late, "FAN3")
+        );
         assert!((fan(&late, "FAN1") - fan(&early, "FAN1")).abs() < 1500.0);
     }
 
@@ -202,7 +241,10 @@ mod tests {
         let p = profile();
         let mut c = SimCollector::new(cfg(1.0, 1.0), "h", &p);
         let poll = c.poll(0).await;
-        assert!(poll.readings.iter().all(|r| r.quality == Quality::Unreadable && r.value.is_nan()));
+        assert!(poll
+            .readings
+            .iter()
+            .all(|r| r.quality == Quality::Unreadable && r.value.is_nan()));
         assert_eq!(poll.faults.len(), poll.readings.len());
     }
 }

@@ -41,7 +41,10 @@ pub const MAX_RECORD: usize = 64 * 1024 * 1024;
 #[derive(Debug, thiserror::Error)]
 pub enum SpoolError {
     #[error("spool {path}: {source}")]
-    Io { path: PathBuf, source: std::io::Error },
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("spool {0} is locked by another process (is an agent already running?)")]
     Locked(PathBuf),
     #[error("record of {0} bytes is larger than the spool limit")]
@@ -49,7 +52,10 @@ pub enum SpoolError {
 }
 
 fn io(path: &Path) -> impl FnOnce(std::io::Error) -> SpoolError + '_ {
-    move |source| SpoolError::Io { path: path.to_owned(), source }
+    move |source| SpoolError::Io {
+        path: path.to_owned(),
+        source,
+    }
 }
 
 /// Spool limits.
@@ -142,13 +148,25 @@ impl Spool {
     pub fn open(dir: &Path, cfg: SpoolConfig) -> Result<Spool, SpoolError> {
         std::fs::create_dir_all(dir.join("rejected")).map_err(io(dir))?;
         let lock_path = dir.join("lock");
-        let lock = OpenOptions::new().create(true).truncate(false).write(true).open(&lock_path).map_err(io(&lock_path))?;
+        let lock = OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&lock_path)
+            .map_err(io(&lock_path))?;
         if lock.try_lock().is_err() {
             return Err(SpoolError::Locked(dir.to_owned()));
         }
         let state = load_state(dir)?;
-        let mut spool =
-            Spool { dir: dir.to_owned(), cfg, state, segments: VecDeque::new(), active: None, next_seq: 1, _lock: lock };
+        let mut spool = Spool {
+            dir: dir.to_owned(),
+            cfg,
+            state,
+            segments: VecDeque::new(),
+            active: None,
+            next_seq: 1,
+            _lock: lock,
+        };
         spool.recover()?;
         Ok(spool)
     }
@@ -157,8 +175,13 @@ impl Spool {
         let mut files: Vec<(u64, PathBuf)> = Vec::new();
         for entry in std::fs::read_dir(&self.dir).map_err(io(&self.dir))? {
             let path = entry.map_err(io(&self.dir))?.path();
-            let Some(name) = path.file_name().and_then(|n| n.to_str()) else { continue };
-            if let Some(first) = name.strip_suffix(".seg").and_then(|n| n.parse::<u64>().ok()) {
+            let Some(name) = path.file_name().and_then(|n| n.to_str()) else {
+                continue;
+            };
+            if let Some(first) = name
+                .strip_suffix(".seg")
+                .and_then(|n| n.parse::<u64>().ok())
+            {
                 files.push((first, path));
             }
         }
@@ -173,7 +196,10 @@ impl Spool {
             if let Some(problem) = problem {
                 if is_last && problem == ScanProblem::TornTail {
                     tracing::warn!(segment = %path.display(), at = good_len, "truncating torn tail of the spool (crash during append)");
-                    let f = OpenOptions::new().write(true).open(&path).map_err(io(&path))?;
+                    let f = OpenOptions::new()
+                        .write(true)
+                        .open(&path)
+                        .map_err(io(&path))?;
                     f.set_len(good_len).map_err(io(&path))?;
                     f.sync_all().map_err(io(&path))?;
                 } else {
@@ -181,7 +207,11 @@ impl Spool {
                     tracing::error!(segment = %path.display(), at = good_len, ?problem, "corrupt spool segment: skipping the rest of it");
                 }
             }
-            let mut seg = Segment { path: path.clone(), records: VecDeque::new(), bytes: good_len };
+            let mut seg = Segment {
+                path: path.clone(),
+                records: VecDeque::new(),
+                bytes: good_len,
+            };
             for (meta, produced_total) in records {
                 last_seq = last_seq.max(meta.seq);
                 produced = produced.max(produced_total);
@@ -198,7 +228,10 @@ impl Spool {
         self.state.produced_samples = produced;
         if corrupt > 0 {
             self.state.corrupt_segments += corrupt;
-            tracing::error!(corrupt_segments = self.state.corrupt_segments, "spool had corrupt segments");
+            tracing::error!(
+                corrupt_segments = self.state.corrupt_segments,
+                "spool had corrupt segments"
+            );
         }
         self.next_seq = last_seq + 1;
         self.save_state(true)?;
@@ -250,14 +283,20 @@ impl Spool {
         }
         std::fs::rename(&tmp, &path).map_err(io(&path))?;
         if durable {
-            File::open(&self.dir).and_then(|d| d.sync_all()).map_err(io(&self.dir))?;
+            File::open(&self.dir)
+                .and_then(|d| d.sync_all())
+                .map_err(io(&self.dir))?;
         }
         Ok(())
     }
 
     /// Append a batch. `build` receives the assigned sequence number and the
     /// current stats and returns the batch to store; returns the sequence.
-    pub fn append(&mut self, samples: u32, build: impl FnOnce(u64, Stats) -> pb::SampleBatch) -> Result<u64, SpoolError> {
+    pub fn append(
+        &mut self,
+        samples: u32,
+        build: impl FnOnce(u64, Stats) -> pb::SampleBatch,
+    ) -> Result<u64, SpoolError> {
         let seq = self.next_seq;
         let mut stats = self.stats();
         stats.produced_samples += u64::from(samples);
@@ -279,7 +318,9 @@ impl Spool {
         rec[4..8].copy_from_slice(&c.to_le_bytes());
 
         // Make room: drop the oldest segments, counting exactly what is lost.
-        while self.total_bytes() + rec.len() as u64 > self.cfg.max_bytes && !self.segments.is_empty() {
+        while self.total_bytes() + rec.len() as u64 > self.cfg.max_bytes
+            && !self.segments.is_empty()
+        {
             if self.segments.len() == 1 {
                 // Dropping the active segment: writes continue in a fresh one.
                 self.active = None;
@@ -287,15 +328,27 @@ impl Spool {
             self.drop_oldest()?;
         }
         let needs_new = match (self.active.as_ref(), self.segments.back()) {
-            (Some(_), Some(seg)) => seg.bytes + rec.len() as u64 > self.cfg.segment_bytes && seg.bytes > 0,
+            (Some(_), Some(seg)) => {
+                seg.bytes + rec.len() as u64 > self.cfg.segment_bytes && seg.bytes > 0
+            }
             _ => true,
         };
         if needs_new {
             let path = self.dir.join(format!("{seq:020}.seg"));
-            let f = OpenOptions::new().create(true).append(true).open(&path).map_err(io(&path))?;
-            File::open(&self.dir).and_then(|d| d.sync_all()).map_err(io(&self.dir))?;
+            let f = OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(&path)
+                .map_err(io(&path))?;
+            File::open(&self.dir)
+                .and_then(|d| d.sync_all())
+                .map_err(io(&self.dir))?;
             self.active = Some(f);
-            self.segments.push_back(Segment { path, records: VecDeque::new(), bytes: 0 });
+            self.segments.push_back(Segment {
+                path,
+                records: VecDeque::new(),
+                bytes: 0,
+            });
         }
         let seg = self.segments.back_mut().expect("active segment exists");
         let file = self.active.as_mut().expect("active file exists");
@@ -305,14 +358,21 @@ impl Spool {
             file.sync_data().map_err(io(&seg.path))?;
         }
         seg.bytes += rec.len() as u64;
-        seg.records.push_back(RecordMeta { seq, offset, len: len32, samples });
+        seg.records.push_back(RecordMeta {
+            seq,
+            offset,
+            len: len32,
+            samples,
+        });
         self.state.produced_samples = produced_total;
         self.next_seq = seq + 1;
         Ok(seq)
     }
 
     fn drop_oldest(&mut self) -> Result<(), SpoolError> {
-        let Some(seg) = self.segments.pop_front() else { return Ok(()) };
+        let Some(seg) = self.segments.pop_front() else {
+            return Ok(());
+        };
         let (mut batches, mut samples, mut through) = (0u64, 0u64, self.state.consumed_through);
         for r in &seg.records {
             batches += 1;
@@ -326,31 +386,50 @@ impl Spool {
         self.save_state(true)?;
         std::fs::remove_file(&seg.path).map_err(io(&seg.path))?;
         if batches > 0 {
-            tracing::warn!(batches, samples, total_dropped = self.state.dropped_samples, "spool full: dropped oldest batches");
+            tracing::warn!(
+                batches,
+                samples,
+                total_dropped = self.state.dropped_samples,
+                "spool full: dropped oldest batches"
+            );
         }
         Ok(())
     }
 
     /// Sequence numbers of unconsumed records after `after`, oldest first.
     pub fn pending_after(&self, after: u64, max: usize) -> Vec<u64> {
-        self.segments.iter().flat_map(|s| s.records.iter()).filter(|r| r.seq > after).take(max).map(|r| r.seq).collect()
+        self.segments
+            .iter()
+            .flat_map(|s| s.records.iter())
+            .filter(|r| r.seq > after)
+            .take(max)
+            .map(|r| r.seq)
+            .collect()
     }
 
     fn find(&self, seq: u64) -> Option<(&Segment, RecordMeta)> {
-        self.segments.iter().find_map(|s| s.records.iter().find(|r| r.seq == seq).map(|r| (s, *r)))
+        self.segments
+            .iter()
+            .find_map(|s| s.records.iter().find(|r| r.seq == seq).map(|r| (s, *r)))
     }
 
     /// Read a record's payload (re-verifying its checksum); `None` if the record
     /// is no longer in the spool (dropped meanwhile).
     pub fn read(&self, seq: u64) -> Result<Option<Vec<u8>>, SpoolError> {
-        let Some((seg, meta)) = self.find(seq) else { return Ok(None) };
+        let Some((seg, meta)) = self.find(seq) else {
+            return Ok(None);
+        };
         let f = File::open(&seg.path).map_err(io(&seg.path))?;
         let mut buf = vec![0u8; HEADER + meta.len as usize];
-        f.read_exact_at(&mut buf, meta.offset).map_err(io(&seg.path))?;
+        f.read_exact_at(&mut buf, meta.offset)
+            .map_err(io(&seg.path))?;
         if crc(&buf[HEADER..]) != u32::from_le_bytes(buf[4..8].try_into().expect("4 bytes")) {
             return Err(SpoolError::Io {
                 path: seg.path.clone(),
-                source: std::io::Error::new(std::io::ErrorKind::InvalidData, format!("record {seq} changed on disk")),
+                source: std::io::Error::new(
+                    std::io::ErrorKind::InvalidData,
+                    format!("record {seq} changed on disk"),
+                ),
             });
         }
         buf.drain(..HEADER + META);
@@ -423,7 +502,9 @@ enum ScanProblem {
 /// Read every intact record of a segment: (meta, produced_total), length of
 /// the intact prefix, and the problem that stopped the scan, if any.
 #[allow(clippy::type_complexity)]
-fn scan_segment(path: &Path) -> Result<(Vec<(RecordMeta, u64)>, u64, Option<ScanProblem>), SpoolError> {
+fn scan_segment(
+    path: &Path,
+) -> Result<(Vec<(RecordMeta, u64)>, u64, Option<ScanProblem>), SpoolError> {
     let mut f = File::open(path).map_err(io(path))?;
     let file_len = f.seek(SeekFrom::End(0)).map_err(io(path))?;
     f.seek(SeekFrom::Start(0)).map_err(io(path))?;
@@ -433,7 +514,9 @@ fn scan_segment(path: &Path) -> Result<(Vec<(RecordMeta, u64)>, u64, Option<Scan
     let mut pos = 0usize;
     let mut last_seq = 0u64;
     while pos < data.len() {
-        let Some(head) = data.get(pos..pos + HEADER) else { return Ok((out, pos as u64, Some(ScanProblem::TornTail))) };
+        let Some(head) = data.get(pos..pos + HEADER) else {
+            return Ok((out, pos as u64, Some(ScanProblem::TornTail)));
+        };
         let len = u32::from_le_bytes(head[..4].try_into().expect("4")) as usize;
         let want = u32::from_le_bytes(head[4..8].try_into().expect("4"));
         if !(META..=MAX_RECORD).contains(&len) {
@@ -444,7 +527,11 @@ fn scan_segment(path: &Path) -> Result<(Vec<(RecordMeta, u64)>, u64, Option<Scan
         };
         if crc(body) != want {
             // A bad checksum on the very last record is a torn write too.
-            let problem = if pos + HEADER + len == data.len() { ScanProblem::TornTail } else { ScanProblem::Corrupt };
+            let problem = if pos + HEADER + len == data.len() {
+                ScanProblem::TornTail
+            } else {
+                ScanProblem::Corrupt
+            };
             return Ok((out, pos as u64, Some(problem)));
         }
         let seq = u64::from_le_bytes(body[..8].try_into().expect("8"));
@@ -454,7 +541,15 @@ fn scan_segment(path: &Path) -> Result<(Vec<(RecordMeta, u64)>, u64, Option<Scan
             return Ok((out, pos as u64, Some(ScanProblem::Corrupt)));
         }
         last_seq = seq;
-        out.push((RecordMeta { seq, offset: pos as u64, len: len as u32, samples }, produced));
+        out.push((
+            RecordMeta {
+                seq,
+                offset: pos as u64,
+                len: len as u32,
+                samples,
+            },
+            produced,
+        ));
         pos += HEADER + len;
     }
     Ok((out, pos as u64, None))
@@ -469,10 +564,16 @@ fn load_state(dir: &Path) -> Result<State, SpoolError> {
                 let aside = dir.join("state.json.corrupt");
                 tracing::error!(error = %e, moved_to = %aside.display(), "spool state is corrupt: starting a new epoch (unacknowledged batches may be stored twice)");
                 std::fs::rename(&path, &aside).map_err(io(&path))?;
-                Ok(State { epoch: new_epoch(), ..State::default() })
+                Ok(State {
+                    epoch: new_epoch(),
+                    ..State::default()
+                })
             }
         },
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(State { epoch: new_epoch(), ..State::default() }),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(State {
+            epoch: new_epoch(),
+            ..State::default()
+        }),
         Err(source) => Err(SpoolError::Io { path, source }),
     }
 }

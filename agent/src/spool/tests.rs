@@ -4,7 +4,11 @@ use super::*;
 use proptest::prelude::*;
 
 fn cfg(max_bytes: u64, segment_bytes: u64) -> SpoolConfig {
-    SpoolConfig { max_bytes, segment_bytes, fsync: false }
+    SpoolConfig {
+        max_bytes,
+        segment_bytes,
+        fsync: false,
+    }
 }
 
 /// A batch with `n` samples of one series.
@@ -54,7 +58,10 @@ fn records_survive_reopen_and_sequences_continue() {
 fn second_opener_is_refused() {
     let dir = tempfile::tempdir().unwrap();
     let _a = Spool::open(dir.path(), cfg(1 << 20, 4096)).unwrap();
-    assert!(matches!(Spool::open(dir.path(), cfg(1 << 20, 4096)), Err(SpoolError::Locked(_))));
+    assert!(matches!(
+        Spool::open(dir.path(), cfg(1 << 20, 4096)),
+        Err(SpoolError::Locked(_))
+    ));
 }
 
 #[test]
@@ -77,12 +84,18 @@ fn full_spool_drops_oldest_and_counts_exactly() {
     assert_eq!(pending.first().copied(), Some(st.dropped_batches + 1));
     drop(s);
     let st2 = Spool::open(dir.path(), cfg(1000, 300)).unwrap().stats();
-    assert_eq!((st2.dropped_samples, st2.backlog_samples), (st.dropped_samples, st.backlog_samples));
+    assert_eq!(
+        (st2.dropped_samples, st2.backlog_samples),
+        (st.dropped_samples, st.backlog_samples)
+    );
 }
 
 fn segments(dir: &Path) -> Vec<PathBuf> {
-    let mut v: Vec<PathBuf> =
-        std::fs::read_dir(dir).unwrap().map(|e| e.unwrap().path()).filter(|p| p.extension().is_some_and(|e| e == "seg")).collect();
+    let mut v: Vec<PathBuf> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "seg"))
+        .collect();
     v.sort();
     v
 }
@@ -98,11 +111,20 @@ fn torn_tail_is_truncated_not_fatal() {
     }
     let seg = segments(dir.path()).pop().unwrap();
     let len = std::fs::metadata(&seg).unwrap().len();
-    OpenOptions::new().write(true).open(&seg).unwrap().set_len(len - 5).unwrap();
+    OpenOptions::new()
+        .write(true)
+        .open(&seg)
+        .unwrap()
+        .set_len(len - 5)
+        .unwrap();
     let mut s = Spool::open(dir.path(), cfg(1 << 20, 1 << 20)).unwrap();
     assert_eq!(s.pending_after(0, 10), vec![1, 2]);
     assert_eq!(s.stats().corrupt_segments, 0);
-    assert_eq!(s.stats().produced_samples, 4, "the torn record never counted as produced");
+    assert_eq!(
+        s.stats().produced_samples,
+        4,
+        "the torn record never counted as produced"
+    );
     assert_eq!(append(&mut s, 1), 3);
 }
 
@@ -135,7 +157,11 @@ fn corrupt_segment_is_skipped_counted_and_the_rest_kept() {
 #[test]
 fn garbage_segment_file_does_not_crash() {
     let dir = tempfile::tempdir().unwrap();
-    std::fs::write(dir.path().join(format!("{:020}.seg", 1)), b"\xff\xff\xff\xffgarbage garbage").unwrap();
+    std::fs::write(
+        dir.path().join(format!("{:020}.seg", 1)),
+        b"\xff\xff\xff\xffgarbage garbage",
+    )
+    .unwrap();
     std::fs::write(dir.path().join("state.json"), b"{not json").unwrap();
     let mut s = Spool::open(dir.path(), cfg(1 << 20, 4096)).unwrap();
     assert_eq!(s.pending_after(0, 10), Vec::<u64>::new());
@@ -152,8 +178,15 @@ fn rejected_batch_is_quarantined_and_counted() {
     s.ack(1).unwrap();
     s.reject(2, "test").unwrap();
     let st = s.stats();
-    assert_eq!((st.rejected_batches, st.rejected_samples, st.backlog_batches), (1, 7, 0));
-    assert!(dir.path().join("rejected").join(format!("{:020}.pb", 2)).exists());
+    assert_eq!(
+        (st.rejected_batches, st.rejected_samples, st.backlog_batches),
+        (1, 7, 0)
+    );
+    assert!(dir
+        .path()
+        .join("rejected")
+        .join(format!("{:020}.pb", 2))
+        .exists());
     s.reject(2, "again").unwrap();
     assert_eq!(s.stats().rejected_samples, 7, "counted once");
 }

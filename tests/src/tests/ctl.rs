@@ -1,0 +1,151 @@
+//! `umbractl` output against a coordinator fed by a real agent run.
+
+use crate::*;
+use coordinator::ctl::{self, Cli, Command, Connection};
+use std::time::Duration;
+
+fn conn(url: String) -> Connection {
+    Connection {
+        coordinator: url,
+        ca: None,
+        cert: None,
+        key: None,
+        server_name: None,
+    }
+}
+
+async fn ctl_out(url: &str, command: Command) -> Result<String> {
+    let mut out = Vec::new();
+    ctl::run(
+        Cli {
+            conn: conn(url.to_owned()),
+            command,
+        },
+        &mut out,
+    )
+    .await?;
+    Ok(String::from_utf8(out)?)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hosts_series_and_watch_show_a_live_agent() -> Result<()> {
+    let c = InProcessCoordinator::start("[tls]\ninsecure_plaintext = true", "").await?;
+    let url = c.plaintext_url();
+    // Subscribe before the agent connects so the connect event is seen.
+    let watch = tokio::spawn({
+        let url = url.clone();
+        async move { ctl_out(&url, Command::Watch { count: Some(2) }).await }
+    });
+    tokio::time::sleep(Duration::from_millis(200)).await;
+
+    let state = tempfile::tempdir()?;
+    let text = format!(
+        "host_id = \"ctl-host\"\nhwprofile = \"umbra/sim-1u\"\nstate_dir = {:?}\n[coordinator]\nurl = \"{url}\"\ninsecure_plaintext = true\n[spool]\nfsync = false\n[[collector]]\nprotocol = \"sim\"\ninterval = \"100ms\"\nspeedup = 3600.0\n",
+        state.path().display().to_string()
+    );
+    let cfg = agent::config::RawConfig::parse(&text, "t")?.validate()?;
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let agent = tokio::spawn(agent::run(cfg, async {
+        let _ = stop_rx.await;
+    }));
+
+    let events = tokio::time::timeout(Duration::from_secs(20), watch).await???;
+    assert!(
+        events.contains("connected") && events.contains("ctl-host"),
+        "{events}"
+    );
+
+    eventually("FAN3 series with samples", Duration::from_secs(20), || {
+        let url = url.clone();
+        async move {
+            let out = ctl_out(
+                &url,
+                Command::Series {
+                    host: "ctl-host".into(),
+                    metric: Some("fan_speed".into()),
+                    since: Duration::from_secs(3600),
+                    json: false,
+                    rollup: None,
+                },
+            )
+            .await?;
+            Ok(out
+                .lines()
+                .any(|l| {
+                    l.contains("FAN3")
+                        && l.split_whitespace()
+                            .nth(2)
+                            .and_then(|n| n.parse::<u32>().ok())
+                            .is_some_and(|n| n >= 10)
+                })
+                .then_some(()))
+        }
+    })
+    .await?;
+
+    let hosts = ctl_out(&url, Command::Hosts { json: false }).await?;
+    let row = hosts
+        .lines()
+        .find(|l| l.starts_with("ctl-host"))
+        .unwrap_or_else(|| panic!("{hosts}"));
+    assert!(
+        row.contains("umbra/sim-1u") && row.contains(" up "),
+        "{row}"
+    );
+
+    let json = ctl_out(
+        &url,
+        Command::Series {
+            host: "ctl-host".into(),
+            metric: Some("fan_speed".into()),
+            since: Duration::from_secs(3600),
+            json: true,
+            rollup: None,
+        },
+    )
+    .await?;
+    let v: serde_json::Value = serde_json::from_str(&json)?;
+    let fans = v.as_array().unwrap();
+    assert_eq!(fans.len(), 6);
+    // FAN3 degrades (speedup 3600: simulated hours per second), FAN1 does not.
+    let series = |c: &str| {
+        fans.iter().find(|s| s["component"] == c).unwrap()["samples"]
+            .as_array()
+            .unwrap()
+            .clone()
+    };
+    let fan3 = series("FAN3");
+    assert!(fan3.len() >= 10);
+    let text = ctl_out(
+        &url,
+        Command::Series {
+            host: "ctl-host".into(),
+            metric: Some("fan_speed".into()),
+            since: Duration::from_secs(3600),
+            json: false,
+            rollup: None,
+        },
+    )
+    .await?;
+    assert!(
+        text.contains('▁') || text.contains('█'),
+        "sparkline missing:\n{text}"
+    );
+
+    let rollup = ctl_out(
+        &url,
+        Command::Series {
+            host: "ctl-host".into(),
+            metric: Some("fan_speed".into()),
+            since: Duration::from_secs(3600),
+            json: false,
+            rollup: Some("1m".into()),
+        },
+    )
+    .await?;
+    assert!(rollup.contains("FAN3"), "{rollup}");
+
+    stop_tx.send(()).ok();
+    agent.await??;
+    c.stop().await
+}

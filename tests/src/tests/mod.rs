@@ -1,0 +1,6 @@
+//! All cross-crate tests (one test binary).
+
+mod conservation;
+mod ctl;
+mod protocol;
+mod tls;
