@@ -103,7 +103,9 @@ impl CollectorConfig {
     /// Build the collector. The only construction site.
     pub fn build(&self, host_id: &str, profile: &hwprofiles::Profile) -> AnyCollector {
         match self {
-            CollectorConfig::Host(c) => AnyCollector::Host(host::HostCollector::new(c.clone())),
+            CollectorConfig::Host(c) => {
+                AnyCollector::Host(Box::new(host::HostCollector::new(c.clone())))
+            }
             CollectorConfig::Sim(c) => {
                 AnyCollector::Sim(sim::SimCollector::new(c.clone(), host_id, profile))
             }
@@ -113,7 +115,8 @@ impl CollectorConfig {
 
 /// Static dispatch over the family.
 pub enum AnyCollector {
-    Host(host::HostCollector),
+    /// Boxed: sysinfo's `System` is large.
+    Host(Box<host::HostCollector>),
     Sim(sim::SimCollector),
 }
 

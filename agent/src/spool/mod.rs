@@ -499,12 +499,12 @@ enum ScanProblem {
     Corrupt,
 }
 
-/// Read every intact record of a segment: (meta, produced_total), length of
-/// the intact prefix, and the problem that stopped the scan, if any.
-#[allow(clippy::type_complexity)]
-fn scan_segment(
-    path: &Path,
-) -> Result<(Vec<(RecordMeta, u64)>, u64, Option<ScanProblem>), SpoolError> {
+/// Intact records (meta, produced_total), length of the intact prefix, and
+/// the problem that stopped the scan, if any.
+type Scan = (Vec<(RecordMeta, u64)>, u64, Option<ScanProblem>);
+
+/// Read every intact record of a segment.
+fn scan_segment(path: &Path) -> Result<Scan, SpoolError> {
     let mut f = File::open(path).map_err(io(path))?;
     let file_len = f.seek(SeekFrom::End(0)).map_err(io(path))?;
     f.seek(SeekFrom::Start(0)).map_err(io(path))?;
@@ -545,7 +545,7 @@ fn scan_segment(
             RecordMeta {
                 seq,
                 offset: pos as u64,
-                len: len as u32,
+                len: u32::try_from(len).expect("len <= MAX_RECORD"),
                 samples,
             },
             produced,

@@ -120,20 +120,24 @@ pub(crate) fn best_rice_k(values: &[u64]) -> u32 {
 }
 
 pub(crate) fn zigzag(v: i64) -> u64 {
-    ((v << 1) ^ (v >> 63)) as u64
+    ((v << 1) ^ (v >> 63)).cast_unsigned()
 }
 
 pub(crate) fn unzigzag(z: u64) -> i64 {
-    ((z >> 1) as i64) ^ -((z & 1) as i64)
+    (z >> 1).cast_signed() ^ -(z & 1).cast_signed()
 }
 
 /// LEB128 varint.
 pub(crate) fn varint_put(buf: &mut Vec<u8>, mut v: u64) {
     while v >= 0x80 {
-        buf.push((v as u8) | 0x80);
+        buf.push(low7(v) | 0x80);
         v >>= 7;
     }
-    buf.push(v as u8);
+    buf.push(low7(v));
+}
+
+fn low7(v: u64) -> u8 {
+    u8::try_from(v & 0x7f).expect("masked to 7 bits")
 }
 
 pub(crate) fn varint_get(buf: &[u8], pos: &mut usize) -> Option<u64> {

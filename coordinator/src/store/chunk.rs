@@ -143,7 +143,7 @@ fn encode_mode(samples: &[Sample], mode: Mode) -> Vec<u8> {
         })
         .collect();
     let k_ts = bits::best_rice_k(&dods);
-    out.push(k_ts as u8);
+    out.push(u8::try_from(k_ts).expect("rice k <= 48"));
 
     let mut value_deltas = Vec::new();
     let k_val = if let Mode::Decimal(scale) = mode {
@@ -154,7 +154,7 @@ fn encode_mode(samples: &[Sample], mode: Mode) -> Vec<u8> {
         }
         let k = bits::best_rice_k(&value_deltas);
         out.push(scale);
-        out.push(k as u8);
+        out.push(u8::try_from(k).expect("rice k <= 48"));
         k
     } else {
         0
@@ -226,8 +226,8 @@ impl XorState {
             return Some(self.prev);
         }
         let x = if r.bit()? {
-            let lead = r.bits(6)? as u32;
-            let len = r.bits(6)? as u32 + 1;
+            let lead = u32::try_from(r.bits(6)?).ok()?;
+            let len = u32::try_from(r.bits(6)?).ok()? + 1;
             if lead + len > 64 {
                 return None;
             }
@@ -295,7 +295,7 @@ pub fn decode_into(buf: &[u8], out: &mut Vec<Sample>) -> Result<(), ChunkError> 
             Sample {
                 ts_ms: ts,
                 value: v,
-                quality: Quality::from_u8(q as u8),
+                quality: Quality::from_u8(u8::try_from(q).unwrap_or(u8::MAX)),
             }
         } else if let Some((scale, k_val)) = decimal {
             let d = bits::unzigzag(bits::rice_get(&mut r, k_val).ok_or(corrupt("value"))?);

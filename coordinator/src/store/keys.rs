@@ -19,11 +19,11 @@ pub(crate) const SEALED: u8 = 0;
 pub(crate) const PARTIAL: u8 = 1;
 
 pub(crate) fn time_be(ts: i64) -> [u8; 8] {
-    ((ts as u64) ^ (1 << 63)).to_be_bytes()
+    (ts.cast_unsigned() ^ (1 << 63)).to_be_bytes()
 }
 
 pub(crate) fn time_from_be(b: &[u8]) -> Option<i64> {
-    Some((u64::from_be_bytes(b.get(..8)?.try_into().ok()?) ^ (1 << 63)) as i64)
+    Some((u64::from_be_bytes(b.get(..8)?.try_into().ok()?) ^ (1 << 63)).cast_signed())
 }
 
 pub(crate) fn u64_from_be(b: &[u8]) -> Option<u64> {

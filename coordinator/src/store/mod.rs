@@ -30,6 +30,9 @@ const CF_SAMPLES: &str = "samples";
 const CF_ROLLUPS: &str = "rollups";
 const CF_META: &str = "meta";
 
+/// A RocksDB key as returned by iterators.
+type ChunkKey = Box<[u8]>;
+
 /// Chunk ids are reserved from the meta CF in blocks of this size.
 const CHUNK_ID_BLOCK: u64 = 1 << 20;
 
@@ -362,7 +365,7 @@ impl Store {
         &self,
         series: u64,
         window: i64,
-    ) -> Result<(Vec<Sample>, Vec<Box<[u8]>>), StoreError> {
+    ) -> Result<(Vec<Sample>, Vec<ChunkKey>), StoreError> {
         let prefix = keys::window_prefix(series, window);
         let mut samples = Vec::new();
         let mut partial_keys = Vec::new();
