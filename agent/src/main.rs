@@ -65,14 +65,7 @@ fn main() -> anyhow::Result<()> {
         }
         Command::SpoolStatus => {
             let s = agent::spool::inspect(&config.spool_dir(), config.spool.clone())?;
-            let v = serde_json::json!({
-                "produced_samples": s.produced_samples, "dropped_batches": s.dropped_batches,
-                "dropped_samples": s.dropped_samples, "rejected_batches": s.rejected_batches,
-                "rejected_samples": s.rejected_samples, "corrupt_segments": s.corrupt_segments,
-                "backlog_batches": s.backlog_batches, "backlog_samples": s.backlog_samples,
-                "backlog_bytes": s.backlog_bytes, "consumed_through": s.consumed_through, "next_seq": s.next_seq,
-            });
-            println!("{}", serde_json::to_string_pretty(&v)?);
+            println!("{}", serde_json::to_string_pretty(&s)?);
             Ok(())
         }
         Command::Run => {

@@ -3,6 +3,9 @@
 //! Sends `Hello`, honours `Welcome.last_stored_sequence`, then keeps up to
 //! `max_in_flight` batches outstanding, read from the spool in sequence order.
 //! Acks consume spool records; a non-retryable Nack quarantines the batch.
+//! Batches the spool dropped after sending them are *in doubt*: an `InDoubt`
+//! query on the stream asks the coordinator which it stored (replies come in
+//! order, so the answer covers everything sent before the query).
 //! Any error drops the connection; the next one resends everything not yet
 //! acknowledged (the coordinator deduplicates). Reconnects use exponential
 //! backoff with full jitter, capped at `backoff_max`.
@@ -11,7 +14,7 @@ use crate::config::{UplinkConfig, UplinkTls};
 use crate::pipeline::Shared;
 use prost::Message;
 use proto::telemetry::v1::{self as pb, telemetry_client::TelemetryClient};
-use std::collections::VecDeque;
+use std::collections::{HashSet, VecDeque};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::{mpsc, watch};
@@ -120,13 +123,10 @@ pub async fn run(
     }
 }
 
+/// Batches not yet settled: still spooled, or dropped in flight and in doubt.
 fn backlog(shared: &Shared) -> u64 {
-    shared
-        .spool
-        .lock()
-        .expect("poisoned")
-        .stats()
-        .backlog_batches
+    let st = shared.spool.lock().expect("poisoned").stats();
+    st.backlog_batches + st.in_doubt_batches
 }
 
 fn hello_msg(hello: &HelloBase, shared: &Shared) -> pb::AgentMessage {
@@ -181,8 +181,34 @@ async fn session(
         spool.stats().consumed_through
     };
     tracing::info!(coordinator = %welcome.coordinator_id, resume_after = sent_through, url = %cfg.url, "uplink connected");
-    let mut in_flight: VecDeque<u64> = VecDeque::new();
+    let mut in_flight: VecDeque<Outstanding> = VecDeque::new();
+    // In-doubt sequences already asked about (or in flight) on this stream.
+    let mut asked: HashSet<u64> = HashSet::new();
     loop {
+        // Ask about batches dropped after an earlier send. Ones in flight on
+        // this stream are settled by their own Ack.
+        let query: Vec<u64> = {
+            let spool = shared.spool.lock().expect("poisoned");
+            spool
+                .in_doubt()
+                .into_iter()
+                .filter(|s| asked.insert(*s))
+                .collect()
+        };
+        if !query.is_empty() {
+            tracing::info!(
+                batches = query.len(),
+                "asking the coordinator about in-doubt batches"
+            );
+            tx.send(pb::AgentMessage {
+                msg: Some(pb::agent_message::Msg::InDoubt(pb::InDoubt {
+                    sequences: query,
+                })),
+            })
+            .await
+            .map_err(|_| UplinkError::Protocol("outbound closed".into()))?;
+            in_flight.push_back(Outstanding::Query);
+        }
         // Fill the window from the spool.
         while in_flight.len() < cfg.max_in_flight {
             let next = shared
@@ -198,12 +224,14 @@ async fn session(
             let Some(payload) = payload else { continue }; // dropped meanwhile
             match pb::SampleBatch::decode(payload.as_slice()) {
                 Ok(batch) => {
+                    shared.spool.lock().expect("poisoned").mark_sent(seq)?;
+                    asked.insert(seq);
                     tx.send(pb::AgentMessage {
                         msg: Some(pb::agent_message::Msg::Batch(batch)),
                     })
                     .await
                     .map_err(|_| UplinkError::Protocol("outbound closed".into()))?;
-                    in_flight.push_back(seq);
+                    in_flight.push_back(Outstanding::Batch(seq));
                 }
                 Err(e) => {
                     shared
@@ -224,11 +252,19 @@ async fn session(
                 let Some(msg) = msg? else { return Err(UplinkError::Protocol("coordinator closed the stream".into())) };
                 match msg.msg {
                     Some(pb::coordinator_message::Msg::Ack(ack)) => {
-                        expect_front(&mut in_flight, ack.sequence)?;
+                        expect_front(&mut in_flight, Outstanding::Batch(ack.sequence))?;
                         shared.spool.lock().expect("poisoned").ack(ack.sequence)?;
                     }
+                    Some(pb::coordinator_message::Msg::Resolution(r)) => {
+                        expect_front(&mut in_flight, Outstanding::Query)?;
+                        shared.spool.lock().expect("poisoned").resolve(&crate::spool::Resolution {
+                            stored: r.stored,
+                            not_stored: r.not_stored,
+                            unknown: r.unknown,
+                        })?;
+                    }
                     Some(pb::coordinator_message::Msg::Nack(nack)) => {
-                        expect_front(&mut in_flight, nack.sequence)?;
+                        expect_front(&mut in_flight, Outstanding::Batch(nack.sequence))?;
                         if nack.retryable {
                             return Err(UplinkError::Protocol(format!("batch {} refused for now: {}", nack.sequence, nack.reason)));
                         }
@@ -248,11 +284,21 @@ async fn session(
     }
 }
 
-fn expect_front(in_flight: &mut VecDeque<u64>, seq: u64) -> Result<(), UplinkError> {
+/// What the coordinator owes a reply for, in order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Outstanding {
+    Batch(u64),
+    Query,
+}
+
+fn expect_front(
+    in_flight: &mut VecDeque<Outstanding>,
+    got: Outstanding,
+) -> Result<(), UplinkError> {
     match in_flight.pop_front() {
-        Some(s) if s == seq => Ok(()),
+        Some(o) if o == got => Ok(()),
         other => Err(UplinkError::Protocol(format!(
-            "reply for batch {seq}, expected {other:?}"
+            "reply for {got:?}, expected one for {other:?}"
         ))),
     }
 }

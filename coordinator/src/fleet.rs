@@ -85,6 +85,7 @@ impl pb::fleet_server::Fleet for FleetService {
                 stored_samples: r.stored_samples,
                 components: r.components.len() as u64,
                 rejected_samples: r.stats.rejected_samples,
+                in_doubt_samples: r.stats.in_doubt_samples,
             })
             .collect();
         Ok(Response::new(pb::ListHostsResponse { hosts }))

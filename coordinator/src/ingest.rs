@@ -9,6 +9,7 @@
 
 use crate::events::{Bus, EventKind};
 use crate::model::{self, AgentStats, HostRecord, Quality, Sample, SeriesId};
+use crate::store::ledger::Verdict;
 use crate::store::{IngestOutcome, IngestWrite, Store};
 use proto::telemetry::v1 as pb;
 use std::collections::{BTreeMap, HashMap, HashSet};
@@ -219,6 +220,10 @@ async fn run_stream(
                     let reply = handle_batch(ingest, &mut session, batch).await?;
                     send(tx, reply).await?;
                 }
+                Some(pb::agent_message::Msg::InDoubt(q)) => {
+                    let reply = resolve_in_doubt(ingest, &session, q).await?;
+                    send(tx, reply).await?;
+                }
                 Some(pb::agent_message::Msg::Hello(_)) => {
                     return Err(Status::invalid_argument("Hello sent twice on one stream"));
                 }
@@ -328,7 +333,49 @@ fn stats(s: pb::AgentStats) -> AgentStats {
         backlog_samples: s.backlog_samples,
         rejected_samples: s.rejected_samples,
         corrupt_segments: s.corrupt_segments,
+        in_doubt_samples: s.in_doubt_samples,
+        unresolved_samples: s.unresolved_samples,
     }
+}
+
+/// Most sequences one `InDoubt` may ask about (an agent's in-doubt set is
+/// bounded by its in-flight window plus its send reservation).
+const MAX_IN_DOUBT_QUERY: usize = 65_536;
+
+/// Answer which of the queried sequences are stored. Messages of a stream are
+/// handled in order, so every batch sent before the query has been decided.
+async fn resolve_in_doubt(
+    ingest: &Arc<Ingest>,
+    session: &Session,
+    q: pb::InDoubt,
+) -> Result<pb::coordinator_message::Msg, Status> {
+    if q.sequences.len() > MAX_IN_DOUBT_QUERY {
+        return Err(Status::invalid_argument(format!(
+            "InDoubt asks about {} sequences (limit {MAX_IN_DOUBT_QUERY})",
+            q.sequences.len()
+        )));
+    }
+    let ledger = blocking(ingest, {
+        let (h, e) = (session.host.clone(), session.epoch);
+        move |s| s.ledger(&h, e)
+    })
+    .await?;
+    let mut r = pb::Resolution::default();
+    for seq in q.sequences {
+        match ledger.verdict(seq) {
+            Verdict::Stored => r.stored.push(seq),
+            Verdict::NotStored => r.not_stored.push(seq),
+            Verdict::Unknown => r.unknown.push(seq),
+        }
+    }
+    tracing::info!(
+        host = %session.host,
+        stored = r.stored.len(),
+        not_stored = r.not_stored.len(),
+        unknown = r.unknown.len(),
+        "resolved in-doubt batches"
+    );
+    Ok(pb::coordinator_message::Msg::Resolution(r))
 }
 
 async fn register_series(

@@ -102,6 +102,10 @@ pub struct AgentStats {
     pub backlog_samples: u64,
     pub rejected_samples: u64,
     pub corrupt_segments: u64,
+    #[serde(default)]
+    pub in_doubt_samples: u64,
+    #[serde(default)]
+    pub unresolved_samples: u64,
 }
 
 /// What the coordinator remembers about a host (persisted in the meta column family).

@@ -19,6 +19,13 @@
 //!   fsynced in `state.json` together with `consumed_through` before the
 //!   segment file is deleted, and records `<= consumed_through` found on
 //!   start-up are discarded without being counted again.
+//! - A record dropped from a full spool *after it was sent* but before its ack
+//!   is neither counted as dropped nor as delivered: it is *in doubt* (the
+//!   coordinator may have stored it) until the coordinator's answer (`Ack` of
+//!   that batch, or a `Resolution`) decides it. "Sent" is over-approximated
+//!   across crashes by a durable reservation (`sent_reserved`, raised in steps
+//!   of [`SEND_RESERVATION`] before sending), so a record that may have reached
+//!   the coordinator is never counted as dropped.
 //! - A torn tail (crash mid-append) is truncated; a corrupt record in the middle
 //!   of a segment skips the rest of that segment, counted in `corrupt_segments`
 //!   and logged, never a crash loop.
@@ -36,6 +43,9 @@ const HEADER: usize = 8;
 const META: usize = 20;
 /// Records above this size are refused (a batch is never this large).
 pub const MAX_RECORD: usize = 64 * 1024 * 1024;
+/// How far ahead of the last sent sequence the durable send reservation runs:
+/// one fsynced state write per this many sends.
+pub const SEND_RESERVATION: u64 = 64;
 
 /// Spool failures.
 #[derive(Debug, thiserror::Error)]
@@ -79,6 +89,33 @@ pub struct State {
     pub rejected_batches: u64,
     pub rejected_samples: u64,
     pub corrupt_segments: u64,
+    /// No record above this sequence was ever sent. `None` (a state written
+    /// before this field existed) means any record may have been sent.
+    #[serde(default)]
+    pub sent_reserved: Option<u64>,
+    /// Dropped after being sent; awaiting the coordinator's verdict.
+    #[serde(default)]
+    pub in_doubt: Vec<InDoubt>,
+    /// In-doubt batches the coordinator could no longer tell about.
+    #[serde(default)]
+    pub unresolved_batches: u64,
+    #[serde(default)]
+    pub unresolved_samples: u64,
+}
+
+/// A batch dropped after it was sent.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+pub struct InDoubt {
+    pub seq: u64,
+    pub samples: u32,
+}
+
+/// The coordinator's answer about in-doubt sequences.
+#[derive(Debug, Clone, Default)]
+pub struct Resolution {
+    pub stored: Vec<u64>,
+    pub not_stored: Vec<u64>,
+    pub unknown: Vec<u64>,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -96,8 +133,8 @@ struct Segment {
     bytes: u64,
 }
 
-/// Counters for monitoring and the `Hello`/batch stats.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+/// Counters for monitoring, the `Hello`/batch stats and `spool-status`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
 pub struct Stats {
     pub produced_samples: u64,
     pub dropped_batches: u64,
@@ -108,6 +145,10 @@ pub struct Stats {
     pub backlog_batches: u64,
     pub backlog_samples: u64,
     pub backlog_bytes: u64,
+    pub in_doubt_batches: u64,
+    pub in_doubt_samples: u64,
+    pub unresolved_batches: u64,
+    pub unresolved_samples: u64,
     pub consumed_through: u64,
     pub next_seq: u64,
 }
@@ -123,6 +164,8 @@ impl Stats {
             backlog_samples: self.backlog_samples,
             rejected_samples: self.rejected_samples,
             corrupt_segments: self.corrupt_segments,
+            in_doubt_samples: self.in_doubt_samples,
+            unresolved_samples: self.unresolved_samples,
         }
     }
 }
@@ -136,6 +179,8 @@ pub struct Spool {
     segments: VecDeque<Segment>,
     active: Option<File>,
     next_seq: u64,
+    /// Highest sequence that may have been sent (this run, or before a crash).
+    sent_through: u64,
     _lock: File,
 }
 
@@ -165,6 +210,7 @@ impl Spool {
             segments: VecDeque::new(),
             active: None,
             next_seq: 1,
+            sent_through: 0,
             _lock: lock,
         };
         spool.recover()?;
@@ -234,6 +280,11 @@ impl Spool {
             );
         }
         self.next_seq = last_seq + 1;
+        // Anything up to the reservation may have been sent before this start.
+        self.sent_through = self
+            .state
+            .sent_reserved
+            .map_or(last_seq, |r| r.min(last_seq));
         self.save_state(true)?;
         Ok(())
     }
@@ -254,6 +305,15 @@ impl Spool {
             rejected_batches: self.state.rejected_batches,
             rejected_samples: self.state.rejected_samples,
             corrupt_segments: self.state.corrupt_segments,
+            in_doubt_batches: self.state.in_doubt.len() as u64,
+            in_doubt_samples: self
+                .state
+                .in_doubt
+                .iter()
+                .map(|d| u64::from(d.samples))
+                .sum(),
+            unresolved_batches: self.state.unresolved_batches,
+            unresolved_samples: self.state.unresolved_samples,
             consumed_through: self.state.consumed_through,
             next_seq: self.next_seq,
             ..Stats::default()
@@ -374,10 +434,20 @@ impl Spool {
             return Ok(());
         };
         let (mut batches, mut samples, mut through) = (0u64, 0u64, self.state.consumed_through);
+        let mut in_doubt = 0u64;
         for r in &seg.records {
-            batches += 1;
-            samples += u64::from(r.samples);
             through = through.max(r.seq);
+            if r.seq <= self.sent_through {
+                // It may be stored already: the coordinator decides, later.
+                self.state.in_doubt.push(InDoubt {
+                    seq: r.seq,
+                    samples: r.samples,
+                });
+                in_doubt += 1;
+            } else {
+                batches += 1;
+                samples += u64::from(r.samples);
+            }
         }
         self.state.dropped_batches += batches;
         self.state.dropped_samples += samples;
@@ -385,13 +455,66 @@ impl Spool {
         // Counters are durable before the data disappears: never lost, never double counted.
         self.save_state(true)?;
         std::fs::remove_file(&seg.path).map_err(io(&seg.path))?;
-        if batches > 0 {
+        if batches + in_doubt > 0 {
             tracing::warn!(
                 batches,
                 samples,
+                in_doubt,
                 total_dropped = self.state.dropped_samples,
                 "spool full: dropped oldest batches"
             );
+        }
+        Ok(())
+    }
+
+    /// Note that `seq` is about to be sent. Raises the durable send
+    /// reservation first when `seq` is beyond it.
+    pub fn mark_sent(&mut self, seq: u64) -> Result<(), SpoolError> {
+        self.sent_through = self.sent_through.max(seq);
+        if self.state.sent_reserved.is_none_or(|r| seq > r) {
+            self.state.sent_reserved = Some(seq + SEND_RESERVATION);
+            self.save_state(true)?;
+        }
+        Ok(())
+    }
+
+    /// Sequences dropped after being sent, awaiting the coordinator's verdict.
+    pub fn in_doubt(&self) -> Vec<u64> {
+        self.state.in_doubt.iter().map(|d| d.seq).collect()
+    }
+
+    /// Apply the coordinator's verdicts: stored batches were delivered, the
+    /// rest become dropped (or unresolved). Sequences not in doubt are ignored.
+    pub fn resolve(&mut self, r: &Resolution) -> Result<(), SpoolError> {
+        let before = self.state.in_doubt.len();
+        let (mut dropped, mut unresolved) = (0u64, 0u64);
+        let state = &mut self.state;
+        state.in_doubt.retain(|d| {
+            let n = u64::from(d.samples);
+            if r.stored.contains(&d.seq) {
+                false
+            } else if r.not_stored.contains(&d.seq) {
+                state.dropped_batches += 1;
+                state.dropped_samples += n;
+                dropped += n;
+                false
+            } else if r.unknown.contains(&d.seq) {
+                state.unresolved_batches += 1;
+                state.unresolved_samples += n;
+                unresolved += n;
+                false
+            } else {
+                true
+            }
+        });
+        if self.state.in_doubt.len() != before {
+            tracing::info!(
+                resolved = before - self.state.in_doubt.len(),
+                dropped_samples = dropped,
+                unresolved_samples = unresolved,
+                "in-doubt batches resolved"
+            );
+            self.save_state(true)?;
         }
         Ok(())
     }
@@ -438,6 +561,11 @@ impl Spool {
 
     /// Cumulative acknowledgement: every record `<= seq` is consumed.
     pub fn ack(&mut self, seq: u64) -> Result<(), SpoolError> {
+        if let Some(i) = self.state.in_doubt.iter().position(|d| d.seq == seq) {
+            // Dropped while in flight, and the coordinator has it: delivered.
+            self.state.in_doubt.remove(i);
+            return self.save_state(true);
+        }
         // A lost ack only causes a resend, which the coordinator deduplicates:
         // no fsync needed here.
         self.consume_through(seq, false)
@@ -476,6 +604,19 @@ impl Spool {
     /// it, and consume everything up to it (counters and consumption are made
     /// durable together, so the batch is counted exactly once).
     pub fn reject(&mut self, seq: u64, reason: &str) -> Result<(), SpoolError> {
+        if let Some(i) = self.state.in_doubt.iter().position(|d| d.seq == seq) {
+            // Dropped while in flight, then refused: the payload is gone, the count is not.
+            let d = self.state.in_doubt.remove(i);
+            self.state.rejected_batches += 1;
+            self.state.rejected_samples += u64::from(d.samples);
+            tracing::error!(
+                seq,
+                samples = d.samples,
+                reason,
+                "coordinator rejected a batch (already dropped from the spool)"
+            );
+            return self.save_state(true);
+        }
         if seq <= self.state.consumed_through {
             return Ok(());
         }

@@ -2,6 +2,7 @@
 
 use super::*;
 use proptest::prelude::*;
+use std::collections::BTreeSet;
 
 fn cfg(max_bytes: u64, segment_bytes: u64) -> SpoolConfig {
     SpoolConfig {
@@ -191,11 +192,81 @@ fn rejected_batch_is_quarantined_and_counted() {
     assert_eq!(s.stats().rejected_samples, 7, "counted once");
 }
 
+#[test]
+fn batches_dropped_after_sending_are_in_doubt_until_resolved() {
+    let dir = tempfile::tempdir().unwrap();
+    let c = cfg(1500, 400);
+    let mut s = Spool::open(dir.path(), c.clone()).unwrap();
+    let first: Vec<u64> = (0..4).map(|_| append(&mut s, 5)).collect();
+    for &seq in &first[..2] {
+        s.mark_sent(seq).unwrap();
+    }
+    // Overflow: the two sent batches become in doubt, the unsent ones dropped.
+    while s.stats().in_doubt_batches < 2 {
+        append(&mut s, 5);
+    }
+    let st = s.stats();
+    assert_eq!(s.in_doubt(), first[..2]);
+    assert_eq!(st.in_doubt_samples, 10);
+    assert_eq!(st.dropped_samples % 5, 0);
+    // The verdicts survive a restart (they are in state.json).
+    drop(s);
+    let mut s = Spool::open(dir.path(), c).unwrap();
+    assert_eq!(s.in_doubt(), first[..2]);
+    let dropped_before = s.stats().dropped_samples;
+    s.resolve(&Resolution {
+        stored: vec![first[0]],
+        not_stored: vec![first[1]],
+        unknown: vec![],
+    })
+    .unwrap();
+    let st = s.stats();
+    assert_eq!((st.in_doubt_batches, st.in_doubt_samples), (0, 0));
+    assert_eq!(
+        st.dropped_samples,
+        dropped_before + 5,
+        "not stored = dropped"
+    );
+    // A repeated answer changes nothing.
+    s.resolve(&Resolution {
+        stored: vec![],
+        not_stored: vec![first[0], first[1]],
+        unknown: vec![],
+    })
+    .unwrap();
+    assert_eq!(s.stats().dropped_samples, dropped_before + 5);
+}
+
+#[test]
+fn a_restart_treats_records_up_to_the_send_reservation_as_possibly_sent() {
+    let dir = tempfile::tempdir().unwrap();
+    let c = cfg(1500, 400);
+    let mut s = Spool::open(dir.path(), c.clone()).unwrap();
+    let a = append(&mut s, 5);
+    s.mark_sent(a).unwrap();
+    drop(s); // as after kill -9: the in-memory send mark is gone
+    let mut s = Spool::open(dir.path(), c).unwrap();
+    while s.stats().in_doubt_batches + s.stats().dropped_batches == 0 {
+        append(&mut s, 5);
+    }
+    assert_eq!(
+        s.in_doubt(),
+        vec![a],
+        "the sent record is in doubt, not dropped"
+    );
+}
+
 #[derive(Debug, Clone)]
 enum Op {
     Append(u32),
     /// Acknowledge the next k pending batches.
     Ack(usize),
+    /// Send the next k pending batches.
+    Send(usize),
+    /// An in-flight ack arrives for the oldest in-doubt batch.
+    AckInDoubt,
+    /// The coordinator answers for every in-doubt batch (0 stored, 1 not, 2 unknown).
+    Resolve(u8),
     Reject,
     Reopen,
 }
@@ -204,6 +275,9 @@ fn arb_op() -> impl Strategy<Value = Op> {
     prop_oneof![
         6 => (1u32..20).prop_map(Op::Append),
         3 => (0usize..5).prop_map(Op::Ack),
+        3 => (0usize..5).prop_map(Op::Send),
+        1 => Just(Op::AckInDoubt),
+        1 => (0u8..3).prop_map(Op::Resolve),
         1 => Just(Op::Reject),
         1 => Just(Op::Reopen),
     ]
@@ -212,17 +286,21 @@ fn arb_op() -> impl Strategy<Value = Op> {
 proptest! {
     #![proptest_config(ProptestConfig { cases: 64, ..ProptestConfig::default() })]
 
-    /// Conservation: every produced sample is acknowledged, dropped, rejected
-    /// or still pending — exactly one of them — across any interleaving of
-    /// appends, acks, rejects and restarts, with a spool small enough to overflow.
+    /// Conservation: every produced sample is delivered, dropped, rejected,
+    /// in doubt, unresolved or still pending — exactly one of them — across
+    /// any interleaving of appends, sends, acks, verdicts, rejects and
+    /// restarts, with a spool small enough to overflow.
     #[test]
     fn samples_are_conserved(ops in proptest::collection::vec(arb_op(), 1..80)) {
         let dir = tempfile::tempdir().unwrap();
         let c = cfg(1500, 400);
         let mut s = Spool::open(dir.path(), c.clone()).unwrap();
-        let mut acked_samples = 0u64;
+        let mut delivered = 0u64;
         let mut samples_of = std::collections::HashMap::new();
         let mut last_seq = 0;
+        let mut sent_through = 0;
+        // Sent at some point, and settled (delivered, rejected or resolved).
+        let (mut sent, mut settled) = (BTreeSet::new(), BTreeSet::new());
         for op in ops {
             match op {
                 Op::Append(n) => {
@@ -234,26 +312,68 @@ proptest! {
                 Op::Ack(k) => {
                     let pending = s.pending_after(0, k);
                     if let Some(&upto) = pending.last() {
-                        for seq in &pending { acked_samples += samples_of[seq]; }
+                        for seq in &pending { delivered += samples_of[seq]; }
+                        settled.extend(pending.iter().copied());
                         s.ack(upto).unwrap();
                     }
                 }
+                Op::Send(k) => {
+                    for seq in s.pending_after(sent_through, k) {
+                        s.mark_sent(seq).unwrap();
+                        sent.insert(seq);
+                        sent_through = seq;
+                    }
+                }
+                Op::AckInDoubt => {
+                    if let Some(&seq) = s.in_doubt().first() {
+                        delivered += samples_of[&seq];
+                        settled.insert(seq);
+                        s.ack(seq).unwrap();
+                    }
+                }
+                Op::Resolve(v) => {
+                    let all = s.in_doubt();
+                    settled.extend(all.iter().copied());
+                    let mut r = Resolution::default();
+                    match v {
+                        0 => {
+                            delivered += all.iter().map(|q| samples_of[q]).sum::<u64>();
+                            r.stored = all;
+                        }
+                        1 => r.not_stored = all,
+                        _ => r.unknown = all,
+                    }
+                    s.resolve(&r).unwrap();
+                }
                 Op::Reject => {
                     if let Some(&seq) = s.pending_after(0, 1).first() {
+                        settled.insert(seq);
                         s.reject(seq, "model").unwrap();
                     }
                 }
                 Op::Reopen => {
                     drop(s);
                     s = Spool::open(dir.path(), c.clone()).unwrap();
+                    sent_through = 0;
                 }
             }
             let st = s.stats();
             prop_assert_eq!(
                 st.produced_samples,
-                acked_samples + st.dropped_samples + st.rejected_samples + st.backlog_samples,
+                delivered + st.dropped_samples + st.rejected_samples + st.backlog_samples
+                    + st.in_doubt_samples + st.unresolved_samples,
                 "{:?}", st
             );
+            // Nothing that was sent is ever counted as dropped outright: it is
+            // still pending, settled by the coordinator, or in doubt.
+            let in_doubt = s.in_doubt();
+            let pending = s.pending_after(0, usize::MAX);
+            for seq in &sent {
+                prop_assert!(
+                    pending.contains(seq) || settled.contains(seq) || in_doubt.contains(seq),
+                    "sent batch {} vanished; in doubt {:?}", seq, in_doubt
+                );
+            }
         }
     }
 }

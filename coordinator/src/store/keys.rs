@@ -7,7 +7,7 @@
 //!          key(8) window(8) 0x01 chunk-id(8) -> partial chunk (one per ingest write)
 //! rollups  key(8) resolution(1) window(8)    -> rollup buckets of the window
 //! meta     'h' host                          -> HostRecord (JSON)
-//!          's' host 0x00 epoch(8)            -> last stored sequence (u64 BE)
+//!          's' host 0x00 epoch(8)            -> stored-sequence ledger (ledger.rs)
 //!          'd' window(8) key(8)              -> window has partial chunks (compaction queue)
 //!          'c' name                          -> counters / allocators (u64 BE)
 //! ```

@@ -2,7 +2,7 @@
 //!
 //! Write path: one RocksDB `WriteBatch` per ingested stream message, holding
 //! one compressed *partial* chunk per (series, window) touched, the batch's
-//! sequence number (for idempotence) and the host record, written with the
+//! sequence ledger (for idempotence) and the host record, written with the
 //! WAL (and fsync when `sync_writes`). Nothing is acknowledged before that
 //! write returns. [`Store::compact`] later merges the partial chunks of closed
 //! windows into one *sealed* chunk per window and computes the 1-minute and
@@ -12,11 +12,13 @@
 mod bits;
 pub mod chunk;
 mod keys;
+pub mod ledger;
 mod rollup;
 
 pub use rollup::{Bucket, Resolution};
 
 use crate::model::{HostRecord, Sample, SeriesId, SeriesMeta};
+use ledger::Ledger;
 use rocksdb::{
     ColumnFamilyDescriptor, Direction, IteratorMode, Options, WriteBatch, WriteOptions, DB,
 };
@@ -246,13 +248,19 @@ impl Store {
         Ok((key, true))
     }
 
+    /// Stored sequences of (host, epoch).
+    pub fn ledger(&self, host: &str, epoch: u64) -> Result<Ledger, StoreError> {
+        self.db
+            .get_cf(self.cf(CF_META), keys::sequence(host, epoch))?
+            .map_or(Ok(Ledger::default()), |v| {
+                Ledger::decode(&v)
+                    .map_err(|e| StoreError::Corrupt(format!("host {host} epoch {epoch}: {e}")))
+            })
+    }
+
     /// Highest stored sequence of (host, epoch); 0 if none.
     pub fn last_sequence(&self, host: &str, epoch: u64) -> Result<u64, StoreError> {
-        Ok(self
-            .db
-            .get_cf(self.cf(CF_META), keys::sequence(host, epoch))?
-            .and_then(|v| keys::u64_from_be(&v))
-            .unwrap_or(0))
+        Ok(self.ledger(host, epoch)?.high_water_mark())
     }
 
     fn window_of(&self, ts: i64) -> i64 {
@@ -264,9 +272,11 @@ impl Store {
     /// stored. The caller serialises calls per host (ingest holds a per-host
     /// lock), which makes check-then-write atomic.
     pub fn ingest(&self, w: IngestWrite<'_>) -> Result<IngestOutcome, StoreError> {
-        if w.sequence <= self.last_sequence(w.host, w.epoch)? {
+        let mut ledger = self.ledger(w.host, w.epoch)?;
+        if ledger.is_duplicate(w.sequence) {
             return Ok(IngestOutcome::Duplicate);
         }
+        ledger.insert(w.sequence);
         let samples_cf = self.cf(CF_SAMPLES);
         let meta_cf = self.cf(CF_META);
         let mut batch = WriteBatch::default();
@@ -289,11 +299,7 @@ impl Store {
                 batch.put_cf(meta_cf, keys::dirty(window, *key), []);
             }
         }
-        batch.put_cf(
-            meta_cf,
-            keys::sequence(w.host, w.epoch),
-            w.sequence.to_be_bytes(),
-        );
+        batch.put_cf(meta_cf, keys::sequence(w.host, w.epoch), ledger.encode());
         let mut record = w.host_record;
         record.stored_samples += stored;
         batch.put_cf(

@@ -41,6 +41,9 @@ pub struct Host {
     pub components: u64,
     #[prost(uint64, tag = "18")]
     pub rejected_samples: u64,
+    /// Dropped by the agent's spool after sending, awaiting the coordinator's verdict.
+    #[prost(uint64, tag = "19")]
+    pub in_doubt_samples: u64,
 }
 #[derive(Clone, PartialEq, ::prost::Message)]
 pub struct ListHostsResponse {

@@ -138,6 +138,63 @@ async fn replayed_batches_are_stored_once_across_streams() -> Result<()> {
     c.stop().await
 }
 
+fn in_doubt(seqs: &[u64]) -> pb::AgentMessage {
+    pb::AgentMessage {
+        msg: Some(pb::agent_message::Msg::InDoubt(pb::InDoubt {
+            sequences: seqs.to_vec(),
+        })),
+    }
+}
+
+fn resolution(m: &pb::coordinator_message::Msg) -> (Vec<u64>, Vec<u64>, Vec<u64>) {
+    match m {
+        pb::coordinator_message::Msg::Resolution(r) => {
+            (r.stored.clone(), r.not_stored.clone(), r.unknown.clone())
+        }
+        other => panic!("expected Resolution, got {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn in_doubt_queries_get_exact_answers_and_gaps_stay_fillable() -> Result<()> {
+    let c = InProcessCoordinator::start("[tls]\ninsecure_plaintext = true", "").await?;
+    let ch = Channel::from_shared(c.plaintext_url())?.connect().await?;
+    // 3 and 4 never arrive (the agent's spool dropped them): a gap, not "stored".
+    let (_, replies, err) = exchange(
+        ch.clone(),
+        vec![
+            hello("h3", 7),
+            batch(1, 1, 10),
+            batch(2, 1, 10),
+            batch(5, 1, 10),
+            in_doubt(&[1, 3, 4, 5, 6]),
+        ],
+    )
+    .await?;
+    assert!(err.is_none(), "{err:?}");
+    assert_eq!(replies.len(), 4, "one reply per message, in order");
+    assert_eq!(resolution(&replies[3]), (vec![1, 5], vec![3, 4, 6], vec![]));
+    // A reconnect resolves against the durable ledger; a late batch inside
+    // the gap is stored (not mistaken for a replay), and then counts as stored.
+    let (welcome, replies, err) = exchange(
+        ch.clone(),
+        vec![
+            hello("h3", 7),
+            in_doubt(&[2, 3]),
+            batch(3, 1, 10),
+            in_doubt(&[3, 4]),
+        ],
+    )
+    .await?;
+    assert!(err.is_none(), "{err:?}");
+    assert_eq!(welcome, 5);
+    assert_eq!(resolution(&replies[0]), (vec![2], vec![3], vec![]));
+    assert!(!ack(&replies[1]).expect("ack").duplicate);
+    assert_eq!(resolution(&replies[2]), (vec![3], vec![4], vec![]));
+    assert_eq!(stored(ch, "h3").await?, 40);
+    c.stop().await
+}
+
 #[tokio::test]
 async fn malformed_batches_are_nacked_and_the_stream_continues() -> Result<()> {
     let c = InProcessCoordinator::start(
