@@ -1,17 +1,21 @@
-//! Project automation. `cargo xtask codegen` regenerates `proto/src/gen/`.
+//! Project automation. `cargo xtask codegen` regenerates `proto/src/gen/`;
+//! `cargo xtask bench` runs the ingest and storage benchmarks (docs/BENCHMARKS.md).
 
 use anyhow::{bail, Context, Result};
 use std::path::{Path, PathBuf};
+
+mod bench;
 
 mod codegen {
     include!("../../proto/src/codegen.rs");
 }
 
 fn main() -> Result<()> {
-    let task = std::env::args().nth(1);
-    match task.as_deref() {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    match args.first().map(String::as_str) {
         Some("codegen") => run_codegen(),
-        _ => bail!("usage: cargo xtask codegen"),
+        Some("bench") => bench::run(&root(), &bench::Options::parse(&root(), &args[1..])?),
+        _ => bail!("usage: cargo xtask codegen | cargo xtask bench [--help]"),
     }
 }
 

@@ -70,7 +70,8 @@ fn min_scale(v: f64) -> Option<u8> {
     (0..=MAX_SCALE).find(|&s| decimal_mantissa(v, s).is_some())
 }
 
-/// Encode samples, in the given order.
+/// Encode samples, in the given order, as small as the codec can: tries the
+/// decimal mode and the XOR mode and keeps the smaller (sealed chunks, rollups).
 pub fn encode(samples: &[Sample]) -> Vec<u8> {
     let decimal = encode_decimal(samples);
     let xor = encode_mode(samples, Mode::Xor);
@@ -80,12 +81,22 @@ pub fn encode(samples: &[Sample]) -> Vec<u8> {
     }
 }
 
+/// Encode in one pass, XOR mode only: for the ingest hot path, whose partial
+/// chunks live only until their window is sealed (then re-encoded by [`encode`]).
+pub fn encode_fast(samples: &[Sample]) -> Vec<u8> {
+    encode_mode(samples, Mode::Xor)
+}
+
 fn encode_decimal(samples: &[Sample]) -> Option<Vec<u8>> {
     // The scale that covers every Ok value that is a decimal at all; values
     // that are not become specials. Give up if that makes most samples special.
     let mut scale = 0u8;
     let mut non_decimal = 0usize;
     for s in samples.iter().filter(|s| s.quality == Quality::Ok) {
+        // Most values share a scale: one check at the scale found so far.
+        if decimal_mantissa(s.value, scale).is_some() {
+            continue;
+        }
         match min_scale(s.value) {
             Some(d) => scale = scale.max(d),
             None => non_decimal += 1,

@@ -22,7 +22,7 @@ use ledger::Ledger;
 use rocksdb::{
     ColumnFamilyDescriptor, Direction, IteratorMode, Options, WriteBatch, WriteOptions, DB,
 };
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::Path;
 use std::sync::{Mutex, RwLock};
 use std::time::Duration;
@@ -123,6 +123,9 @@ pub struct Store {
     /// Ingest writes hold it shared; compaction of a window holds it exclusively
     /// between reading partial chunks and deleting them.
     gate: RwLock<()>,
+    /// (window, series) whose compaction marker is known to be durable: the
+    /// hot path writes each marker once, not once per batch.
+    dirty: Mutex<HashSet<(i64, u64)>>,
 }
 
 impl std::fmt::Debug for Store {
@@ -166,6 +169,7 @@ impl Store {
             chunk_ids: Mutex::new((0, 0)),
             catalog: Mutex::new(HashMap::new()),
             gate: RwLock::new(()),
+            dirty: Mutex::new(HashSet::new()),
         };
         store.load_catalog()?;
         Ok(store)
@@ -281,6 +285,10 @@ impl Store {
         let meta_cf = self.cf(CF_META);
         let mut batch = WriteBatch::default();
         let mut stored = 0u64;
+        // Held from the dirty-marker decision to the write, so a compaction
+        // cannot delete a marker this write relies on in between.
+        let _shared = self.gate.read().expect("poisoned");
+        let mut new_dirty = Vec::new();
         for (key, samples) in &w.series {
             let mut by_window: BTreeMap<i64, Vec<Sample>> = BTreeMap::new();
             for s in samples {
@@ -294,9 +302,17 @@ impl Store {
                 batch.put_cf(
                     samples_cf,
                     keys::partial(*key, window, self.next_chunk_id()?),
-                    chunk::encode(&samples),
+                    chunk::encode_fast(&samples),
                 );
-                batch.put_cf(meta_cf, keys::dirty(window, *key), []);
+                if !self
+                    .dirty
+                    .lock()
+                    .expect("poisoned")
+                    .contains(&(window, *key))
+                {
+                    batch.put_cf(meta_cf, keys::dirty(window, *key), []);
+                    new_dirty.push((window, *key));
+                }
             }
         }
         batch.put_cf(meta_cf, keys::sequence(w.host, w.epoch), ledger.encode());
@@ -307,8 +323,8 @@ impl Store {
             keys::host(w.host),
             serde_json::to_vec(&record).expect("serialisable"),
         );
-        let _shared = self.gate.read().expect("poisoned");
         self.db.write_opt(batch, &self.write_opts)?;
+        self.dirty.lock().expect("poisoned").extend(new_dirty);
         Ok(IngestOutcome::Stored { samples: stored })
     }
 
@@ -523,6 +539,11 @@ impl Store {
             }
             for res in [Resolution::Minute, Resolution::Hour] {
                 let buckets = rollup::compute(&samples, res);
+                if res == Resolution::Minute && buckets.iter().all(|b| b.count == 1) {
+                    // The series is polled at or above a minute: this level would
+                    // only copy the raw samples (reads compute it from them).
+                    continue;
+                }
                 b.put_cf(
                     self.cf(CF_ROLLUPS),
                     keys::rollup(series, res.code(), window),
@@ -531,6 +552,10 @@ impl Store {
             }
             b.delete_cf(meta, keys::dirty(window, series));
             self.db.write_opt(b, &self.write_opts)?;
+            self.dirty
+                .lock()
+                .expect("poisoned")
+                .remove(&(window, series));
             stats.windows_sealed += 1;
             stats.partials_merged += partials.len() as u64;
         }
@@ -599,10 +624,19 @@ impl Store {
 
     /// Bytes of live SST files of the samples column family alone.
     pub fn sample_bytes(&self) -> Result<u64, StoreError> {
-        Ok(self
-            .db
-            .property_int_value_cf(self.cf(CF_SAMPLES), "rocksdb.total-sst-files-size")?
-            .unwrap_or(0))
+        Ok(self.column_family_bytes()?[1].1)
+    }
+
+    /// Bytes of live SST files per column family: catalog, samples, rollups, meta.
+    pub fn column_family_bytes(&self) -> Result<[(&'static str, u64); 4], StoreError> {
+        let mut out = [CF_CATALOG, CF_SAMPLES, CF_ROLLUPS, CF_META].map(|n| (n, 0));
+        for (name, bytes) in &mut out {
+            *bytes = self
+                .db
+                .property_int_value_cf(self.cf(name), "rocksdb.total-sst-files-size")?
+                .unwrap_or(0);
+        }
+        Ok(out)
     }
 }
 

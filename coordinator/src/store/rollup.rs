@@ -1,6 +1,6 @@
 //! Downsampled rollups: min/max/sum/count per fixed bucket.
 
-use super::bits;
+use super::{bits, chunk};
 use crate::model::{Quality, Sample};
 
 /// Rollup bucket width.
@@ -77,15 +77,44 @@ pub(crate) fn compute(samples: &[Sample], res: Resolution) -> Vec<Bucket> {
     map.into_values().collect()
 }
 
+/// Column-wise encoding that reuses the chunk codec, so rollups of regular,
+/// decimal-valued series cost a few bits per bucket:
+///
+/// ```text
+/// n:varint  count:varint * n  chunk(start_ms, min)  same:u8  [chunk(max) chunk(sum)]
+/// ```
+///
+/// `same = 1` when every bucket holds one sample (min = max = sum: a series
+/// polled at or above the bucket width), which stores one column, not three.
 pub(crate) fn encode(buckets: &[Bucket]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(4 + buckets.len() * 34);
+    let mut out = Vec::with_capacity(8 + buckets.len() * 4);
     bits::varint_put(&mut out, buckets.len() as u64);
     for b in buckets {
-        bits::varint_put(&mut out, bits::zigzag(b.start_ms));
-        for v in [b.min, b.max, b.sum] {
-            out.extend_from_slice(&v.to_le_bytes());
-        }
         bits::varint_put(&mut out, b.count);
+    }
+    let column = |f: fn(&Bucket) -> f64| -> Vec<u8> {
+        let samples: Vec<Sample> = buckets
+            .iter()
+            .map(|b| Sample {
+                ts_ms: b.start_ms,
+                value: f(b),
+                quality: Quality::Ok,
+            })
+            .collect();
+        chunk::encode(&samples)
+    };
+    let put_column = |out: &mut Vec<u8>, col: Vec<u8>| {
+        bits::varint_put(out, col.len() as u64);
+        out.extend_from_slice(&col);
+    };
+    put_column(&mut out, column(|b| b.min));
+    let same = buckets
+        .iter()
+        .all(|b| b.min.to_bits() == b.max.to_bits() && b.min.to_bits() == b.sum.to_bits());
+    out.push(u8::from(same));
+    if !same {
+        put_column(&mut out, column(|b| b.max));
+        put_column(&mut out, column(|b| b.sum));
     }
     out
 }
@@ -96,23 +125,112 @@ pub(crate) fn decode(buf: &[u8]) -> Option<Vec<Bucket>> {
     if n > buf.len() as u64 {
         return None;
     }
-    let mut out = Vec::with_capacity(usize::try_from(n).ok()?);
-    let f = |pos: &mut usize| -> Option<f64> {
-        let v = f64::from_le_bytes(buf.get(*pos..*pos + 8)?.try_into().ok()?);
-        *pos += 8;
-        Some(v)
-    };
+    let n = usize::try_from(n).ok()?;
+    let mut counts = Vec::with_capacity(n);
     for _ in 0..n {
-        let start_ms = bits::unzigzag(bits::varint_get(buf, &mut pos)?);
-        let (min, max, sum) = (f(&mut pos)?, f(&mut pos)?, f(&mut pos)?);
-        let count = bits::varint_get(buf, &mut pos)?;
-        out.push(Bucket {
-            start_ms,
-            min,
-            max,
-            sum,
-            count,
-        });
+        counts.push(bits::varint_get(buf, &mut pos)?);
     }
-    Some(out)
+    let column = |pos: &mut usize| -> Option<Vec<Sample>> {
+        let len = usize::try_from(bits::varint_get(buf, pos)?).ok()?;
+        let body = buf.get(*pos..pos.checked_add(len)?)?;
+        *pos += len;
+        let col = chunk::decode(body).ok()?;
+        (col.len() == n).then_some(col)
+    };
+    let min = column(&mut pos)?;
+    let same = *buf.get(pos)?;
+    pos += 1;
+    let (max, sum) = match same {
+        1 => (min.clone(), min.clone()),
+        0 => (column(&mut pos)?, column(&mut pos)?),
+        _ => return None,
+    };
+    if pos != buf.len() {
+        return None;
+    }
+    Some(
+        (0..n)
+            .map(|i| Bucket {
+                start_ms: min[i].ts_ms,
+                min: min[i].value,
+                max: max[i].value,
+                sum: sum[i].value,
+                count: counts[i],
+            })
+            .collect(),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn arb_bucket() -> impl Strategy<Value = Bucket> {
+        (
+            -1_000_000i64..1_000_000,
+            any::<f64>(),
+            any::<f64>(),
+            any::<f64>(),
+            1u64..10_000,
+        )
+            .prop_map(|(k, min, max, sum, count)| Bucket {
+                start_ms: k * 60_000,
+                min,
+                max,
+                sum,
+                count,
+            })
+    }
+
+    fn bits_of(b: &[Bucket]) -> Vec<(i64, u64, u64, u64, u64)> {
+        b.iter()
+            .map(|b| {
+                (
+                    b.start_ms,
+                    b.min.to_bits(),
+                    b.max.to_bits(),
+                    b.sum.to_bits(),
+                    b.count,
+                )
+            })
+            .collect()
+    }
+
+    #[test]
+    fn single_sample_buckets_store_one_column() {
+        let one: Vec<Bucket> = (0..120)
+            .map(|i| {
+                let v = f64::from(i % 7) * 0.25 + 40.0;
+                Bucket {
+                    start_ms: i64::from(i) * 300_000,
+                    min: v,
+                    max: v,
+                    sum: v,
+                    count: 1,
+                }
+            })
+            .collect();
+        let enc = encode(&one);
+        assert_eq!(bits_of(&decode(&enc).unwrap()), bits_of(&one));
+        assert!(
+            enc.len() < one.len() * 3,
+            "{} bytes for {} buckets",
+            enc.len(),
+            one.len()
+        );
+    }
+
+    proptest! {
+        #[test]
+        fn rollups_round_trip_bit_exactly(b in proptest::collection::vec(arb_bucket(), 0..200)) {
+            let enc = encode(&b);
+            prop_assert_eq!(bits_of(&decode(&enc).unwrap()), bits_of(&b));
+        }
+
+        #[test]
+        fn garbage_never_panics(buf in proptest::collection::vec(any::<u8>(), 0..300)) {
+            let _ = decode(&buf);
+        }
+    }
 }
