@@ -602,10 +602,14 @@ impl Store {
 
     /// Flush memtables and compact all column families (benchmarks, tests).
     pub fn flush_and_compact(&self) -> Result<(), StoreError> {
+        // Rewrite the bottommost level too, so tombstones (deleted partial
+        // chunks, compaction markers) are really gone.
+        let mut opts = rocksdb::CompactOptions::default();
+        opts.set_bottommost_level_compaction(rocksdb::BottommostLevelCompaction::Force);
         for cf in [CF_CATALOG, CF_SAMPLES, CF_ROLLUPS, CF_META] {
             self.db.flush_cf(self.cf(cf))?;
             self.db
-                .compact_range_cf(self.cf(cf), None::<&[u8]>, None::<&[u8]>);
+                .compact_range_cf_opt(self.cf(cf), None::<&[u8]>, None::<&[u8]>, &opts);
         }
         Ok(())
     }
