@@ -4,35 +4,55 @@
 #[derive(Default)]
 pub(crate) struct BitWriter {
     buf: Vec<u8>,
-    /// Bits used in the last byte (0 = last byte full or no bytes).
-    used: u8,
+    /// Pending bits, right-aligned; fewer than 8 between calls.
+    acc: u64,
+    pending: u32,
 }
 
 impl BitWriter {
     pub(crate) fn with_bytes(buf: Vec<u8>) -> Self {
-        BitWriter { buf, used: 0 }
+        BitWriter {
+            buf,
+            acc: 0,
+            pending: 0,
+        }
     }
 
     pub(crate) fn bit(&mut self, b: bool) {
-        if self.used == 0 {
-            self.buf.push(0);
-        }
-        if b {
-            *self.buf.last_mut().expect("pushed above") |= 0x80 >> self.used;
-        }
-        self.used = (self.used + 1) % 8;
+        self.bits(u64::from(b), 1);
     }
 
     /// Writes the low `n` bits of `v`, most significant first (`n <= 64`).
     pub(crate) fn bits(&mut self, v: u64, n: u32) {
-        for i in (0..n).rev() {
-            self.bit((v >> i) & 1 == 1);
+        if n > 56 {
+            // Keep pending + n within the 64-bit accumulator.
+            self.bits(v >> 32, n - 32);
+            self.bits(v & 0xffff_ffff, 32);
+            return;
         }
+        if n == 0 {
+            return;
+        }
+        let v = v & ((1u64 << n) - 1);
+        self.acc = (self.acc << n) | v;
+        self.pending += n;
+        while self.pending >= 8 {
+            self.pending -= 8;
+            self.buf.push(low_byte(self.acc >> self.pending));
+        }
+        self.acc &= (1u64 << self.pending) - 1;
     }
 
-    pub(crate) fn finish(self) -> Vec<u8> {
+    pub(crate) fn finish(mut self) -> Vec<u8> {
+        if self.pending > 0 {
+            self.buf.push(low_byte(self.acc << (8 - self.pending)));
+        }
         self.buf
     }
+}
+
+fn low_byte(v: u64) -> u8 {
+    u8::try_from(v & 0xff).expect("masked to 8 bits")
 }
 
 /// Reads bits written by [`BitWriter`]; every read is bounds-checked.
@@ -61,9 +81,18 @@ impl<'a> BitReader<'a> {
         if self.remaining() < n as usize {
             return None;
         }
+        // Byte-wise: take what is left of the current byte, then whole bytes.
         let mut v = 0u64;
-        for _ in 0..n {
-            v = (v << 1) | u64::from(self.bit()?);
+        let mut left = n;
+        while left > 0 {
+            let byte = u64::from(self.buf[self.pos / 8]);
+            let offset = u32::try_from(self.pos % 8).expect("< 8");
+            let avail = 8 - offset;
+            let take = avail.min(left);
+            let chunk = (byte >> (avail - take)) & ((1u64 << take) - 1);
+            v = if take == 64 { chunk } else { (v << take) | chunk };
+            self.pos += take as usize;
+            left -= take;
         }
         Some(v)
     }
@@ -76,15 +105,12 @@ const RICE_ESCAPE: u64 = 24;
 pub(crate) fn rice_put(w: &mut BitWriter, z: u64, k: u32) {
     let q = z >> k;
     if q >= RICE_ESCAPE {
-        for _ in 0..RICE_ESCAPE {
-            w.bit(true);
-        }
+        w.bits((1 << RICE_ESCAPE) - 1, u32::try_from(RICE_ESCAPE).expect("small"));
         w.bits(z, 64);
     } else {
-        for _ in 0..q {
-            w.bit(true);
-        }
-        w.bit(false);
+        // q ones and a zero, in one write (q < 24).
+        let q32 = u32::try_from(q).expect("< RICE_ESCAPE");
+        w.bits(((1u64 << q) - 1) << 1, q32 + 1);
         w.bits(z, k);
     }
 }
@@ -214,6 +240,34 @@ mod tests {
 mod rice_k_tests {
     use super::*;
     use proptest::prelude::*;
+
+    #[test]
+    fn bits_are_written_most_significant_first() {
+        let mut w = BitWriter::with_bytes(vec![0xAA]);
+        w.bit(true);
+        w.bits(0b011, 3);
+        w.bits(0xF0F, 12);
+        assert_eq!(w.finish(), [0xAA, 0b1011_1111, 0b0000_1111]);
+    }
+
+    proptest! {
+        #[test]
+        fn reader_returns_what_the_writer_wrote(
+            fields in proptest::collection::vec((any::<u64>(), 0u32..=64), 0..100)
+        ) {
+            let mut w = BitWriter::with_bytes(Vec::new());
+            for &(v, n) in &fields {
+                w.bits(v, n);
+            }
+            let buf = w.finish();
+            let mut r = BitReader::new(&buf);
+            for &(v, n) in &fields {
+                let want = if n == 64 { v } else { v & ((1u64 << n) - 1) };
+                prop_assert_eq!(r.bits(n), Some(want));
+            }
+            prop_assert!(r.remaining() < 8);
+        }
+    }
 
     /// Exact bits of one Rice-coded value (the cost `best_rice_k` estimates).
     fn rice_len(z: u64, k: u32) -> u64 {

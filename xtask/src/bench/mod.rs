@@ -97,13 +97,15 @@ pub fn run(root: &Path, o: &Options) -> Result<()> {
         bail!("building the release coordinator failed");
     }
     let coordinator_bin = root.join("target/release/umbra-coordinator");
-    let vm_version = Command::new("victoria-metrics")
-        .arg("-version")
+    if Command::new("victoria-metrics").arg("-help").output().is_err() {
+        bail!("victoria-metrics not found (scripts/deps installs it)");
+    }
+    // Debian's build prints an empty -version; the package version is the truth.
+    let vm_version = Command::new("dpkg-query")
+        .args(["-W", "-f=${Version}", "victoria-metrics"])
         .output()
-        .context("victoria-metrics not found (scripts/deps installs it)")?;
-    let vm_version = String::from_utf8_lossy(&vm_version.stdout)
-        .trim()
-        .to_owned();
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
+        .unwrap_or_default();
     let real = data::load(&o.data)?;
     let real_samples: usize = real.iter().map(|s| s.values.len()).sum();
     let work = tempfile::tempdir()?;
