@@ -13,7 +13,7 @@ mod bits;
 pub mod chunk;
 mod keys;
 pub mod ledger;
-mod rollup;
+pub mod rollup;
 
 pub use rollup::{Bucket, Resolution};
 

@@ -86,7 +86,7 @@ pub(crate) fn compute(samples: &[Sample], res: Resolution) -> Vec<Bucket> {
 ///
 /// `same = 1` when every bucket holds one sample (min = max = sum: a series
 /// polled at or above the bucket width), which stores one column, not three.
-pub(crate) fn encode(buckets: &[Bucket]) -> Vec<u8> {
+pub fn encode(buckets: &[Bucket]) -> Vec<u8> {
     let mut out = Vec::with_capacity(8 + buckets.len() * 4);
     bits::varint_put(&mut out, buckets.len() as u64);
     for b in buckets {
@@ -119,7 +119,7 @@ pub(crate) fn encode(buckets: &[Bucket]) -> Vec<u8> {
     out
 }
 
-pub(crate) fn decode(buf: &[u8]) -> Option<Vec<Bucket>> {
+pub fn decode(buf: &[u8]) -> Option<Vec<Bucket>> {
     let mut pos = 0;
     let n = bits::varint_get(buf, &mut pos)?;
     if n > buf.len() as u64 {
