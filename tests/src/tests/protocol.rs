@@ -195,6 +195,46 @@ async fn in_doubt_queries_get_exact_answers_and_gaps_stay_fillable() -> Result<(
     c.stop().await
 }
 
+/// Bytes of `msg` with an unknown field appended: field 99, length-delimited,
+/// as a newer agent might send.
+fn with_unknown_field(mut msg: Vec<u8>) -> Vec<u8> {
+    msg.extend_from_slice(&[0x9A, 0x06, 0x03, b'n', b'e', b'w']);
+    msg
+}
+
+#[tokio::test]
+async fn unknown_fields_from_a_newer_agent_are_tolerated() -> Result<()> {
+    let c = InProcessCoordinator::start("[tls]\ninsecure_plaintext = true", "").await?;
+    let ch = Channel::from_shared(c.plaintext_url())?.connect().await?;
+    // Unknown fields both inside the Hello and at the AgentMessage level.
+    let Some(pb::agent_message::Msg::Hello(h)) = hello("h5", 1).msg else {
+        unreachable!()
+    };
+    let inner = with_unknown_field(h.encode_to_vec());
+    let mut hello_bytes = vec![0x0A];
+    prost::encoding::encode_varint(inner.len() as u64, &mut hello_bytes);
+    hello_bytes.extend_from_slice(&inner);
+    let replies = raw_stream(
+        ch.clone(),
+        vec![
+            Bytes::from(with_unknown_field(hello_bytes)),
+            Bytes::from(with_unknown_field(batch(1, 1, 5).encode_to_vec())),
+        ],
+    )
+    .await?;
+    let decoded: Vec<pb::coordinator_message::Msg> = replies
+        .into_iter()
+        .map(|r| {
+            let bytes = r.expect("no error status");
+            pb::CoordinatorMessage::decode(bytes).unwrap().msg.unwrap()
+        })
+        .collect();
+    assert!(matches!(decoded[0], pb::coordinator_message::Msg::Welcome(_)));
+    assert_eq!(ack(&decoded[1]).expect("ack").samples_stored, 5);
+    assert_eq!(stored(ch, "h5").await?, 5);
+    c.stop().await
+}
+
 #[tokio::test]
 async fn malformed_batches_are_nacked_and_the_stream_continues() -> Result<()> {
     let c = InProcessCoordinator::start(
