@@ -1,2 +1,12 @@
-//! I/O-free protocol decoding and vendor quirks (codecs arrive with the real collectors, issue 3).
+//! I/O-free protocol decoding and vendor quirks.
+//!
+//! Nothing here opens a socket, a device or a file: callers hand in bytes (or
+//! a transport trait object) and get typed data or a typed error back. That
+//! keeps every decoder testable on recorded data and fuzzable.
+//!
+//! - [`smart`]: `smartctl --json` output (smartmontools ≥ 7) → [`smart::Report`].
+#![cfg_attr(not(feature = "std"), no_std)]
 #![forbid(unsafe_code)]
+
+#[cfg(feature = "std")]
+pub mod smart;

@@ -11,6 +11,7 @@
 
 pub mod host;
 pub mod sim;
+pub mod smart;
 
 use serde::Deserialize;
 use std::collections::BTreeMap;
@@ -72,6 +73,8 @@ pub enum CollectorConfig {
     Host(host::Config),
     /// Replays a hardware profile with scripted degradation (demo and tests).
     Sim(sim::Config),
+    /// Disk health through `smartctl --json`.
+    Smart(smart::Config),
 }
 
 impl CollectorConfig {
@@ -79,12 +82,17 @@ impl CollectorConfig {
         match self {
             CollectorConfig::Host(c) => c.interval,
             CollectorConfig::Sim(c) => c.interval,
+            CollectorConfig::Smart(c) => c.interval,
         }
     }
 
     /// Per-poll deadline: a hung device costs one tick, never the agent.
     pub fn timeout(&self) -> Duration {
-        self.interval().min(Duration::from_secs(10))
+        match self {
+            // Many disks, each with its own deadline: the poll may use its interval.
+            CollectorConfig::Smart(c) => c.interval,
+            _ => self.interval().min(Duration::from_secs(10)),
+        }
     }
 
     pub fn validate(&self, profile: &hwprofiles::Profile) -> Result<(), String> {
@@ -97,6 +105,7 @@ impl CollectorConfig {
         match self {
             CollectorConfig::Host(_) => Ok(()),
             CollectorConfig::Sim(c) => c.validate(profile),
+            CollectorConfig::Smart(c) => c.validate(),
         }
     }
 
@@ -109,6 +118,7 @@ impl CollectorConfig {
             CollectorConfig::Sim(c) => {
                 AnyCollector::Sim(sim::SimCollector::new(c.clone(), host_id, profile))
             }
+            CollectorConfig::Smart(c) => AnyCollector::Smart(smart::SmartCollector::new(c.clone())),
         }
     }
 }
@@ -118,6 +128,7 @@ pub enum AnyCollector {
     /// Boxed: sysinfo's `System` is large.
     Host(Box<host::HostCollector>),
     Sim(sim::SimCollector),
+    Smart(smart::SmartCollector),
 }
 
 impl std::fmt::Debug for AnyCollector {
@@ -131,6 +142,7 @@ impl Collector for AnyCollector {
         match self {
             AnyCollector::Host(c) => c.name(),
             AnyCollector::Sim(c) => c.name(),
+            AnyCollector::Smart(c) => c.name(),
         }
     }
 
@@ -138,6 +150,7 @@ impl Collector for AnyCollector {
         match self {
             AnyCollector::Host(c) => c.poll(ts_ms).await,
             AnyCollector::Sim(c) => c.poll(ts_ms).await,
+            AnyCollector::Smart(c) => c.poll(ts_ms).await,
         }
     }
 }

@@ -1,0 +1,251 @@
+//! `smart`: disk health from `smartctl --json` (smartmontools ≥ 7).
+//!
+//! Transport only: runs smartctl per device with `--nocheck=standby` (a
+//! sleeping disk is not spun up: its series are reported `Stale`), under a
+//! per-device timeout, one device at a time. Decoding is
+//! `firmware_shims::smart`. Series are keyed by the disk's WWN / EUI-64 /
+//! model+serial, never by `/dev/sdX`, so a disk keeps its history across
+//! reboots and re-enumeration. A device that fails costs only its own
+//! readings (marked `Unreadable`, with the reason as a fault).
+
+use super::{Collector, Poll, Quality, Reading, SensorFault, SeriesKey};
+use firmware_shims::smart::{self, Outcome, Report};
+use serde::Deserialize;
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::time::Duration;
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    #[serde(default = "default_interval", with = "humantime_serde")]
+    pub interval: Duration,
+    /// The smartctl binary.
+    #[serde(default = "default_smartctl")]
+    pub smartctl: PathBuf,
+    /// Devices to read (`/dev/sda`, or `/dev/sda:sat` to pass a `-d` type).
+    /// Empty: discover with `smartctl --scan-open` on every poll.
+    #[serde(default)]
+    pub devices: Vec<String>,
+    /// ATA attribute ids reported (raw and normalised).
+    #[serde(default = "default_attributes")]
+    pub ata_attributes: Vec<u8>,
+    /// Per-device deadline for one smartctl run.
+    #[serde(default = "default_timeout", with = "humantime_serde")]
+    pub timeout: Duration,
+}
+
+const fn default_interval() -> Duration {
+    Duration::from_secs(600)
+}
+fn default_smartctl() -> PathBuf {
+    PathBuf::from("smartctl")
+}
+/// Reallocated sectors, power-on hours, reported uncorrectable, command
+/// timeouts, temperature, pending and offline-uncorrectable sectors, UDMA
+/// CRC errors: the attributes with predictive value in published fleet data.
+fn default_attributes() -> Vec<u8> {
+    vec![5, 9, 187, 188, 194, 197, 198, 199]
+}
+const fn default_timeout() -> Duration {
+    Duration::from_secs(60)
+}
+
+impl Config {
+    pub fn validate(&self) -> Result<(), String> {
+        if self.timeout.is_zero() {
+            return Err("smart: timeout must be positive".into());
+        }
+        for d in &self.devices {
+            if !d.starts_with('/') {
+                return Err(format!("smart: device {d:?} is not an absolute path"));
+            }
+        }
+        Ok(())
+    }
+}
+
+pub struct SmartCollector {
+    cfg: Config,
+    /// Series last reported per device path, to mark them stale/unreadable
+    /// when the device sleeps or fails.
+    last: BTreeMap<String, Vec<SeriesKey>>,
+}
+
+impl SmartCollector {
+    pub fn new(cfg: Config) -> SmartCollector {
+        SmartCollector {
+            cfg,
+            last: BTreeMap::new(),
+        }
+    }
+
+    async fn smartctl(&self, args: &[&str]) -> Result<Vec<u8>, String> {
+        let mut cmd = tokio::process::Command::new(&self.cfg.smartctl);
+        cmd.args(args)
+            .stdin(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .kill_on_drop(true);
+        match tokio::time::timeout(self.cfg.timeout, cmd.output()).await {
+            Err(_) => Err(format!("smartctl timed out after {:?}", self.cfg.timeout)),
+            Ok(Err(e)) => Err(format!("running {}: {e}", self.cfg.smartctl.display())),
+            // A non-zero exit status is information (bit field), not failure:
+            // the JSON says what happened.
+            Ok(Ok(out)) => Ok(out.stdout),
+        }
+    }
+
+    async fn devices(&self, poll: &mut Poll) -> Vec<(String, Option<String>)> {
+        if !self.cfg.devices.is_empty() {
+            return self
+                .cfg
+                .devices
+                .iter()
+                .map(|d| match d.split_once(':') {
+                    Some((path, kind)) => (path.to_owned(), Some(kind.to_owned())),
+                    None => (d.clone(), None),
+                })
+                .collect();
+        }
+        let scanned = self
+            .smartctl(&["--json", "--scan-open"])
+            .await
+            .and_then(|out| smart::parse_scan(&out).map_err(|e| e.to_string()));
+        match scanned {
+            Ok(devs) => devs.into_iter().map(|d| (d.name, Some(d.kind))).collect(),
+            Err(reason) => {
+                poll.faults.push(SensorFault {
+                    sensor: "smartctl --scan-open".into(),
+                    reason,
+                });
+                Vec::new()
+            }
+        }
+    }
+
+    fn mark(&self, device: &str, quality: Quality, poll: &mut Poll) {
+        for series in self.last.get(device).into_iter().flatten() {
+            poll.readings.push(Reading {
+                series: series.clone(),
+                value: f64::NAN,
+                quality,
+            });
+        }
+    }
+}
+
+impl Collector for SmartCollector {
+    fn name(&self) -> &'static str {
+        "smart"
+    }
+
+    async fn poll(&mut self, _ts_ms: i64) -> Poll {
+        let mut poll = Poll::default();
+        for (device, kind) in self.devices(&mut poll).await {
+            let mut args = vec!["--json", "--all", "--nocheck=standby"];
+            if let Some(k) = kind.as_deref().filter(|k| !k.is_empty()) {
+                args.extend(["--device", k]);
+            }
+            args.push(&device);
+            let outcome = self
+                .smartctl(&args)
+                .await
+                .and_then(|out| smart::parse(&out).map_err(|e| e.to_string()));
+            match outcome {
+                Ok(Outcome::Report(r)) => match readings(&r, &self.cfg.ata_attributes) {
+                    Some(rs) => {
+                        self.last
+                            .insert(device, rs.iter().map(|r| r.series.clone()).collect());
+                        poll.readings.extend(rs);
+                    }
+                    None => poll.faults.push(SensorFault {
+                        sensor: device,
+                        reason: "no stable identity (no WWN, EUI-64 or model+serial): not reported"
+                            .into(),
+                    }),
+                },
+                Ok(Outcome::Standby { mode, .. }) => {
+                    tracing::debug!(%device, %mode, "disk asleep: not woken");
+                    self.mark(&device, Quality::Stale, &mut poll);
+                }
+                Err(reason) => {
+                    self.mark(&device, Quality::Unreadable, &mut poll);
+                    poll.faults.push(SensorFault {
+                        sensor: device,
+                        reason,
+                    });
+                }
+            }
+        }
+        poll
+    }
+}
+
+/// The series of one report; `None` without a stable component id.
+pub fn readings(r: &Report, attributes: &[u8]) -> Option<Vec<Reading>> {
+    let component = r.identity.component_id()?;
+    let mut out = Vec::new();
+    let mut push = |metric: &str, unit: &str, labels: &[(&str, String)], value: f64| {
+        out.push(Reading {
+            series: SeriesKey {
+                metric: metric.to_owned(),
+                component: component.clone(),
+                unit: unit.to_owned(),
+                labels: labels
+                    .iter()
+                    .map(|(k, v)| ((*k).to_owned(), v.clone()))
+                    .collect(),
+            },
+            value,
+            quality: Quality::Ok,
+        });
+    };
+    #[allow(clippy::cast_precision_loss)]
+    let f = |v: u64| v as f64;
+    push("smart_exit_status", "bits", &[], f64::from(r.exit.0));
+    if let Some(p) = r.smart_passed {
+        push("smart_health_passed", "bool", &[], f64::from(u8::from(p)));
+    }
+    if let Some(h) = r.power_on_hours {
+        push("disk_power_on_hours", "hours", &[], f(h));
+    }
+    if let Some(c) = r.power_cycles {
+        push("disk_power_cycles", "count", &[], f(c));
+    }
+    if let Some(t) = r.temperature_c {
+        push("disk_temperature_celsius", "celsius", &[], t);
+    }
+    if let Some(n) = r.error_log_count {
+        push("smart_error_log_entries", "count", &[], f(n));
+    }
+    for a in r.ata_attributes.iter().filter(|a| attributes.contains(&a.id)) {
+        let id = [("id", a.id.to_string())];
+        push("smart_attribute_raw", "raw", &id, f(a.raw));
+        push("smart_attribute_normalized", "normalized", &id, f64::from(a.value));
+        push("smart_attribute_threshold", "normalized", &id, f64::from(a.thresh));
+    }
+    if let Some(n) = &r.nvme {
+        push("nvme_critical_warning", "bits", &[], f64::from(n.critical_warning));
+        push("nvme_available_spare_percent", "percent", &[], f64::from(n.available_spare));
+        push(
+            "nvme_available_spare_threshold_percent",
+            "percent",
+            &[],
+            f64::from(n.available_spare_threshold),
+        );
+        push("nvme_percentage_used", "percent", &[], f64::from(n.percentage_used));
+        push("nvme_media_errors", "count", &[], f(n.media_errors));
+        push("nvme_unsafe_shutdowns", "count", &[], f(n.unsafe_shutdowns));
+        push("nvme_data_units_written", "count", &[], f(n.data_units_written));
+    }
+    if let Some(s) = r.self_test {
+        push("smart_selftest_failed", "count", &[], f(s.failed));
+        if let Some(p) = s.last_passed {
+            push("smart_selftest_last_passed", "bool", &[], f64::from(u8::from(p)));
+        }
+    }
+    Some(out)
+}
+
+#[cfg(test)]
+mod tests;
