@@ -5,8 +5,12 @@
 //! keeps every decoder testable on recorded data and fuzzable.
 //!
 //! - [`smart`]: `smartctl --json` output (smartmontools ≥ 7) → [`smart::Report`].
+//! - [`snmp`]: BER and SNMP PDUs / v2c messages.
 #![cfg_attr(not(feature = "std"), no_std)]
 #![forbid(unsafe_code)]
 
 #[cfg(feature = "std")]
 pub mod smart;
+
+#[cfg(feature = "std")]
+pub mod snmp;

@@ -25,7 +25,10 @@ use serde::Deserialize;
 pub enum Outcome {
     Report(Box<Report>),
     /// `-n standby` found the device in a low-power mode and did not wake it.
-    Standby { device: String, mode: String },
+    Standby {
+        device: String,
+        mode: String,
+    },
 }
 
 /// Decoded health of one device.
@@ -91,7 +94,13 @@ impl Identity {
 fn clean(s: &str) -> String {
     s.trim()
         .chars()
-        .map(|c| if c.is_ascii_alphanumeric() || "-.".contains(c) { c } else { '_' })
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || "-.".contains(c) {
+                c
+            } else {
+                '_'
+            }
+        })
         .collect()
 }
 
@@ -205,14 +214,22 @@ pub fn parse(bytes: &[u8]) -> Result<Outcome, SmartError> {
         "SCSI" => Protocol::Scsi,
         _ => Protocol::Other,
     };
-    let wwn = doc
-        .wwn
-        .map(|w| format!("wwn-0x{:016x}", (w.naa & 0xf) << 60 | (w.oui & 0xff_ffff) << 36 | (w.id & 0xf_ffff_ffff)));
+    let wwn = doc.wwn.map(|w| {
+        format!(
+            "wwn-0x{:016x}",
+            (w.naa & 0xf) << 60 | (w.oui & 0xff_ffff) << 36 | (w.id & 0xf_ffff_ffff)
+        )
+    });
     let eui64 = doc
         .nvme_namespaces
         .iter()
         .find_map(|n| n.eui64.as_ref())
-        .map(|e| format!("nvme-eui.{:016x}", (e.oui & 0xff_ffff) << 40 | (e.ext_id & 0xff_ffff_ffff)));
+        .map(|e| {
+            format!(
+                "nvme-eui.{:016x}",
+                (e.oui & 0xff_ffff) << 40 | (e.ext_id & 0xff_ffff_ffff)
+            )
+        });
     let nvme = doc.nvme_smart_health_information_log.map(|h| NvmeHealth {
         critical_warning: h.critical_warning,
         temperature_c: h.temperature,

@@ -218,30 +218,69 @@ pub fn readings(r: &Report, attributes: &[u8]) -> Option<Vec<Reading>> {
     if let Some(n) = r.error_log_count {
         push("smart_error_log_entries", "count", &[], f(n));
     }
-    for a in r.ata_attributes.iter().filter(|a| attributes.contains(&a.id)) {
+    for a in r
+        .ata_attributes
+        .iter()
+        .filter(|a| attributes.contains(&a.id))
+    {
         let id = [("id", a.id.to_string())];
         push("smart_attribute_raw", "raw", &id, f(a.raw));
-        push("smart_attribute_normalized", "normalized", &id, f64::from(a.value));
-        push("smart_attribute_threshold", "normalized", &id, f64::from(a.thresh));
+        push(
+            "smart_attribute_normalized",
+            "normalized",
+            &id,
+            f64::from(a.value),
+        );
+        push(
+            "smart_attribute_threshold",
+            "normalized",
+            &id,
+            f64::from(a.thresh),
+        );
     }
     if let Some(n) = &r.nvme {
-        push("nvme_critical_warning", "bits", &[], f64::from(n.critical_warning));
-        push("nvme_available_spare_percent", "percent", &[], f64::from(n.available_spare));
+        push(
+            "nvme_critical_warning",
+            "bits",
+            &[],
+            f64::from(n.critical_warning),
+        );
+        push(
+            "nvme_available_spare_percent",
+            "percent",
+            &[],
+            f64::from(n.available_spare),
+        );
         push(
             "nvme_available_spare_threshold_percent",
             "percent",
             &[],
             f64::from(n.available_spare_threshold),
         );
-        push("nvme_percentage_used", "percent", &[], f64::from(n.percentage_used));
+        push(
+            "nvme_percentage_used",
+            "percent",
+            &[],
+            f64::from(n.percentage_used),
+        );
         push("nvme_media_errors", "count", &[], f(n.media_errors));
         push("nvme_unsafe_shutdowns", "count", &[], f(n.unsafe_shutdowns));
-        push("nvme_data_units_written", "count", &[], f(n.data_units_written));
+        push(
+            "nvme_data_units_written",
+            "count",
+            &[],
+            f(n.data_units_written),
+        );
     }
     if let Some(s) = r.self_test {
         push("smart_selftest_failed", "count", &[], f(s.failed));
         if let Some(p) = s.last_passed {
-            push("smart_selftest_last_passed", "bool", &[], f64::from(u8::from(p)));
+            push(
+                "smart_selftest_last_passed",
+                "bool",
+                &[],
+                f64::from(u8::from(p)),
+            );
         }
     }
     Some(out)

@@ -90,7 +90,11 @@ impl<'a> BitReader<'a> {
             let avail = 8 - offset;
             let take = avail.min(left);
             let chunk = (byte >> (avail - take)) & ((1u64 << take) - 1);
-            v = if take == 64 { chunk } else { (v << take) | chunk };
+            v = if take == 64 {
+                chunk
+            } else {
+                (v << take) | chunk
+            };
             self.pos += take as usize;
             left -= take;
         }
@@ -105,7 +109,10 @@ const RICE_ESCAPE: u64 = 24;
 pub(crate) fn rice_put(w: &mut BitWriter, z: u64, k: u32) {
     let q = z >> k;
     if q >= RICE_ESCAPE {
-        w.bits((1 << RICE_ESCAPE) - 1, u32::try_from(RICE_ESCAPE).expect("small"));
+        w.bits(
+            (1 << RICE_ESCAPE) - 1,
+            u32::try_from(RICE_ESCAPE).expect("small"),
+        );
         w.bits(z, 64);
     } else {
         // q ones and a zero, in one write (q < 24).

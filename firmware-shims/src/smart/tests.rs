@@ -3,7 +3,9 @@ use proptest::prelude::*;
 use std::path::{Path, PathBuf};
 
 fn fixture(name: &str) -> Vec<u8> {
-    let p = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/smartctl").join(name);
+    let p = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/data/smartctl")
+        .join(name);
     std::fs::read(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display()))
 }
 
@@ -15,7 +17,10 @@ fn report(name: &str) -> Report {
 }
 
 fn attr(r: &Report, id: u8) -> &AtaAttribute {
-    r.ata_attributes.iter().find(|a| a.id == id).unwrap_or_else(|| panic!("attribute {id}"))
+    r.ata_attributes
+        .iter()
+        .find(|a| a.id == id)
+        .unwrap_or_else(|| panic!("attribute {id}"))
 }
 
 #[test]
@@ -24,16 +29,29 @@ fn ata_attributes_identity_and_packed_raw_values() {
     assert_eq!(r.protocol, Protocol::Ata);
     assert_eq!(r.identity.model.as_deref(), Some("ST16000NM001G-2KK103"));
     assert_eq!(r.identity.wwn.as_deref(), Some("wwn-0x5000c500499602d2"));
-    assert_eq!(r.identity.component_id().as_deref(), Some("disk:wwn-0x5000c500499602d2"));
-    assert_eq!((r.smart_passed, r.power_on_hours, r.temperature_c), (Some(true), Some(13114), Some(26.0)));
+    assert_eq!(
+        r.identity.component_id().as_deref(),
+        Some("disk:wwn-0x5000c500499602d2")
+    );
+    assert_eq!(
+        (r.smart_passed, r.power_on_hours, r.temperature_c),
+        (Some(true), Some(13114), Some(26.0))
+    );
     // 194's raw.value packs min/max (98784247834); smartctl's string leads with 26.
     assert_eq!(attr(&r, 194).raw, 26);
     assert_eq!(attr(&r, 190).raw, 26);
     // 188 has no drivedb format: the whole 48-bit value, as Backblaze records it.
     assert_eq!(attr(&r, 188).raw, 51_540_393_996);
     let a5 = attr(&r, 5);
-    assert_eq!((a5.value, a5.worst, a5.thresh, a5.raw, a5.prefailure), (100, 100, 10, 0, true));
-    assert_eq!(attr(&r, 240).raw, 12_523, "12523h+17m+08.635s reads as hours");
+    assert_eq!(
+        (a5.value, a5.worst, a5.thresh, a5.raw, a5.prefailure),
+        (100, 100, 10, 0, true)
+    );
+    assert_eq!(
+        attr(&r, 240).raw,
+        12_523,
+        "12523h+17m+08.635s reads as hours"
+    );
     assert_eq!(r.exit, ExitStatus(0));
 }
 
@@ -52,21 +70,47 @@ fn error_log_and_failed_command_bits_come_with_the_report() {
 fn nvme_health_log_and_eui64() {
     let r = report("nvme-micron-7300.json");
     assert_eq!(r.protocol, Protocol::Nvme);
-    assert_eq!(r.identity.eui64.as_deref(), Some("nvme-eui.00a0750137589752"));
+    assert_eq!(
+        r.identity.eui64.as_deref(),
+        Some("nvme-eui.00a0750137589752")
+    );
     let h = r.nvme.as_ref().unwrap();
-    assert_eq!((h.critical_warning, h.percentage_used, h.available_spare), (0, 0, 100));
-    assert_eq!((h.media_errors, h.num_err_log_entries, h.temperature_c), (0, 1, Some(22)));
-    assert_eq!((r.power_on_hours, r.temperature_c, r.error_log_count), (Some(5100), Some(22.0), Some(1)));
+    assert_eq!(
+        (h.critical_warning, h.percentage_used, h.available_spare),
+        (0, 0, 100)
+    );
+    assert_eq!(
+        (h.media_errors, h.num_err_log_entries, h.temperature_c),
+        (0, 1, Some(22))
+    );
+    assert_eq!(
+        (r.power_on_hours, r.temperature_c, r.error_log_count),
+        (Some(5100), Some(22.0), Some(1))
+    );
     let s = report("nvme-samsung-pm9a3.json");
     let h = s.nvme.unwrap();
-    assert_eq!((h.percentage_used, h.unsafe_shutdowns, h.available_spare_threshold), (3, 34, 10));
+    assert_eq!(
+        (
+            h.percentage_used,
+            h.unsafe_shutdowns,
+            h.available_spare_threshold
+        ),
+        (3, 34, 10)
+    );
 }
 
 #[test]
 fn qemu_disks_decode_with_an_empty_self_test_log() {
     let r = report("ata-qemu.json");
     assert_eq!(r.identity.serial.as_deref(), Some("QM00005"));
-    assert_eq!(r.self_test, Some(SelfTests { total: 0, failed: 0, last_passed: None }));
+    assert_eq!(
+        r.self_test,
+        Some(SelfTests {
+            total: 0,
+            failed: 0,
+            last_passed: None
+        })
+    );
     assert!(r.identity.wwn.is_none());
     assert!(r.identity.component_id().is_some(), "model + serial");
     let n = report("nvme-qemu.json");
@@ -77,7 +121,10 @@ fn qemu_disks_decode_with_an_empty_self_test_log() {
 fn sleeping_disk_is_standby_not_an_error() {
     assert_eq!(
         parse(&fixture("standby.json")),
-        Ok(Outcome::Standby { device: "/dev/sdb".into(), mode: "STANDBY".into() })
+        Ok(Outcome::Standby {
+            device: "/dev/sdb".into(),
+            mode: "STANDBY".into()
+        })
     );
 }
 
@@ -86,7 +133,10 @@ fn device_that_cannot_be_opened_is_a_clear_error() {
     let e = parse(&fixture("error-unable-to-detect.json")).unwrap_err();
     assert_eq!(
         e,
-        SmartError::Failed { exit: 1, messages: vec!["/dev/vda: Unable to detect device type".into()] }
+        SmartError::Failed {
+            exit: 1,
+            messages: vec!["/dev/vda: Unable to detect device type".into()]
+        }
     );
     assert!(e.to_string().contains("Unable to detect device type"));
 }
@@ -99,8 +149,14 @@ fn scan_lists_devices_with_their_types() {
     assert_eq!(
         parse_scan(out).unwrap(),
         vec![
-            ScanDevice { name: "/dev/sda".into(), kind: "sat".into() },
-            ScanDevice { name: "/dev/nvme0".into(), kind: "nvme".into() },
+            ScanDevice {
+                name: "/dev/sda".into(),
+                kind: "sat".into()
+            },
+            ScanDevice {
+                name: "/dev/nvme0".into(),
+                kind: "nvme".into()
+            },
         ]
     );
     // This machine's real answer: no devices.
@@ -111,7 +167,10 @@ fn scan_lists_devices_with_their_types() {
 
 #[test]
 fn not_smartctl_output_is_refused() {
-    assert!(matches!(parse(b"Segmentation fault"), Err(SmartError::Json(_))));
+    assert!(matches!(
+        parse(b"Segmentation fault"),
+        Err(SmartError::Json(_))
+    ));
     assert_eq!(parse(b"{\"device\": {}}"), Err(SmartError::NotSmartctl));
 }
 
@@ -119,13 +178,31 @@ fn not_smartctl_output_is_refused() {
 fn self_test_logs_count_failures_newest_first() {
     let ata = br#"{"smartctl":{"exit_status":128},"model_name":"X","ata_smart_self_test_log":{"standard":{"table":[
         {"status":{"value":121,"passed":false}},{"status":{"value":0,"passed":true}}]}}}"#;
-    let Ok(Outcome::Report(r)) = parse(ata) else { panic!() };
+    let Ok(Outcome::Report(r)) = parse(ata) else {
+        panic!()
+    };
     assert!(r.exit.self_test_log_has_errors());
-    assert_eq!(r.self_test, Some(SelfTests { total: 2, failed: 1, last_passed: Some(false) }));
+    assert_eq!(
+        r.self_test,
+        Some(SelfTests {
+            total: 2,
+            failed: 1,
+            last_passed: Some(false)
+        })
+    );
     let nvme = br#"{"smartctl":{"exit_status":0},"model_name":"N","nvme_self_test_log":{"table":[
         {"self_test_result":{"value":0}},{"self_test_result":{"value":7}},{"self_test_result":{"value":15}}]}}"#;
-    let Ok(Outcome::Report(r)) = parse(nvme) else { panic!() };
-    assert_eq!(r.self_test, Some(SelfTests { total: 2, failed: 1, last_passed: Some(true) }));
+    let Ok(Outcome::Report(r)) = parse(nvme) else {
+        panic!()
+    };
+    assert_eq!(
+        r.self_test,
+        Some(SelfTests {
+            total: 2,
+            failed: 1,
+            last_passed: Some(true)
+        })
+    );
 }
 
 /// Every real output in the development data set decodes to a report with

@@ -229,7 +229,10 @@ async fn unknown_fields_from_a_newer_agent_are_tolerated() -> Result<()> {
             pb::CoordinatorMessage::decode(bytes).unwrap().msg.unwrap()
         })
         .collect();
-    assert!(matches!(decoded[0], pb::coordinator_message::Msg::Welcome(_)));
+    assert!(matches!(
+        decoded[0],
+        pb::coordinator_message::Msg::Welcome(_)
+    ));
     assert_eq!(ack(&decoded[1]).expect("ack").samples_stored, 5);
     assert_eq!(stored(ch, "h5").await?, 5);
     c.stop().await

@@ -97,7 +97,11 @@ pub fn run(root: &Path, o: &Options) -> Result<()> {
         bail!("building the release coordinator failed");
     }
     let coordinator_bin = root.join("target/release/umbra-coordinator");
-    if Command::new("victoria-metrics").arg("-help").output().is_err() {
+    if Command::new("victoria-metrics")
+        .arg("-help")
+        .output()
+        .is_err()
+    {
         bail!("victoria-metrics not found (scripts/deps installs it)");
     }
     // Debian's build prints an empty -version; the package version is the truth.

@@ -85,18 +85,48 @@ async fn discovered_disks_are_read_by_stable_identity() {
     let mut c = SmartCollector::new(cfg(bin, &[]));
     let p = c.poll(0).await;
     assert!(p.faults.is_empty(), "{:?}", p.faults);
-    assert_eq!(value(&p, SEAGATE, "smart_attribute_raw", Some("194")), Some((26.0, Quality::Ok)));
-    assert_eq!(value(&p, SEAGATE, "smart_attribute_raw", Some("5")), Some((0.0, Quality::Ok)));
-    assert_eq!(value(&p, SEAGATE, "smart_attribute_normalized", Some("5")), Some((100.0, Quality::Ok)));
-    assert_eq!(value(&p, SEAGATE, "smart_attribute_raw", Some("1")), None, "not configured");
-    assert_eq!(value(&p, SEAGATE, "disk_power_on_hours", None), Some((13114.0, Quality::Ok)));
-    assert_eq!(value(&p, MICRON, "nvme_percentage_used", None), Some((0.0, Quality::Ok)));
-    assert_eq!(value(&p, MICRON, "disk_temperature_celsius", None), Some((22.0, Quality::Ok)));
+    assert_eq!(
+        value(&p, SEAGATE, "smart_attribute_raw", Some("194")),
+        Some((26.0, Quality::Ok))
+    );
+    assert_eq!(
+        value(&p, SEAGATE, "smart_attribute_raw", Some("5")),
+        Some((0.0, Quality::Ok))
+    );
+    assert_eq!(
+        value(&p, SEAGATE, "smart_attribute_normalized", Some("5")),
+        Some((100.0, Quality::Ok))
+    );
+    assert_eq!(
+        value(&p, SEAGATE, "smart_attribute_raw", Some("1")),
+        None,
+        "not configured"
+    );
+    assert_eq!(
+        value(&p, SEAGATE, "disk_power_on_hours", None),
+        Some((13114.0, Quality::Ok))
+    );
+    assert_eq!(
+        value(&p, MICRON, "nvme_percentage_used", None),
+        Some((0.0, Quality::Ok))
+    );
+    assert_eq!(
+        value(&p, MICRON, "disk_temperature_celsius", None),
+        Some((22.0, Quality::Ok))
+    );
     // Never wakes a sleeping disk; passes the scanned -d type along.
     let calls = std::fs::read_to_string(dir.path().join("calls")).unwrap();
-    let reads: Vec<&str> = calls.lines().filter(|l| !l.contains("--scan-open")).collect();
+    let reads: Vec<&str> = calls
+        .lines()
+        .filter(|l| !l.contains("--scan-open"))
+        .collect();
     assert_eq!(reads.len(), 2);
-    assert!(reads.iter().all(|l| l.contains("--json") && l.contains("--nocheck=standby")), "{calls}");
+    assert!(
+        reads
+            .iter()
+            .all(|l| l.contains("--json") && l.contains("--nocheck=standby")),
+        "{calls}"
+    );
     assert!(reads[0].contains("--device sat /dev/sda"), "{calls}");
 }
 
@@ -110,9 +140,16 @@ async fn sleeping_failing_and_hung_disks_cost_only_their_own_readings() {
     let mut c = SmartCollector::new(cfg(bin, &["/dev/sda", "/dev/sdb", "/dev/nvme0"]));
     let first = c.poll(0).await;
     assert!(first.faults.is_empty(), "{:?}", first.faults);
-    let n_sda = first.readings.iter().filter(|r| r.series.component == SEAGATE).count();
+    let n_sda = first
+        .readings
+        .iter()
+        .filter(|r| r.series.component == SEAGATE)
+        .count();
     // The error-log bit is data, not a failure.
-    assert!(first.readings.iter().any(|r| r.series.metric == "smart_error_log_entries" && r.value == 2.0));
+    assert!(first
+        .readings
+        .iter()
+        .any(|r| r.series.metric == "smart_error_log_entries" && r.value == 2.0));
 
     // sda falls asleep, sdb answers garbage, nvme0 hangs.
     set(dir.path(), "sda", "standby.json 2");
@@ -120,15 +157,37 @@ async fn sleeping_failing_and_hung_disks_cost_only_their_own_readings() {
     set(dir.path(), "nvme0", "hang");
     let started = std::time::Instant::now();
     let second = c.poll(1).await;
-    assert!(started.elapsed() < Duration::from_secs(5), "the hung disk was not cut off");
-    let stale: Vec<_> = second.readings.iter().filter(|r| r.series.component == SEAGATE).collect();
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "the hung disk was not cut off"
+    );
+    let stale: Vec<_> = second
+        .readings
+        .iter()
+        .filter(|r| r.series.component == SEAGATE)
+        .collect();
     assert_eq!(stale.len(), n_sda);
-    assert!(stale.iter().all(|r| r.quality == Quality::Stale && r.value.is_nan()));
-    let reasons: Vec<(&str, &str)> = second.faults.iter().map(|f| (f.sensor.as_str(), f.reason.as_str())).collect();
+    assert!(stale
+        .iter()
+        .all(|r| r.quality == Quality::Stale && r.value.is_nan()));
+    let reasons: Vec<(&str, &str)> = second
+        .faults
+        .iter()
+        .map(|f| (f.sensor.as_str(), f.reason.as_str()))
+        .collect();
     assert_eq!(reasons.len(), 2, "{reasons:?}");
-    assert!(reasons[0].0 == "/dev/sdb" && reasons[0].1.contains("not smartctl JSON"), "{reasons:?}");
-    assert!(reasons[1].0 == "/dev/nvme0" && reasons[1].1.contains("timed out"), "{reasons:?}");
-    assert_eq!(value(&second, MICRON, "nvme_percentage_used", None).map(|v| v.1), Some(Quality::Unreadable));
+    assert!(
+        reasons[0].0 == "/dev/sdb" && reasons[0].1.contains("not smartctl JSON"),
+        "{reasons:?}"
+    );
+    assert!(
+        reasons[1].0 == "/dev/nvme0" && reasons[1].1.contains("timed out"),
+        "{reasons:?}"
+    );
+    assert_eq!(
+        value(&second, MICRON, "nvme_percentage_used", None).map(|v| v.1),
+        Some(Quality::Unreadable)
+    );
 }
 
 #[tokio::test]
@@ -136,19 +195,33 @@ async fn missing_smartctl_and_unknown_devices_are_faults() {
     let mut c = SmartCollector::new(cfg("/nonexistent/smartctl".into(), &["/dev/sda"]));
     let p = c.poll(0).await;
     assert!(p.readings.is_empty());
-    assert!(p.faults[0].reason.contains("running /nonexistent/smartctl"), "{:?}", p.faults);
+    assert!(
+        p.faults[0].reason.contains("running /nonexistent/smartctl"),
+        "{:?}",
+        p.faults
+    );
 
     let dir = tempfile::tempdir().unwrap();
     let mut c = SmartCollector::new(cfg(fake_smartctl(dir.path()), &["/dev/vda"]));
     let p = c.poll(0).await;
-    assert!(p.faults[0].reason.contains("Unable to detect device type"), "{:?}", p.faults);
+    assert!(
+        p.faults[0].reason.contains("Unable to detect device type"),
+        "{:?}",
+        p.faults
+    );
 }
 
 #[test]
 fn config_is_validated() {
     let c: Config = toml::from_str("devices = [\"sda\"]").unwrap();
     assert!(c.validate().unwrap_err().contains("absolute"));
-    assert!(toml::from_str::<Config>("device = [\"/dev/sda\"]").is_err(), "unknown key");
+    assert!(
+        toml::from_str::<Config>("device = [\"/dev/sda\"]").is_err(),
+        "unknown key"
+    );
     let c: Config = toml::from_str("").unwrap();
-    assert_eq!((c.interval, c.ata_attributes.len()), (Duration::from_secs(600), 8));
+    assert_eq!(
+        (c.interval, c.ata_attributes.len()),
+        (Duration::from_secs(600), 8)
+    );
 }
