@@ -16,6 +16,7 @@ pub mod collect;
 pub mod config;
 pub mod pipeline;
 pub mod spool;
+pub mod transport;
 pub mod uplink;
 
 use config::Config;
