@@ -32,6 +32,23 @@ pub fn bin(name: &str) -> PathBuf {
     p
 }
 
+/// The repository root.
+pub fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("workspace")
+        .to_path_buf()
+}
+
+/// A free loopback UDP port (bound then released).
+pub fn free_udp_port() -> u16 {
+    std::net::UdpSocket::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
 /// A free loopback port (bound then released).
 pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
@@ -71,13 +88,18 @@ pub struct Proc {
 
 impl Proc {
     pub fn spawn(name: &str, args: &[&str], log: PathBuf) -> Result<Proc> {
+        let mut cmd = Command::new(bin(name));
+        cmd.args(args).env("UMBRA_LOG", "info");
+        Proc::spawn_cmd(name, cmd, log)
+    }
+
+    /// Any program (a protocol peer), output appended to `log`.
+    pub fn spawn_cmd(name: &str, mut cmd: Command, log: PathBuf) -> Result<Proc> {
         let out = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
             .open(&log)?;
-        let child = Command::new(bin(name))
-            .args(args)
-            .env("UMBRA_LOG", "info")
+        let child = cmd
             .stdin(Stdio::null())
             .stdout(out.try_clone()?)
             .stderr(out)
@@ -88,6 +110,14 @@ impl Proc {
             log,
             name: name.to_owned(),
         })
+    }
+
+    /// Fails with the peer's log if it has exited (a bad option, a port in use).
+    pub fn ensure_running(&mut self) -> Result<()> {
+        if let Some(st) = self.child.try_wait()? {
+            bail!("{} exited ({st}); log:\n{}", self.name, self.log_text());
+        }
+        Ok(())
     }
 
     /// SIGKILL: no chance to flush or clean up.

@@ -83,11 +83,21 @@ impl V2cClient {
     }
 
     fn id(&mut self) -> i32 {
-        self.next_id = if self.next_id == i32::MAX { 1 } else { self.next_id + 1 };
+        self.next_id = if self.next_id == i32::MAX {
+            1
+        } else {
+            self.next_id + 1
+        };
         self.next_id
     }
 
-    async fn request(&mut self, kind: PduKind, a: i64, b: i64, varbinds: Vec<(Oid, Value)>) -> Result<Pdu, SnmpError> {
+    async fn request(
+        &mut self,
+        kind: PduKind,
+        a: i64,
+        b: i64,
+        varbinds: Vec<(Oid, Value)>,
+    ) -> Result<Pdu, SnmpError> {
         let mut sent_ids = Vec::new();
         let mut buf = vec![0u8; 65_535];
         for _attempt in 0..=self.cfg.retries {
@@ -116,7 +126,10 @@ impl V2cClient {
                 }
                 match CommunityMessage::decode(&buf[..n]) {
                     // A late answer to an earlier attempt of this request is as good.
-                    Ok(m) if m.pdu.kind == PduKind::Response && sent_ids.contains(&m.pdu.request_id) => {
+                    Ok(m)
+                        if m.pdu.kind == PduKind::Response
+                            && sent_ids.contains(&m.pdu.request_id) =>
+                    {
                         return Ok(m.pdu);
                     }
                     Ok(_) | Err(_) => self.ignored += 1,
@@ -162,7 +175,12 @@ impl V2cClient {
         let mut reps = self.cfg.max_repetitions.max(1);
         loop {
             let pdu = self
-                .request(PduKind::GetBulk, 0, i64::from(reps), vec![(cursor.clone(), Value::Null)])
+                .request(
+                    PduKind::GetBulk,
+                    0,
+                    i64::from(reps),
+                    vec![(cursor.clone(), Value::Null)],
+                )
                 .await?;
             if pdu.error() == Some(ErrorStatus::TooBig) && reps > 1 {
                 reps /= 2;

@@ -3,4 +3,5 @@
 mod conservation;
 mod ctl;
 mod protocol;
+mod snmp;
 mod tls;

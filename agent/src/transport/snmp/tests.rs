@@ -55,8 +55,22 @@ async fn garbage_and_foreign_replies_are_ignored_not_believed() {
         stale.pdu.request_id ^= 0x5555;
         vec![
             b"\x30\x84\xff\xff\xff\xff".to_vec(),
-            response(&stale, 0, vec![(oid("1.3.6.1.2.1.1.5.0"), Value::OctetString(b"wrong".to_vec()))]),
-            response(&req, 0, vec![(oid("1.3.6.1.2.1.1.5.0"), Value::OctetString(b"sw1".to_vec()))]),
+            response(
+                &stale,
+                0,
+                vec![(
+                    oid("1.3.6.1.2.1.1.5.0"),
+                    Value::OctetString(b"wrong".to_vec()),
+                )],
+            ),
+            response(
+                &req,
+                0,
+                vec![(
+                    oid("1.3.6.1.2.1.1.5.0"),
+                    Value::OctetString(b"sw1".to_vec()),
+                )],
+            ),
         ]
     })
     .await;
@@ -78,7 +92,14 @@ async fn a_silent_agent_times_out_after_its_retries() {
 
 #[tokio::test]
 async fn a_walk_that_goes_backwards_is_an_error_not_a_loop() {
-    let addr = agent(|req| vec![response(&req, 0, vec![(oid("1.3.6.1.2.1.2.2.1.14.1"), Value::Counter32(1))])]).await;
+    let addr = agent(|req| {
+        vec![response(
+            &req,
+            0,
+            vec![(oid("1.3.6.1.2.1.2.2.1.14.1"), Value::Counter32(1))],
+        )]
+    })
+    .await;
     let mut c = V2cClient::new(addr, cfg()).await.unwrap();
     let e = c.walk(&oid("1.3.6.1.2.1.2.2.1.14")).await.unwrap_err();
     assert!(matches!(e, SnmpError::NotIncreasing(_)), "{e}");
@@ -109,11 +130,26 @@ async fn too_big_halves_the_repetitions() {
         vec![response(&req, 0, next)]
     })
     .await;
-    let mut c = V2cClient::new(addr, V2cConfig { max_repetitions: 16, ..cfg() }).await.unwrap();
+    let mut c = V2cClient::new(
+        addr,
+        V2cConfig {
+            max_repetitions: 16,
+            ..cfg()
+        },
+    )
+    .await
+    .unwrap();
     let rows = c.walk(&oid("1.3.6.1.2.1.2.2.1.14")).await.unwrap();
     assert_eq!(rows.len(), 10);
-    assert_eq!(rows[9], (oid("1.3.6.1.2.1.2.2.1.14.10"), Value::Counter32(10)));
-    assert_eq!(max_seen.load(std::sync::atomic::Ordering::Relaxed), 16, "started at 16, then 8, then 4");
+    assert_eq!(
+        rows[9],
+        (oid("1.3.6.1.2.1.2.2.1.14.10"), Value::Counter32(10))
+    );
+    assert_eq!(
+        max_seen.load(std::sync::atomic::Ordering::Relaxed),
+        16,
+        "started at 16, then 8, then 4"
+    );
 }
 
 #[tokio::test]
@@ -124,6 +160,18 @@ async fn a_set_answered_with_an_exception_is_a_failure() {
     })
     .await;
     let mut c = V2cClient::new(addr, cfg()).await.unwrap();
-    let e = c.set_verified(&oid("1.3.6.1.2.1.2.2.1.7.5"), Value::Integer(2)).await.unwrap_err();
-    assert!(matches!(e, SnmpError::Exception { value: Value::NoSuchInstance, .. }), "{e}");
+    let e = c
+        .set_verified(&oid("1.3.6.1.2.1.2.2.1.7.5"), Value::Integer(2))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(
+            e,
+            SnmpError::Exception {
+                value: Value::NoSuchInstance,
+                ..
+            }
+        ),
+        "{e}"
+    );
 }

@@ -1,0 +1,275 @@
+//! The agent's SNMP client against real peers: net-snmp `snmpd` serving this
+//! machine's own IF-MIB, and `snmpsim` serving real switch dumps from
+//! `snmpsim-data` (installed in .testbed/venv by scripts/deps). Results are
+//! compared with net-snmp's own `snmpbulkwalk` against the same peer.
+
+use crate::{free_udp_port, repo_root, Proc};
+use agent::transport::snmp::{SnmpError, V2cClient, V2cConfig};
+use anyhow::{Context, Result};
+use firmware_shims::snmp::ber::Oid;
+use firmware_shims::snmp::Value;
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::process::Command;
+use std::time::Duration;
+
+fn oid(s: &str) -> Oid {
+    s.parse().unwrap()
+}
+
+fn client_cfg(community: &str) -> V2cConfig {
+    V2cConfig {
+        community: community.into(),
+        timeout: Duration::from_secs(2),
+        retries: 2,
+        max_repetitions: 25,
+    }
+}
+
+async fn ready(addr: SocketAddr, community: &str, peer: &mut Proc) -> Result<()> {
+    let mut c = V2cClient::new(
+        addr,
+        V2cConfig {
+            timeout: Duration::from_millis(300),
+            retries: 0,
+            ..client_cfg(community)
+        },
+    )
+    .await?;
+    let started = std::time::Instant::now();
+    loop {
+        peer.ensure_running()?;
+        if c.get(&[oid("1.3.6.1.2.1.1.1.0")]).await.is_ok() {
+            return Ok(());
+        }
+        anyhow::ensure!(
+            started.elapsed() < Duration::from_secs(90),
+            "peer not ready:\n{}",
+            peer.log_text()
+        );
+    }
+}
+
+/// `snmpbulkwalk -v2c -On -Oe -Ot` as (OID, numeric value if the type is numeric).
+fn reference_walk(
+    addr: SocketAddr,
+    community: &str,
+    root: &str,
+) -> Result<BTreeMap<Oid, Option<f64>>> {
+    let out = Command::new("snmpbulkwalk")
+        .args([
+            "-v2c", "-c", community, "-On", "-Oe", "-Ot", "-t", "5", "-r", "2", "-Cr25",
+        ])
+        .arg(addr.to_string())
+        .arg(root)
+        .output()
+        .context("snmpbulkwalk (package snmp; scripts/deps installs it)")?;
+    anyhow::ensure!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let mut rows = BTreeMap::new();
+    for line in String::from_utf8_lossy(&out.stdout).lines() {
+        let Some((o, v)) = line.split_once(" = ") else {
+            continue;
+        };
+        let Ok(o) = o.parse::<Oid>() else { continue };
+        let numeric = [
+            "INTEGER: ",
+            "Counter32: ",
+            "Gauge32: ",
+            "Counter64: ",
+            "Timeticks: ",
+        ]
+        .iter()
+        .find_map(|p| v.strip_prefix(p))
+        .and_then(|n| n.trim().parse::<f64>().ok());
+        rows.insert(o, numeric);
+    }
+    Ok(rows)
+}
+
+fn compare(ours: &[(Oid, Value)], reference: &BTreeMap<Oid, Option<f64>>, counters_move: bool) {
+    let our_oids: Vec<&Oid> = ours.iter().map(|(o, _)| o).collect();
+    let ref_oids: Vec<&Oid> = reference.keys().collect();
+    assert_eq!(our_oids, ref_oids, "same objects, same order");
+    for (o, v) in ours {
+        let moving = counters_move
+            && matches!(
+                v,
+                Value::Counter32(_) | Value::Counter64(_) | Value::TimeTicks(_)
+            );
+        if let (Some(want), false) = (reference[o], moving) {
+            assert_eq!(v.as_f64(), Some(want), "{o}");
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn walks_snmpd_like_snmpbulkwalk() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let port = free_udp_port();
+    std::fs::write(
+        dir.path().join("snmpd.conf"),
+        format!(
+            "[snmp] persistentDir {}\nagentAddress udp:127.0.0.1:{port}\nrocommunity public 127.0.0.1\n",
+            dir.path().join("persist").display()
+        ),
+    )?;
+    let mut cmd = Command::new("snmpd");
+    cmd.args([
+        "-f",
+        "-Lo",
+        "-C",
+        "-m",
+        "",
+        "-M",
+        "/nonexistent",
+        "-I",
+        "-smux",
+        "-c",
+    ])
+    .arg(dir.path().join("snmpd.conf"))
+    .arg("-p")
+    .arg(dir.path().join("snmpd.pid"));
+    let mut peer = Proc::spawn_cmd("snmpd", cmd, dir.path().join("snmpd.log"))?;
+    let addr: SocketAddr = format!("127.0.0.1:{port}").parse()?;
+    ready(addr, "public", &mut peer).await?;
+
+    let mut c = V2cClient::new(addr, client_cfg("public")).await?;
+    let ours = c.walk(&oid("1.3.6.1.2.1.2.2")).await?;
+    assert!(
+        ours.len() > 20,
+        "ifTable of this machine: {} rows",
+        ours.len()
+    );
+    compare(
+        &ours,
+        &reference_walk(addr, "public", "1.3.6.1.2.1.2.2")?,
+        true,
+    );
+    // A wrong community gets no answer at all (snmpd drops it): a timeout, not a hang.
+    let mut wrong = V2cClient::new(
+        addr,
+        V2cConfig {
+            timeout: Duration::from_millis(200),
+            retries: 1,
+            ..client_cfg("nope")
+        },
+    )
+    .await?;
+    assert!(matches!(
+        wrong.get(&[oid("1.3.6.1.2.1.1.5.0")]).await,
+        Err(SnmpError::Timeout { .. })
+    ));
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn walks_real_switch_dumps_and_verifies_sets_on_snmpsim() -> Result<()> {
+    let root = repo_root().join(".testbed");
+    let responder = root.join("venv/bin/snmpsim-command-responder");
+    anyhow::ensure!(
+        responder.exists(),
+        "{} missing: run scripts/deps",
+        responder.display()
+    );
+    let dumps = {
+        let out = Command::new(root.join("venv/bin/python"))
+            .args([
+                "-c",
+                "import snmpsim_data,os;print(os.path.dirname(snmpsim_data.__file__))",
+            ])
+            .output()?;
+        std::path::PathBuf::from(String::from_utf8(out.stdout)?.trim()).join("data")
+    };
+    let data = root.join("snmp/data");
+    std::fs::create_dir_all(&data)?;
+    for (name, rel) in [
+        ("cisco-n5000", "network/switch/cisco-n5000.snmprec.bz2"),
+        ("arista-7150s", "cloud/arista-dcs-7150s-52-cl.snmprec.bz2"),
+    ] {
+        let link = data.join(format!("{name}.snmprec.bz2"));
+        if !link.exists() {
+            // A copy, not a symlink: snmpsim names a community after the
+            // resolved path, which must lie under --data-dir.
+            std::fs::copy(dumps.join(rel), &link)?;
+        }
+    }
+    // A writable port for the shadow lifecycle's SETs, and a read-only name.
+    std::fs::write(
+        data.join("umbra-sw.snmprec"),
+        "1.3.6.1.2.1.1.1.0|4|umbra test switch\n1.3.6.1.2.1.1.5.0|4|umbra-sw1\n1.3.6.1.2.1.2.2.1.7.5|2:writecache|value=1\n",
+    )?;
+    let port = free_udp_port();
+    let mut cmd = Command::new(&responder);
+    cmd.env("SNMPSIM_ALLOW_ROOT", "true")
+        .arg(format!("--cache-dir={}", root.join("snmp/cache").display()))
+        .arg("--log-level=error")
+        .arg(format!("--data-dir={}", data.display()))
+        .arg(format!("--agent-udpv4-endpoint=127.0.0.1:{port}"));
+    let logdir = tempfile::tempdir()?;
+    let mut peer = Proc::spawn_cmd("snmpsim", cmd, logdir.path().join("snmpsim.log"))?;
+    let addr: SocketAddr = format!("127.0.0.1:{port}").parse()?;
+    ready(addr, "cisco-n5000", &mut peer).await?;
+
+    // Cisco Nexus 5000: IF-MIB error counters (non-zero on several ports) and HC octets.
+    let mut cisco = V2cClient::new(addr, client_cfg("cisco-n5000")).await?;
+    for column in [
+        "1.3.6.1.2.1.2.2.1.14",
+        "1.3.6.1.2.1.2.2.1.20",
+        "1.3.6.1.2.1.31.1.1.1.6",
+    ] {
+        let ours = cisco.walk(&oid(column)).await?;
+        assert!(!ours.is_empty(), "{column}");
+        compare(&ours, &reference_walk(addr, "cisco-n5000", column)?, false);
+    }
+    let in_errors = cisco.walk(&oid("1.3.6.1.2.1.2.2.1.14")).await?;
+    assert!(
+        in_errors
+            .iter()
+            .filter(|(_, v)| v.as_f64() > Some(0.0))
+            .count()
+            >= 5,
+        "ifInErrors non-zero on several ports"
+    );
+
+    // Arista 7150S: the whole ENTITY-SENSOR-MIB table.
+    let mut arista = V2cClient::new(addr, client_cfg("arista-7150s")).await?;
+    let sensors = arista.walk(&oid("1.3.6.1.2.1.99.1.1")).await?;
+    compare(
+        &sensors,
+        &reference_walk(addr, "arista-7150s", "1.3.6.1.2.1.99.1.1")?,
+        false,
+    );
+    assert!(sensors.len() > 400, "{} sensor values", sensors.len());
+
+    // SET ifAdminStatus down, verified by read-back; a SET of a read-only
+    // object that snmpsim answers "noError + noSuchInstance" is a failure.
+    let mut sw = V2cClient::new(addr, client_cfg("umbra-sw")).await?;
+    sw.set_verified(&oid("1.3.6.1.2.1.2.2.1.7.5"), Value::Integer(2))
+        .await?;
+    sw.set_verified(&oid("1.3.6.1.2.1.2.2.1.7.5"), Value::Integer(1))
+        .await?;
+    let e = sw
+        .set_verified(
+            &oid("1.3.6.1.2.1.1.5.0"),
+            Value::OctetString(b"hijacked".to_vec()),
+        )
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(
+            e,
+            SnmpError::Exception {
+                value: Value::NoSuchInstance,
+                ..
+            } | SnmpError::Agent { .. }
+        ),
+        "{e}"
+    );
+    let name = sw.get(&[oid("1.3.6.1.2.1.1.5.0")]).await?;
+    assert_eq!(name[0].1, Value::OctetString(b"umbra-sw1".to_vec()));
+    Ok(())
+}
