@@ -12,6 +12,7 @@
 pub mod host;
 pub mod sim;
 pub mod smart;
+pub mod snmp;
 
 use serde::Deserialize;
 use std::collections::BTreeMap;
@@ -75,6 +76,8 @@ pub enum CollectorConfig {
     Sim(sim::Config),
     /// Disk health through `smartctl --json`.
     Smart(smart::Config),
+    /// A switch or PDU over SNMP v2c (IF-MIB, ENTITY-SENSOR-MIB).
+    Snmp(snmp::Config),
 }
 
 impl CollectorConfig {
@@ -83,6 +86,7 @@ impl CollectorConfig {
             CollectorConfig::Host(c) => c.interval,
             CollectorConfig::Sim(c) => c.interval,
             CollectorConfig::Smart(c) => c.interval,
+            CollectorConfig::Snmp(c) => c.interval,
         }
     }
 
@@ -106,6 +110,7 @@ impl CollectorConfig {
             CollectorConfig::Host(_) => Ok(()),
             CollectorConfig::Sim(c) => c.validate(profile),
             CollectorConfig::Smart(c) => c.validate(),
+            CollectorConfig::Snmp(c) => c.validate(),
         }
     }
 
@@ -119,6 +124,9 @@ impl CollectorConfig {
                 AnyCollector::Sim(sim::SimCollector::new(c.clone(), host_id, profile))
             }
             CollectorConfig::Smart(c) => AnyCollector::Smart(smart::SmartCollector::new(c.clone())),
+            CollectorConfig::Snmp(c) => {
+                AnyCollector::Snmp(Box::new(snmp::SnmpCollector::new(c.clone())))
+            }
         }
     }
 }
@@ -129,6 +137,7 @@ pub enum AnyCollector {
     Host(Box<host::HostCollector>),
     Sim(sim::SimCollector),
     Smart(smart::SmartCollector),
+    Snmp(Box<snmp::SnmpCollector>),
 }
 
 impl std::fmt::Debug for AnyCollector {
@@ -143,6 +152,7 @@ impl Collector for AnyCollector {
             AnyCollector::Host(c) => c.name(),
             AnyCollector::Sim(c) => c.name(),
             AnyCollector::Smart(c) => c.name(),
+            AnyCollector::Snmp(c) => c.name(),
         }
     }
 
@@ -151,6 +161,7 @@ impl Collector for AnyCollector {
             AnyCollector::Host(c) => c.poll(ts_ms).await,
             AnyCollector::Sim(c) => c.poll(ts_ms).await,
             AnyCollector::Smart(c) => c.poll(ts_ms).await,
+            AnyCollector::Snmp(c) => c.poll(ts_ms).await,
         }
     }
 }

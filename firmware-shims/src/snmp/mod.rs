@@ -3,6 +3,7 @@
 //! transport, retries and walks live in `agent/src/transport/snmp.rs`.
 
 pub mod ber;
+pub mod mib;
 
 use ber::{
     put_i64, put_tlv, put_u64, BerError, Oid, Reader, INTEGER, NULL, OCTET_STRING, OID, SEQUENCE,

@@ -166,8 +166,10 @@ async fn walks_snmpd_like_snmpbulkwalk() -> Result<()> {
     Ok(())
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn walks_real_switch_dumps_and_verifies_sets_on_snmpsim() -> Result<()> {
+/// snmpsim on a free port serving the real Cisco Nexus 5000 and Arista
+/// 7150S dumps, plus `umbra-sw`: a writable port, a read-only name, and an
+/// interface whose Counter32 ifInErrors grows 1000/s and wraps ~8 s after start.
+async fn start_snmpsim() -> Result<(Proc, SocketAddr, tempfile::TempDir)> {
     let root = repo_root().join(".testbed");
     let responder = root.join("venv/bin/snmpsim-command-responder");
     anyhow::ensure!(
@@ -200,7 +202,17 @@ async fn walks_real_switch_dumps_and_verifies_sets_on_snmpsim() -> Result<()> {
     // A writable port for the shadow lifecycle's SETs, and a read-only name.
     std::fs::write(
         data.join("umbra-sw.snmprec"),
-        "1.3.6.1.2.1.1.1.0|4|umbra test switch\n1.3.6.1.2.1.1.5.0|4|umbra-sw1\n1.3.6.1.2.1.2.2.1.7.5|2:writecache|value=1\n",
+        concat!(
+            "1.3.6.1.2.1.1.1.0|4|umbra test switch\n",
+            "1.3.6.1.2.1.1.3.0|67:numeric|initial=0,rate=100\n",
+            "1.3.6.1.2.1.1.5.0|4|umbra-sw1\n",
+            "1.3.6.1.2.1.2.2.1.1.1|2|1\n",
+            "1.3.6.1.2.1.2.2.1.2.1|4|Ethernet1\n",
+            "1.3.6.1.2.1.2.2.1.7.1|2|1\n",
+            "1.3.6.1.2.1.2.2.1.7.5|2:writecache|value=1\n",
+            "1.3.6.1.2.1.2.2.1.8.1|2|1\n",
+            "1.3.6.1.2.1.2.2.1.14.1|65:numeric|initial=4294959295,rate=1000,wrap=1\n",
+        ),
     )?;
     let port = free_udp_port();
     let mut cmd = Command::new(&responder);
@@ -213,6 +225,12 @@ async fn walks_real_switch_dumps_and_verifies_sets_on_snmpsim() -> Result<()> {
     let mut peer = Proc::spawn_cmd("snmpsim", cmd, logdir.path().join("snmpsim.log"))?;
     let addr: SocketAddr = format!("127.0.0.1:{port}").parse()?;
     ready(addr, "cisco-n5000", &mut peer).await?;
+    Ok((peer, addr, logdir))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn walks_real_switch_dumps_and_verifies_sets_on_snmpsim() -> Result<()> {
+    let (_peer, addr, _logs) = start_snmpsim().await?;
 
     // Cisco Nexus 5000: IF-MIB error counters (non-zero on several ports) and HC octets.
     let mut cisco = V2cClient::new(addr, client_cfg("cisco-n5000")).await?;
@@ -271,5 +289,114 @@ async fn walks_real_switch_dumps_and_verifies_sets_on_snmpsim() -> Result<()> {
     );
     let name = sw.get(&[oid("1.3.6.1.2.1.1.5.0")]).await?;
     assert_eq!(name[0].1, Value::OctetString(b"umbra-sw1".to_vec()));
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_snmp_collector_reads_ports_sensors_and_wrapping_counters() -> Result<()> {
+    use agent::collect::snmp::{Config, SnmpCollector};
+    use agent::collect::{Collector, Quality};
+    let (peer, addr, _logs) = start_snmpsim().await?;
+    let cfg = |device: &str, community: &str| Config {
+        interval: Duration::from_secs(1),
+        device: device.into(),
+        target: addr.to_string(),
+        community: community.into(),
+        timeout: Duration::from_secs(2),
+        retries: 2,
+        max_repetitions: 25,
+    };
+    let find = |p: &agent::collect::Poll, metric: &str, component: &str| {
+        p.readings
+            .iter()
+            .find(|r| r.series.metric == metric && r.series.component == component)
+            .map(|r| (r.value, r.quality))
+    };
+
+    // Arista: ENTITY-SENSOR-MIB with scale/precision; its fans report
+    // operStatus unavailable at 0 RPM (a failed-fan case in a real dump).
+    let mut arista = SnmpCollector::new(cfg("leaf1", "arista-7150s"));
+    let p = arista.poll(0).await;
+    let temp = p
+        .readings
+        .iter()
+        .find(|r| {
+            r.series.metric == "temperature_celsius" && r.series.labels["entity"] == "100006001"
+        })
+        .expect("sensor 100006001");
+    assert_eq!(
+        (temp.value, temp.quality),
+        (28.2, Quality::Ok),
+        "282 with precision 1"
+    );
+    let fans: Vec<_> = p
+        .readings
+        .iter()
+        .filter(|r| r.series.metric == "fan_speed_rpm")
+        .collect();
+    assert_eq!(fans.len(), 6);
+    assert!(fans.iter().all(|r| r.quality == Quality::Unreadable));
+    assert_eq!(
+        p.faults
+            .iter()
+            .filter(|f| f.reason.contains("Unavailable"))
+            .count(),
+        6
+    );
+
+    // Cisco: ifName-keyed ports with error counters.
+    let mut cisco = SnmpCollector::new(cfg("spine1", "cisco-n5000"));
+    let p = cisco.poll(0).await;
+    assert!(p.faults.is_empty(), "{:?}", p.faults);
+    let errs: Vec<_> = p
+        .readings
+        .iter()
+        .filter(|r| r.series.metric == "if_in_errors_total" && r.value > 0.0)
+        .collect();
+    assert!(errs.len() >= 5, "non-zero ifInErrors on several ports");
+    assert!(errs
+        .iter()
+        .all(|r| r.series.component.starts_with("spine1/port:")));
+
+    // A Counter32 that wraps: the rate stays ~1000/s across the wrap.
+    let mut sw = SnmpCollector::new(cfg("tor1", "umbra-sw"));
+    let (mut last, mut wrapped_rate) = (None::<f64>, None);
+    let started = std::time::Instant::now();
+    while wrapped_rate.is_none() && started.elapsed() < Duration::from_secs(30) {
+        tokio::time::sleep(Duration::from_millis(700)).await;
+        let now = i64::try_from(
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)?
+                .as_millis(),
+        )?;
+        let p = sw.poll(now).await;
+        let (total, _) = find(&p, "if_in_errors_total", "tor1/port:Ethernet1").expect("counter");
+        if let (Some(prev), Some((rate, _))) = (
+            last,
+            find(&p, "if_in_errors_per_second", "tor1/port:Ethernet1"),
+        ) {
+            if total < prev {
+                wrapped_rate = Some(rate);
+            } else {
+                assert!((rate - 1000.0).abs() < 400.0, "rate {rate}");
+            }
+        }
+        last = Some(total);
+    }
+    let rate = wrapped_rate.expect("the counter wrapped within 30 s");
+    assert!(
+        (rate - 1000.0).abs() < 400.0,
+        "rate across the wrap: {rate}"
+    );
+
+    // The device disappears: its series turn unreadable, with a reason.
+    drop(peer);
+    let p = sw.poll(0).await;
+    assert!(!p.readings.is_empty() && p.readings.iter().all(|r| r.quality == Quality::Unreadable));
+    assert!(
+        p.faults[0].reason.contains("no valid reply"),
+        "{:?}",
+        p.faults
+    );
     Ok(())
 }

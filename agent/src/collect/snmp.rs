@@ -1,0 +1,277 @@
+//! `snmp`: a switch or PDU over SNMP v2c: IF-MIB port state, error/discard
+//! counters and octet rates, and ENTITY-SENSOR-MIB sensors (temperatures,
+//! fans, voltages, currents, power) with their scale and precision.
+//!
+//! Transport: `transport::snmp`; table decoding and counter rates:
+//! `firmware_shims::snmp::mib`. An unreachable or broken device costs only
+//! its own readings: every series it reported before is marked
+//! `Unreadable`, with the reason as a fault.
+
+use super::{Collector, Poll, Quality, Reading, SensorFault, SeriesKey};
+use crate::transport::snmp::{SnmpError, V2cClient, V2cConfig};
+use firmware_shims::snmp::ber::Oid;
+use firmware_shims::snmp::mib::{self, CounterRate, SensorKind, SensorStatus, Table};
+use firmware_shims::snmp::Value;
+use serde::Deserialize;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::time::Duration;
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    #[serde(default = "default_interval", with = "humantime_serde")]
+    pub interval: Duration,
+    /// Name of the device in series (label `device`, component prefix).
+    pub device: String,
+    /// `host:port` of its SNMP agent.
+    pub target: String,
+    #[serde(default = "default_community")]
+    pub community: String,
+    #[serde(default = "default_timeout", with = "humantime_serde")]
+    pub timeout: Duration,
+    #[serde(default = "default_retries")]
+    pub retries: u32,
+    #[serde(default = "default_max_repetitions")]
+    pub max_repetitions: u32,
+}
+
+const fn default_interval() -> Duration {
+    Duration::from_secs(30)
+}
+fn default_community() -> String {
+    "public".into()
+}
+const fn default_timeout() -> Duration {
+    Duration::from_secs(2)
+}
+const fn default_retries() -> u32 {
+    2
+}
+const fn default_max_repetitions() -> u32 {
+    25
+}
+
+impl Config {
+    pub fn validate(&self) -> Result<(), String> {
+        if self.device.is_empty() || self.device.contains('/') {
+            return Err(format!(
+                "snmp: device name {:?} must be non-empty without '/'",
+                self.device
+            ));
+        }
+        self.addr().map(|_| ())
+    }
+
+    fn addr(&self) -> Result<std::net::SocketAddr, String> {
+        use std::net::ToSocketAddrs;
+        self.target
+            .to_socket_addrs()
+            .map_err(|e| format!("snmp: target {:?}: {e}", self.target))?
+            .next()
+            .ok_or_else(|| format!("snmp: target {:?} resolves to nothing", self.target))
+    }
+}
+
+pub struct SnmpCollector {
+    cfg: Config,
+    client: Option<V2cClient>,
+    rates: HashMap<(String, &'static str), CounterRate>,
+    /// Every series reported, to mark unreadable when the device fails.
+    known: BTreeSet<SeriesKey>,
+}
+
+const SYS_UPTIME: &str = "1.3.6.1.2.1.1.3.0";
+
+impl SnmpCollector {
+    pub fn new(cfg: Config) -> SnmpCollector {
+        SnmpCollector {
+            cfg,
+            client: None,
+            rates: HashMap::new(),
+            known: BTreeSet::new(),
+        }
+    }
+
+    async fn client(&mut self) -> Result<&mut V2cClient, String> {
+        if self.client.is_none() {
+            let addr = self.cfg.addr()?;
+            let c = V2cClient::new(
+                addr,
+                V2cConfig {
+                    community: self.cfg.community.clone(),
+                    timeout: self.cfg.timeout,
+                    retries: self.cfg.retries,
+                    max_repetitions: self.cfg.max_repetitions,
+                },
+            )
+            .await
+            .map_err(|e| e.to_string())?;
+            self.client = Some(c);
+        }
+        Ok(self.client.as_mut().expect("set above"))
+    }
+
+    async fn read(&mut self) -> Result<Snapshot, String> {
+        let c = self.client().await?;
+        let e = |x: SnmpError| x.to_string();
+        let uptime = match c.get(&[oid(SYS_UPTIME)]).await.map_err(e)?.remove(0).1 {
+            Value::TimeTicks(t) => u64::from(t),
+            other => return Err(format!("sysUpTime.0 is {other:?}")),
+        };
+        let mut tables = Vec::new();
+        for entry in [mib::IF_ENTRY, mib::IFX_ENTRY, mib::ENT_SENSOR_ENTRY] {
+            let walk = c.walk(&oid(entry)).await.map_err(e)?;
+            tables.push(Table::from_walk(&oid(entry), &walk));
+        }
+        // Only the name and description columns of the (large) entPhysicalTable.
+        let phys = oid(mib::ENT_PHYSICAL_ENTRY);
+        let mut names = Table::default();
+        if !tables[2].0.is_empty() {
+            for col in [7, 2] {
+                let walk = c.walk(&phys.child(&[col])).await.map_err(e)?;
+                names.merge(Table::from_walk(&phys, &walk));
+            }
+        }
+        Ok(Snapshot {
+            uptime,
+            interfaces: mib::interfaces(&tables[0], &tables[1]),
+            sensors: mib::sensors(&tables[2], &names),
+        })
+    }
+
+    fn key(
+        &self,
+        metric: &str,
+        component: &str,
+        unit: &str,
+        extra: &[(&str, String)],
+    ) -> SeriesKey {
+        let mut labels: BTreeMap<String, String> = extra
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), v.clone()))
+            .collect();
+        labels.insert("device".into(), self.cfg.device.clone());
+        SeriesKey {
+            metric: metric.to_owned(),
+            component: format!("{}/{component}", self.cfg.device),
+            unit: unit.to_owned(),
+            labels,
+        }
+    }
+}
+
+/// (metric, (value, width in bits), unit) of one interface counter.
+type CounterColumn = (&'static str, Option<(u64, u32)>, &'static str);
+
+struct Snapshot {
+    uptime: u64,
+    interfaces: Vec<mib::Interface>,
+    sensors: Vec<mib::Sensor>,
+}
+
+fn oid(s: &str) -> Oid {
+    s.parse().expect("valid OID literal")
+}
+
+impl Collector for SnmpCollector {
+    fn name(&self) -> &'static str {
+        "snmp"
+    }
+
+    async fn poll(&mut self, ts_ms: i64) -> Poll {
+        let mut poll = Poll::default();
+        let snap = match self.read().await {
+            Ok(s) => s,
+            Err(reason) => {
+                for series in &self.known {
+                    poll.readings.push(Reading {
+                        series: series.clone(),
+                        value: f64::NAN,
+                        quality: Quality::Unreadable,
+                    });
+                }
+                poll.faults.push(SensorFault {
+                    sensor: format!("{} ({})", self.cfg.device, self.cfg.target),
+                    reason,
+                });
+                return poll;
+            }
+        };
+        let mut push = |s: &mut Self, series: SeriesKey, value: f64, quality: Quality| {
+            s.known.insert(series.clone());
+            poll.readings.push(Reading {
+                series,
+                value,
+                quality,
+            });
+        };
+        for i in &snap.interfaces {
+            let port = format!("port:{}", i.name);
+            let idx = [("ifindex", i.index.to_string())];
+            for (metric, v) in [("if_admin_up", i.admin_up), ("if_oper_up", i.oper_up)] {
+                if let Some(v) = v {
+                    let k = self.key(metric, &port, "bool", &idx);
+                    push(self, k, f64::from(u8::from(v)), Quality::Ok);
+                }
+            }
+            let counters: [CounterColumn; 6] = [
+                ("if_in_errors", i.in_errors.map(|v| (v, 32)), "errors"),
+                ("if_out_errors", i.out_errors.map(|v| (v, 32)), "errors"),
+                ("if_in_discards", i.in_discards.map(|v| (v, 32)), "packets"),
+                (
+                    "if_out_discards",
+                    i.out_discards.map(|v| (v, 32)),
+                    "packets",
+                ),
+                ("if_in_octets", i.in_octets, "bytes"),
+                ("if_out_octets", i.out_octets, "bytes"),
+            ];
+            for (metric, v, unit) in counters {
+                let Some((value, bits)) = v else { continue };
+                #[allow(clippy::cast_precision_loss)]
+                let total = value as f64;
+                let k = self.key(&format!("{metric}_total"), &port, unit, &idx);
+                push(self, k, total, Quality::Ok);
+                let rate = self
+                    .rates
+                    .entry((port.clone(), metric))
+                    .or_default()
+                    .update(value, bits, snap.uptime, ts_ms);
+                if let Some(r) = rate {
+                    let k = self.key(
+                        &format!("{metric}_per_second"),
+                        &port,
+                        &format!("{unit}/s"),
+                        &idx,
+                    );
+                    push(self, k, r, Quality::Ok);
+                }
+            }
+        }
+        for s in &snap.sensors {
+            let (metric, unit) = s.kind.metric();
+            let component = format!("sensor:{}", s.name);
+            let idx = [("entity", s.index.to_string())];
+            let (value, quality) = match s.status {
+                SensorStatus::Ok => (s.value, Quality::Ok),
+                _ => (f64::NAN, Quality::Unreadable),
+            };
+            let k = self.key(metric, &component, unit, &idx);
+            push(self, k, value, quality);
+            let k = self.key("sensor_status_ok", &component, "bool", &idx);
+            push(
+                self,
+                k,
+                f64::from(u8::from(s.status == SensorStatus::Ok)),
+                Quality::Ok,
+            );
+            if s.status != SensorStatus::Ok && s.kind == SensorKind::Rpm {
+                poll.faults.push(SensorFault {
+                    sensor: format!("{}/{component}", self.cfg.device),
+                    reason: format!("fan sensor {:?}", s.status),
+                });
+            }
+        }
+        poll
+    }
+}
