@@ -8,9 +8,10 @@
 //! `Unreadable`, with the reason as a fault.
 
 use super::{Collector, Poll, Quality, Reading, SensorFault, SeriesKey};
-use crate::transport::snmp::{SnmpError, V2cClient, V2cConfig};
+use crate::transport::snmp::{ClientConfig, SnmpClient, SnmpError, V3User};
 use firmware_shims::snmp::ber::Oid;
 use firmware_shims::snmp::mib::{self, CounterRate, SensorKind, SensorStatus, Table};
+use firmware_shims::snmp::usm::{AuthProtocol, PrivProtocol};
 use firmware_shims::snmp::Value;
 use serde::Deserialize;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
@@ -33,6 +34,69 @@ pub struct Config {
     pub retries: u32,
     #[serde(default = "default_max_repetitions")]
     pub max_repetitions: u32,
+    /// SNMPv3 USM instead of `community`.
+    #[serde(default)]
+    pub v3: Option<V3Config>,
+}
+
+/// `[collector.v3]`: an SNMPv3 user (authNoPriv or authPriv).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct V3Config {
+    pub user: String,
+    /// `sha` (HMAC-SHA-96) or `sha256` (HMAC-SHA-256-192).
+    pub auth: String,
+    pub auth_password: String,
+    /// `aes128` or `aes256` (the latter with `auth = "sha256"`); absent: authNoPriv.
+    #[serde(default)]
+    pub privacy: Option<String>,
+    #[serde(default)]
+    pub privacy_password: Option<String>,
+    /// contextName (snmpsim: the data file's community name).
+    #[serde(default)]
+    pub context: String,
+}
+
+impl V3Config {
+    pub fn user(&self) -> Result<V3User, String> {
+        let auth = match self.auth.as_str() {
+            "sha" | "sha1" => AuthProtocol::Sha1,
+            "sha256" => AuthProtocol::Sha256,
+            other => {
+                return Err(format!(
+                    "snmp v3: auth {other:?} is not sha or sha256 (MD5 is not offered)"
+                ))
+            }
+        };
+        let privacy = match (self.privacy.as_deref(), &self.privacy_password) {
+            (None, None) => None,
+            (Some("aes128" | "aes"), Some(pw)) => Some((PrivProtocol::Aes128, pw.clone())),
+            (Some("aes256"), Some(pw)) if auth == AuthProtocol::Sha256 => {
+                Some((PrivProtocol::Aes256, pw.clone()))
+            }
+            (Some("aes256"), Some(_)) => {
+                return Err("snmp v3: aes256 needs auth = \"sha256\"".into())
+            }
+            (Some(p), Some(_)) => {
+                return Err(format!(
+                    "snmp v3: privacy {p:?} is not aes128 or aes256 (DES is not offered)"
+                ))
+            }
+            _ => return Err("snmp v3: privacy and privacy_password go together".into()),
+        };
+        for pw in std::iter::once(&self.auth_password).chain(privacy.as_ref().map(|p| &p.1)) {
+            if pw.len() < 8 {
+                return Err("snmp v3: passwords must be at least 8 characters (RFC 3414)".into());
+            }
+        }
+        Ok(V3User {
+            user: self.user.clone(),
+            auth,
+            auth_password: self.auth_password.clone(),
+            privacy,
+            context: self.context.clone(),
+        })
+    }
 }
 
 const fn default_interval() -> Duration {
@@ -59,6 +123,9 @@ impl Config {
                 self.device
             ));
         }
+        if let Some(v3) = &self.v3 {
+            v3.user()?;
+        }
         self.addr().map(|_| ())
     }
 
@@ -74,7 +141,7 @@ impl Config {
 
 pub struct SnmpCollector {
     cfg: Config,
-    client: Option<V2cClient>,
+    client: Option<SnmpClient>,
     rates: HashMap<(String, &'static str), CounterRate>,
     /// Every series reported, to mark unreadable when the device fails.
     known: BTreeSet<SeriesKey>,
@@ -92,16 +159,17 @@ impl SnmpCollector {
         }
     }
 
-    async fn client(&mut self) -> Result<&mut V2cClient, String> {
+    async fn client(&mut self) -> Result<&mut SnmpClient, String> {
         if self.client.is_none() {
             let addr = self.cfg.addr()?;
-            let c = V2cClient::new(
+            let c = SnmpClient::new(
                 addr,
-                V2cConfig {
+                ClientConfig {
                     community: self.cfg.community.clone(),
                     timeout: self.cfg.timeout,
                     retries: self.cfg.retries,
                     max_repetitions: self.cfg.max_repetitions,
+                    v3: self.cfg.v3.as_ref().map(V3Config::user).transpose()?,
                 },
             )
             .await

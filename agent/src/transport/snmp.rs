@@ -1,11 +1,16 @@
-//! SNMP v2c over UDP: one request in flight per agent, retries with fresh
-//! request ids, GETBULK walks, and SETs verified by read-back.
+//! SNMP v2c and v3 (USM authNoPriv / authPriv) over UDP: one request in
+//! flight per agent, retries with fresh request ids, GETBULK walks, and SETs
+//! verified by read-back. v3 discovers the agent's engine (RFC 3414 §4),
+//! localises the user's keys to it, and resynchronises on notInTimeWindow.
 //!
 //! Hostile or broken agents cost only their own readings: a reply that does
 //! not decode, carries another request id or comes from elsewhere is dropped
 //! and counted; a walk that stops advancing is an error, not a loop.
 
 use firmware_shims::snmp::ber::Oid;
+use firmware_shims::snmp::usm::{
+    self, AuthProtocol, Keys, PrivProtocol, Security, FLAG_AUTH, FLAG_PRIV, FLAG_REPORTABLE,
+};
 use firmware_shims::snmp::{CommunityMessage, ErrorStatus, Pdu, PduKind, Value, VERSION_2C};
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -13,21 +18,56 @@ use tokio::net::UdpSocket;
 
 /// Client settings for one agent.
 #[derive(Debug, Clone)]
-pub struct V2cConfig {
+pub struct ClientConfig {
     pub community: String,
     pub timeout: Duration,
     /// Extra attempts after the first.
     pub retries: u32,
     pub max_repetitions: u32,
+    /// SNMPv3 instead of the community: user, protocols, passwords, context.
+    pub v3: Option<V3User>,
 }
 
-impl Default for V2cConfig {
+/// An SNMPv3 USM user. Authentication is required (no noAuthNoPriv).
+#[derive(Clone)]
+pub struct V3User {
+    pub user: String,
+    pub auth: AuthProtocol,
+    pub auth_password: String,
+    pub privacy: Option<(PrivProtocol, String)>,
+    pub context: String,
+}
+
+impl std::fmt::Debug for V3User {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Never print passwords.
+        f.debug_struct("V3User")
+            .field("user", &self.user)
+            .field("auth", &self.auth)
+            .field("privacy", &self.privacy.as_ref().map(|p| p.0))
+            .field("context", &self.context)
+            .finish_non_exhaustive()
+    }
+}
+
+/// What discovery learnt about the agent's engine, and the keys localised to it.
+#[derive(Debug)]
+struct Engine {
+    id: Vec<u8>,
+    boots: i64,
+    time: i64,
+    at: tokio::time::Instant,
+    keys: Keys,
+}
+
+impl Default for ClientConfig {
     fn default() -> Self {
-        V2cConfig {
+        ClientConfig {
             community: "public".into(),
             timeout: Duration::from_secs(1),
             retries: 2,
             max_repetitions: 25,
+            v3: None,
         }
     }
 }
@@ -52,33 +92,39 @@ pub enum SnmpError {
     ReadBack { oid: Oid, want: Value, got: Value },
     #[error("reply has {got} varbinds for {asked} requested")]
     WrongShape { asked: usize, got: usize },
+    #[error("SNMPv3: {0}")]
+    Usm(String),
 }
 
 /// One agent's client. `&mut self` on every request: never more than one in flight.
 #[derive(Debug)]
-pub struct V2cClient {
+pub struct SnmpClient {
     sock: UdpSocket,
     peer: SocketAddr,
-    cfg: V2cConfig,
+    cfg: ClientConfig,
     next_id: i32,
     /// Datagrams dropped as unusable (undecodable, foreign, stale).
     pub ignored: u64,
+    engine: Option<Engine>,
+    salt: u64,
 }
 
-impl V2cClient {
-    pub async fn new(peer: SocketAddr, cfg: V2cConfig) -> Result<V2cClient, SnmpError> {
+impl SnmpClient {
+    pub async fn new(peer: SocketAddr, cfg: ClientConfig) -> Result<SnmpClient, SnmpError> {
         let bind: SocketAddr = if peer.is_ipv4() {
             "0.0.0.0:0".parse().expect("literal")
         } else {
             "[::]:0".parse().expect("literal")
         };
         let sock = UdpSocket::bind(bind).await?;
-        Ok(V2cClient {
+        Ok(SnmpClient {
             sock,
             peer,
             cfg,
             next_id: fastrand::i32(1..i32::MAX / 2),
             ignored: 0,
+            engine: None,
+            salt: fastrand::u64(..),
         })
     }
 
@@ -92,6 +138,186 @@ impl V2cClient {
     }
 
     async fn request(
+        &mut self,
+        kind: PduKind,
+        a: i64,
+        b: i64,
+        varbinds: Vec<(Oid, Value)>,
+    ) -> Result<Pdu, SnmpError> {
+        if self.cfg.v3.is_none() {
+            return self.request_v2c(kind, a, b, varbinds).await;
+        }
+        // One resynchronisation (engine rebooted, clock moved) per request.
+        for _ in 0..2 {
+            if self.engine.is_none() {
+                self.discover().await?;
+            }
+            let pdu = self.request_v3(kind, a, b, varbinds.clone()).await?;
+            if pdu.kind != PduKind::Report {
+                return Ok(pdu);
+            }
+            let oid = pdu
+                .varbinds
+                .first()
+                .map(|(o, _)| o.to_string())
+                .unwrap_or_default();
+            let reason = match oid.as_str() {
+                usm::report::NOT_IN_TIME_WINDOWS | usm::report::UNKNOWN_ENGINE_IDS => {
+                    self.engine = None;
+                    continue;
+                }
+                usm::report::WRONG_DIGESTS => "wrong digest: check the auth password and protocol",
+                usm::report::UNKNOWN_USER_NAMES => "unknown user name",
+                usm::report::DECRYPTION_ERRORS => {
+                    "decryption error: check the privacy password and protocol"
+                }
+                usm::report::UNSUPPORTED_SEC_LEVELS => "security level not supported for this user",
+                _ => "unexpected report",
+            };
+            return Err(SnmpError::Usm(format!("{reason} ({oid})")));
+        }
+        Err(SnmpError::Usm(
+            "the agent keeps reporting time-window or engine-id errors".into(),
+        ))
+    }
+
+    /// RFC 3414 §4: an unauthenticated, reportable request with an empty
+    /// engine id; the Report carries the engine id, boots and time.
+    async fn discover(&mut self) -> Result<(), SnmpError> {
+        let user = self.cfg.v3.clone().expect("v3 configured");
+        let pdu = Pdu {
+            kind: PduKind::Get,
+            request_id: self.id(),
+            error_status: 0,
+            error_index: 0,
+            varbinds: Vec::new(),
+        };
+        let msg_id = i64::from(pdu.request_id);
+        let bytes = usm::encode(
+            msg_id,
+            FLAG_REPORTABLE,
+            &Security::default(),
+            b"",
+            &pdu,
+            None,
+            0,
+        )
+        .map_err(|e| SnmpError::Usm(e.to_string()))?;
+        let reply = self
+            .exchange(&bytes, |b| {
+                usm::decode(b, None).ok().filter(|m| m.msg_id == msg_id)
+            })
+            .await?;
+        if reply.security.engine_id.is_empty() {
+            return Err(SnmpError::Usm("discovery reply has no engine id".into()));
+        }
+        let keys = Keys::from_passwords(
+            user.auth,
+            user.auth_password.as_bytes(),
+            user.privacy.as_ref().map(|(p, pw)| (*p, pw.as_bytes())),
+            &reply.security.engine_id,
+        )
+        .map_err(|e| SnmpError::Usm(e.to_string()))?;
+        self.engine = Some(Engine {
+            id: reply.security.engine_id,
+            boots: reply.security.boots,
+            time: reply.security.time,
+            at: tokio::time::Instant::now(),
+            keys,
+        });
+        Ok(())
+    }
+
+    async fn request_v3(
+        &mut self,
+        kind: PduKind,
+        a: i64,
+        b: i64,
+        varbinds: Vec<(Oid, Value)>,
+    ) -> Result<Pdu, SnmpError> {
+        let user = self.cfg.v3.clone().expect("v3 configured");
+        let pdu = Pdu {
+            kind,
+            request_id: self.id(),
+            error_status: a,
+            error_index: b,
+            varbinds,
+        };
+        let msg_id = i64::from(pdu.request_id);
+        self.salt = self.salt.wrapping_add(1);
+        let engine = self.engine.as_ref().expect("discovered");
+        let elapsed = i64::try_from(engine.at.elapsed().as_secs()).unwrap_or(i64::MAX);
+        let security = Security {
+            engine_id: engine.id.clone(),
+            boots: engine.boots,
+            time: engine.time.saturating_add(elapsed),
+            user: user.user.as_bytes().to_vec(),
+        };
+        let privacy = if engine.keys.has_privacy() {
+            FLAG_PRIV
+        } else {
+            0
+        };
+        let flags = FLAG_AUTH | FLAG_REPORTABLE | privacy;
+        let keys = engine.keys.clone();
+        let bytes = usm::encode(
+            msg_id,
+            flags,
+            &security,
+            user.context.as_bytes(),
+            &pdu,
+            Some(&keys),
+            self.salt,
+        )
+        .map_err(|e| SnmpError::Usm(e.to_string()))?;
+        let reply = self
+            .exchange(&bytes, |b| {
+                // Everything must authenticate, except Reports about our own
+                // keys or clock, which an agent cannot authenticate.
+                usm::decode(b, Some(&keys))
+                    .ok()
+                    .or_else(|| {
+                        usm::decode(b, None)
+                            .ok()
+                            .filter(|m| m.pdu.kind == PduKind::Report)
+                    })
+                    .filter(|m| m.msg_id == msg_id)
+            })
+            .await?;
+        Ok(reply.pdu)
+    }
+
+    /// Send `bytes` (again on each retry) until `accept` takes a reply.
+    async fn exchange<T>(
+        &mut self,
+        bytes: &[u8],
+        mut accept: impl FnMut(&[u8]) -> Option<T>,
+    ) -> Result<T, SnmpError> {
+        let mut buf = vec![0u8; 65_535];
+        for _attempt in 0..=self.cfg.retries {
+            self.sock.send_to(bytes, self.peer).await?;
+            let deadline = tokio::time::Instant::now() + self.cfg.timeout;
+            loop {
+                let Ok(recv) =
+                    tokio::time::timeout_at(deadline, self.sock.recv_from(&mut buf)).await
+                else {
+                    break;
+                };
+                let (n, from) = recv?;
+                match (from == self.peer).then(|| accept(&buf[..n])).flatten() {
+                    Some(v) => return Ok(v),
+                    None => self.ignored += 1,
+                }
+            }
+        }
+        Err(SnmpError::Timeout {
+            attempts: self.cfg.retries + 1,
+            timeout: self.cfg.timeout,
+            ignored: self.ignored,
+        })
+    }
+
+    async fn request_v2c(
         &mut self,
         kind: PduKind,
         a: i64,

@@ -4,6 +4,7 @@
 
 pub mod ber;
 pub mod mib;
+pub mod usm;
 
 use ber::{
     put_i64, put_tlv, put_u64, BerError, Oid, Reader, INTEGER, NULL, OCTET_STRING, OID, SEQUENCE,

@@ -36,11 +36,11 @@ fn response(req: &CommunityMessage, status: i64, varbinds: Vec<(Oid, Value)>) ->
     .encode()
 }
 
-fn cfg() -> V2cConfig {
-    V2cConfig {
+fn cfg() -> ClientConfig {
+    ClientConfig {
         timeout: Duration::from_millis(100),
         retries: 1,
-        ..V2cConfig::default()
+        ..ClientConfig::default()
     }
 }
 
@@ -74,7 +74,7 @@ async fn garbage_and_foreign_replies_are_ignored_not_believed() {
         ]
     })
     .await;
-    let mut c = V2cClient::new(addr, cfg()).await.unwrap();
+    let mut c = SnmpClient::new(addr, cfg()).await.unwrap();
     let got = c.get(&[oid("1.3.6.1.2.1.1.5.0")]).await.unwrap();
     assert_eq!(got[0].1, Value::OctetString(b"sw1".to_vec()));
     assert_eq!(c.ignored, 2);
@@ -83,7 +83,7 @@ async fn garbage_and_foreign_replies_are_ignored_not_believed() {
 #[tokio::test]
 async fn a_silent_agent_times_out_after_its_retries() {
     let addr = agent(|_| Vec::new()).await;
-    let mut c = V2cClient::new(addr, cfg()).await.unwrap();
+    let mut c = SnmpClient::new(addr, cfg()).await.unwrap();
     let started = std::time::Instant::now();
     let e = c.get(&[oid("1.3.6.1.2.1.1.5.0")]).await.unwrap_err();
     assert!(matches!(e, SnmpError::Timeout { attempts: 2, .. }), "{e}");
@@ -100,7 +100,7 @@ async fn a_walk_that_goes_backwards_is_an_error_not_a_loop() {
         )]
     })
     .await;
-    let mut c = V2cClient::new(addr, cfg()).await.unwrap();
+    let mut c = SnmpClient::new(addr, cfg()).await.unwrap();
     let e = c.walk(&oid("1.3.6.1.2.1.2.2.1.14")).await.unwrap_err();
     assert!(matches!(e, SnmpError::NotIncreasing(_)), "{e}");
 }
@@ -130,9 +130,9 @@ async fn too_big_halves_the_repetitions() {
         vec![response(&req, 0, next)]
     })
     .await;
-    let mut c = V2cClient::new(
+    let mut c = SnmpClient::new(
         addr,
-        V2cConfig {
+        ClientConfig {
             max_repetitions: 16,
             ..cfg()
         },
@@ -159,7 +159,7 @@ async fn a_set_answered_with_an_exception_is_a_failure() {
         vec![response(&req, 0, vec![(o, Value::NoSuchInstance)])]
     })
     .await;
-    let mut c = V2cClient::new(addr, cfg()).await.unwrap();
+    let mut c = SnmpClient::new(addr, cfg()).await.unwrap();
     let e = c
         .set_verified(&oid("1.3.6.1.2.1.2.2.1.7.5"), Value::Integer(2))
         .await
