@@ -14,6 +14,9 @@ fn main() -> Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
     match args.first().map(String::as_str) {
         Some("codegen") => run_codegen(),
+        Some("bench") if args.get(1).map(String::as_str) == Some("snmp") => {
+            bench::run_snmp(&root(), &args[2..])
+        }
         Some("bench") => bench::run(&root(), &bench::Options::parse(&root(), &args[1..])?),
         _ => bail!("usage: cargo xtask codegen | cargo xtask bench [--help]"),
     }

@@ -7,6 +7,7 @@
 
 mod data;
 mod proc;
+mod snmp;
 mod umbra;
 mod vm;
 mod workload;
@@ -79,6 +80,17 @@ impl Measured {
     fn per_cpu_s(&self) -> f64 {
         self.samples as f64 / self.cpu_s
     }
+}
+
+/// `cargo xtask bench snmp [ROUNDS]`.
+pub fn run_snmp(root: &Path, args: &[String]) -> Result<()> {
+    let rounds = args.first().map(|r| r.parse()).transpose()?.unwrap_or(15);
+    let report = snmp::run(root, rounds)?;
+    println!("\n{report}");
+    let out = root.join("target/bench");
+    std::fs::create_dir_all(&out)?;
+    std::fs::write(out.join("snmp.md"), &report)?;
+    Ok(())
 }
 
 pub fn run(root: &Path, o: &Options) -> Result<()> {
