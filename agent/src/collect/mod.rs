@@ -10,6 +10,7 @@
 //! readings with [`Quality::Unreadable`] so the gap is visible downstream.
 
 pub mod host;
+pub mod i2c;
 pub mod sim;
 pub mod smart;
 pub mod snmp;
@@ -76,8 +77,10 @@ pub enum CollectorConfig {
     Sim(sim::Config),
     /// Disk health through `smartctl --json`.
     Smart(smart::Config),
-    /// A switch or PDU over SNMP v2c (IF-MIB, ENTITY-SENSOR-MIB).
+    /// A switch or PDU over SNMP v2c/v3 (IF-MIB, ENTITY-SENSOR-MIB).
     Snmp(snmp::Config),
+    /// Chips on I2C/SMBus via Linux i2c-dev (PMBus, ADXL345, TMP75, MAX31790).
+    I2c(i2c::Config),
 }
 
 impl CollectorConfig {
@@ -87,6 +90,7 @@ impl CollectorConfig {
             CollectorConfig::Sim(c) => c.interval,
             CollectorConfig::Smart(c) => c.interval,
             CollectorConfig::Snmp(c) => c.interval,
+            CollectorConfig::I2c(c) => c.interval,
         }
     }
 
@@ -111,6 +115,7 @@ impl CollectorConfig {
             CollectorConfig::Sim(c) => c.validate(profile),
             CollectorConfig::Smart(c) => c.validate(),
             CollectorConfig::Snmp(c) => c.validate(),
+            CollectorConfig::I2c(c) => c.validate(),
         }
     }
 
@@ -127,6 +132,7 @@ impl CollectorConfig {
             CollectorConfig::Snmp(c) => {
                 AnyCollector::Snmp(Box::new(snmp::SnmpCollector::new(c.clone())))
             }
+            CollectorConfig::I2c(c) => AnyCollector::I2c(i2c::I2cCollector::new(c.clone())),
         }
     }
 }
@@ -138,6 +144,7 @@ pub enum AnyCollector {
     Sim(sim::SimCollector),
     Smart(smart::SmartCollector),
     Snmp(Box<snmp::SnmpCollector>),
+    I2c(i2c::I2cCollector),
 }
 
 impl std::fmt::Debug for AnyCollector {
@@ -153,6 +160,7 @@ impl Collector for AnyCollector {
             AnyCollector::Sim(c) => c.name(),
             AnyCollector::Smart(c) => c.name(),
             AnyCollector::Snmp(c) => c.name(),
+            AnyCollector::I2c(c) => c.name(),
         }
     }
 
@@ -162,6 +170,7 @@ impl Collector for AnyCollector {
             AnyCollector::Sim(c) => c.poll(ts_ms).await,
             AnyCollector::Smart(c) => c.poll(ts_ms).await,
             AnyCollector::Snmp(c) => c.poll(ts_ms).await,
+            AnyCollector::I2c(c) => c.poll(ts_ms).await,
         }
     }
 }
