@@ -6,11 +6,15 @@
 //!
 //! - [`smart`]: `smartctl --json` output (smartmontools ≥ 7) → [`smart::Report`].
 //! - [`snmp`]: BER, SNMP PDUs, v2c and v3 (USM) messages, standard MIB tables.
+//! - [`ipmi`]: SDR records, ID strings, linearisation, sensor readings.
 //! - [`i2c`]: `no_std` embedded-hal drivers (PMBus PSU, ADXL345, TMP75, MAX31790).
 #![cfg_attr(not(feature = "std"), no_std)]
 #![forbid(unsafe_code)]
 
 pub mod i2c;
+
+#[cfg(feature = "std")]
+pub mod ipmi;
 
 #[cfg(feature = "std")]
 pub mod smart;
