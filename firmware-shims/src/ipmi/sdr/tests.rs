@@ -64,11 +64,9 @@ fn ipmi_sim_repository_converts_like_ipmitool() {
         (Some(11.0), Some(13.0))
     );
     let psu = sensor(&r, "PSU1 Status");
-    assert!(matches!(
-        r.iter()
-            .find(|x| matches!(x, Record::Compact(s) if s.name == "PSU1 Status")),
-        Some(_)
-    ));
+    assert!(r
+        .iter()
+        .any(|x| matches!(x, Record::Compact(s) if s.name == "PSU1 Status")));
     assert_eq!(
         (psu.sensor_type, psu.event_reading_type),
         (0x08, 0x6f),
