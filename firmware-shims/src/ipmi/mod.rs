@@ -1,4 +1,6 @@
-//! IPMI 2.0 decoding: the Sensor Data Repository and sensor readings. The
-//! RMCP+ session layer and the agent's transports are still to come (issue 3).
+//! IPMI 2.0: the RMCP+ LAN session layer ([`lan`]) and the Sensor Data
+//! Repository with sensor readings ([`sdr`]). I/O-free; the agent's UDP
+//! transport drives them.
 
+pub mod lan;
 pub mod sdr;

@@ -2,6 +2,7 @@
 
 mod conservation;
 mod ctl;
+mod ipmi;
 mod protocol;
 mod snmp;
 mod tls;

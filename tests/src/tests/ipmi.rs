@@ -1,0 +1,167 @@
+//! The agent's IPMI LAN client against OpenIPMI's `ipmi_sim` (a real RMCP+
+//! BMC implementation): session with suite 3, SDR repository, readings that
+//! match ipmitool's, values changed at run time through the simulator's
+//! console, chassis power, wrong password and insecure suites refused.
+
+use crate::{free_port, free_udp_port, repo_root, Proc};
+use agent::transport::ipmi::{BmcClient, IpmiError, LanConfig};
+use anyhow::Result;
+use firmware_shims::ipmi::lan::{LanError, Privilege};
+use firmware_shims::ipmi::sdr::{Record, ThresholdStatus};
+use std::io::Write;
+use std::net::SocketAddr;
+use std::process::Command;
+use std::time::Duration;
+
+struct Bmc {
+    _proc: Proc,
+    addr: SocketAddr,
+    console: u16,
+    _dir: tempfile::TempDir,
+}
+
+fn start_bmc() -> Result<Bmc> {
+    let kit = repo_root().join("tests/testbed/ipmi");
+    let dir = tempfile::tempdir()?;
+    let state = dir.path();
+    std::fs::create_dir_all(state.join("ipmi_sim/bmc1"))?;
+    let sdrs = Command::new("sh").arg(kit.join("gen-sdrs.sh")).output()?;
+    anyhow::ensure!(sdrs.status.success(), "gen-sdrs.sh failed");
+    std::fs::write(state.join("bmc1.sdrs"), &sdrs.stdout)?;
+    let st = Command::new("sdrcomp")
+        .arg("-o")
+        .arg(state.join("ipmi_sim/bmc1/sdr.20.main"))
+        .arg(state.join("bmc1.sdrs"))
+        .status()?;
+    anyhow::ensure!(
+        st.success(),
+        "sdrcomp failed (package openipmi; scripts/deps installs it)"
+    );
+    let (port, console) = (free_udp_port(), free_port());
+    let subst = |name: &str| -> Result<String> {
+        Ok(std::fs::read_to_string(kit.join(name))?
+            .replace("@PORT@", &port.to_string())
+            .replace("@CONSOLE@", &console.to_string())
+            .replace("@TESTBED@", &kit.display().to_string())
+            .replace("@KIT@/ipmi", &kit.display().to_string())
+            .replace("@STATE@", &state.display().to_string()))
+    };
+    std::fs::write(state.join("lan.conf"), subst("lan.conf.in")?)?;
+    std::fs::write(state.join("bmc1.emu"), subst("bmc1.emu.in")?)?;
+    std::fs::write(state.join("exhaust_temp"), "31\n")?;
+    let mut cmd = Command::new("ipmi_sim");
+    cmd.arg("-c")
+        .arg(state.join("lan.conf"))
+        .arg("-f")
+        .arg(state.join("bmc1.emu"))
+        .arg("-s")
+        .arg(state)
+        .arg("-n");
+    let mut proc = Proc::spawn_cmd("ipmi_sim", cmd, state.join("ipmi_sim.log"))?;
+    std::thread::sleep(Duration::from_millis(300));
+    proc.ensure_running()?;
+    Ok(Bmc {
+        _proc: proc,
+        addr: format!("127.0.0.1:{port}").parse()?,
+        console,
+        _dir: dir,
+    })
+}
+
+fn cfg(user: &str, password: &str, suite: u8) -> LanConfig {
+    LanConfig {
+        user: user.into(),
+        password: password.into(),
+        privilege: Privilege::Administrator,
+        cipher_suite: suite,
+        timeout: Duration::from_millis(500),
+        retries: 2,
+    }
+}
+
+/// The simulator's console speaks its emu command language, one per line.
+fn console(port: u16, commands: &[&str]) -> Result<()> {
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port))?;
+    for c in commands {
+        writeln!(s, "{c}")?;
+    }
+    std::thread::sleep(Duration::from_millis(300));
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reads_sensors_over_rmcp_plus_like_ipmitool() -> Result<()> {
+    let bmc = start_bmc()?;
+    let mut c = BmcClient::new(bmc.addr, cfg("admin", "password", 3)).await?;
+    let records = c.sdr_repository().await?;
+    assert!(matches!(&records[0], Record::McLocator { name, .. } if name == "Sim BMC"));
+    let sensors: Vec<_> = records
+        .iter()
+        .filter_map(|r| match r {
+            Record::Full(s) => Some(s.clone()),
+            _ => None,
+        })
+        .collect();
+    let mut seen = Vec::new();
+    for s in &sensors {
+        let r = c.sensor_reading(s.number).await?;
+        seen.push((s.name.clone(), s.convert(r.raw)));
+    }
+    for (name, want) in [
+        ("CPU1 Temp", 45.0),
+        ("Fan1", 5400.0),
+        ("PSU1 Vout 12V", 12.1),
+        ("PSU1 Current", 8.5),
+        ("PSU1 Power", 256.0),
+    ] {
+        assert!(
+            seen.contains(&(name.to_owned(), Some(want))),
+            "{name}: {seen:?}"
+        );
+    }
+    // A failing fan and an overheating CPU, set through the simulator's console.
+    console(
+        bmc.console,
+        &[
+            "sensor_set_value 0x20 0 1 97 1",
+            "sensor_set_value 0x20 0 3 8 1",
+        ],
+    )?;
+    let cpu = c.sensor_reading(1).await?;
+    assert_eq!(cpu.raw, 97);
+    assert_eq!(cpu.threshold_status(), ThresholdStatus::Critical);
+    let fan = c.sensor_reading(3).await?;
+    assert_eq!(
+        (fan.raw, fan.threshold_status()),
+        (8, ThresholdStatus::Critical)
+    );
+    assert!(c.power_on().await?);
+    let (added, _erased) = c.sdr_stamp().await?;
+    assert!(added > 0, "SDR repository change stamp");
+    c.close().await;
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wrong_password_and_insecure_suites_are_refused() -> Result<()> {
+    for suite in [0u8, 1, 2, 6] {
+        let e = BmcClient::new("127.0.0.1:9".parse()?, cfg("admin", "password", suite))
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(e, IpmiError::Lan(LanError::InsecureSuite(s)) if s == suite),
+            "{e}"
+        );
+    }
+    let bmc = start_bmc()?;
+    let mut c = BmcClient::new(bmc.addr, cfg("admin", "wrongpass", 3)).await?;
+    let e = c.sensor_reading(1).await.unwrap_err();
+    assert!(
+        matches!(
+            e,
+            IpmiError::Lan(LanError::BadKeyExchange | LanError::Refused(..))
+        ),
+        "a wrong password must fail the RAKP exchange: {e}"
+    );
+    Ok(())
+}
