@@ -11,6 +11,7 @@
 
 pub mod host;
 pub mod i2c;
+pub mod ipmi;
 pub mod sim;
 pub mod smart;
 pub mod snmp;
@@ -81,6 +82,8 @@ pub enum CollectorConfig {
     Snmp(snmp::Config),
     /// Chips on I2C/SMBus via Linux i2c-dev (PMBus, ADXL345, TMP75, MAX31790).
     I2c(i2c::Config),
+    /// A BMC over IPMI 2.0 RMCP+ LAN.
+    Ipmi(ipmi::Config),
 }
 
 impl CollectorConfig {
@@ -91,6 +94,7 @@ impl CollectorConfig {
             CollectorConfig::Smart(c) => c.interval,
             CollectorConfig::Snmp(c) => c.interval,
             CollectorConfig::I2c(c) => c.interval,
+            CollectorConfig::Ipmi(c) => c.interval,
         }
     }
 
@@ -116,6 +120,7 @@ impl CollectorConfig {
             CollectorConfig::Smart(c) => c.validate(),
             CollectorConfig::Snmp(c) => c.validate(),
             CollectorConfig::I2c(c) => c.validate(),
+            CollectorConfig::Ipmi(c) => c.validate(),
         }
     }
 
@@ -133,6 +138,9 @@ impl CollectorConfig {
                 AnyCollector::Snmp(Box::new(snmp::SnmpCollector::new(c.clone())))
             }
             CollectorConfig::I2c(c) => AnyCollector::I2c(i2c::I2cCollector::new(c.clone())),
+            CollectorConfig::Ipmi(c) => {
+                AnyCollector::Ipmi(Box::new(ipmi::IpmiCollector::new(c.clone())))
+            }
         }
     }
 }
@@ -145,6 +153,7 @@ pub enum AnyCollector {
     Smart(smart::SmartCollector),
     Snmp(Box<snmp::SnmpCollector>),
     I2c(i2c::I2cCollector),
+    Ipmi(Box<ipmi::IpmiCollector>),
 }
 
 impl std::fmt::Debug for AnyCollector {
@@ -161,6 +170,7 @@ impl Collector for AnyCollector {
             AnyCollector::Smart(c) => c.name(),
             AnyCollector::Snmp(c) => c.name(),
             AnyCollector::I2c(c) => c.name(),
+            AnyCollector::Ipmi(c) => c.name(),
         }
     }
 
@@ -171,6 +181,7 @@ impl Collector for AnyCollector {
             AnyCollector::Smart(c) => c.poll(ts_ms).await,
             AnyCollector::Snmp(c) => c.poll(ts_ms).await,
             AnyCollector::I2c(c) => c.poll(ts_ms).await,
+            AnyCollector::Ipmi(c) => c.poll(ts_ms).await,
         }
     }
 }

@@ -165,3 +165,81 @@ async fn wrong_password_and_insecure_suites_are_refused() -> Result<()> {
     );
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_ipmi_collector_reports_sensors_psu_state_and_outages() -> Result<()> {
+    use agent::collect::ipmi::{Config, IpmiCollector};
+    use agent::collect::{Collector, Poll, Quality};
+    let bmc = start_bmc()?;
+    let config = Config {
+        interval: Duration::from_secs(1),
+        device: "node7".into(),
+        target: bmc.addr.to_string(),
+        user: "admin".into(),
+        password: "password".into(),
+        privilege: "user".into(),
+        cipher_suite: 3,
+        timeout: Duration::from_millis(500),
+        retries: 1,
+    };
+    config.validate().map_err(anyhow::Error::msg)?;
+    assert!(Config {
+        cipher_suite: 0,
+        ..config.clone()
+    }
+    .validate()
+    .unwrap_err()
+    .contains("not allowed"));
+    let value = |p: &Poll, metric: &str, component: &str| {
+        p.readings
+            .iter()
+            .find(|r| r.series.metric == metric && r.series.component == component)
+            .map(|r| (r.value, r.quality))
+    };
+    let mut c = IpmiCollector::new(config);
+    let p = c.poll(0).await;
+    assert!(p.faults.is_empty(), "{:?}", p.faults);
+    assert_eq!(
+        value(&p, "fan_speed_rpm", "node7/Fan1"),
+        Some((5400.0, Quality::Ok))
+    );
+    assert_eq!(
+        value(&p, "voltage_volts", "node7/PSU1 Vout 12V"),
+        Some((12.1, Quality::Ok))
+    );
+    assert_eq!(
+        value(&p, "temperature_celsius", "node7/Exhaust Temp").map(|v| v.1),
+        Some(Quality::Ok)
+    );
+    assert_eq!(
+        value(&p, "psu_present", "node7/PSU1 Status"),
+        Some((1.0, Quality::Ok))
+    );
+    assert_eq!(
+        value(&p, "psu_failed", "node7/PSU1 Status"),
+        Some((0.0, Quality::Ok))
+    );
+    assert_eq!(
+        value(&p, "chassis_power_on", "node7/chassis"),
+        Some((1.0, Quality::Ok))
+    );
+
+    // PSU failure asserted on the BMC (sensor-specific offset 1).
+    console(bmc.console, &["sensor_set_bit 0x20 0 8 1 1 1"])?;
+    let p = c.poll(1).await;
+    assert_eq!(
+        value(&p, "psu_failed", "node7/PSU1 Status"),
+        Some((1.0, Quality::Ok))
+    );
+    assert_eq!(
+        value(&p, "sensor_threshold_status", "node7/CPU1 Temp"),
+        Some((0.0, Quality::Ok))
+    );
+
+    // The BMC disappears: its series turn unreadable, the agent carries on.
+    drop(bmc);
+    let p = c.poll(2).await;
+    assert!(!p.readings.is_empty() && p.readings.iter().all(|r| r.quality == Quality::Unreadable));
+    assert!(!p.faults.is_empty());
+    Ok(())
+}

@@ -1,0 +1,271 @@
+//! `ipmi`: a BMC over RMCP+ LAN: every analog sensor of its SDR (converted
+//! with the record's linearisation, with threshold status), sensor-specific
+//! discrete states (power supply presence/failure, ...), and chassis power.
+//!
+//! One session per BMC, reused across polls; the SDR repository is read once
+//! and re-read only when its change stamp moves. A BMC that hangs or answers
+//! garbage costs only its own readings (marked `Unreadable`, with the reason).
+
+use super::{Collector, Poll, Quality, Reading, SensorFault, SeriesKey};
+use crate::transport::ipmi::{BmcClient, IpmiError, LanConfig};
+use firmware_shims::ipmi::lan::Privilege;
+use firmware_shims::ipmi::sdr::{Record, Sensor, ThresholdStatus};
+use serde::Deserialize;
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    #[serde(default = "default_interval", with = "humantime_serde")]
+    pub interval: Duration,
+    /// Name of the BMC's host in series (component prefix, label `bmc`).
+    pub device: String,
+    /// `host:port` of the BMC (port 623 normally).
+    pub target: String,
+    pub user: String,
+    pub password: String,
+    /// `user`, `operator` or `administrator`: the session's explicit privilege.
+    #[serde(default = "default_privilege")]
+    pub privilege: String,
+    /// 3 (HMAC-SHA1, AES-128) or 17 (HMAC-SHA256, AES-128). Nothing weaker.
+    #[serde(default = "default_suite")]
+    pub cipher_suite: u8,
+    #[serde(default = "default_timeout", with = "humantime_serde")]
+    pub timeout: Duration,
+    #[serde(default = "default_retries")]
+    pub retries: u32,
+}
+
+const fn default_interval() -> Duration {
+    Duration::from_secs(30)
+}
+fn default_privilege() -> String {
+    "user".into()
+}
+const fn default_suite() -> u8 {
+    3
+}
+const fn default_timeout() -> Duration {
+    Duration::from_secs(2)
+}
+const fn default_retries() -> u32 {
+    2
+}
+
+impl Config {
+    fn privilege(&self) -> Result<Privilege, String> {
+        match self.privilege.as_str() {
+            "user" => Ok(Privilege::User),
+            "operator" => Ok(Privilege::Operator),
+            "administrator" | "admin" => Ok(Privilege::Administrator),
+            other => Err(format!(
+                "ipmi: privilege {other:?} is not user, operator or administrator"
+            )),
+        }
+    }
+
+    pub fn validate(&self) -> Result<(), String> {
+        self.privilege()?;
+        firmware_shims::ipmi::lan::CipherSuite::from_id(self.cipher_suite)
+            .map_err(|e| format!("ipmi: {e}"))?;
+        if self.password.len() > 20 || self.user.len() > 16 {
+            return Err("ipmi: user name over 16 or password over 20 characters".into());
+        }
+        if self.device.is_empty() || self.device.contains('/') {
+            return Err(format!(
+                "ipmi: device name {:?} must be non-empty without '/'",
+                self.device
+            ));
+        }
+        Ok(())
+    }
+}
+
+pub struct IpmiCollector {
+    cfg: Config,
+    client: Option<BmcClient>,
+    sdr: Option<((u32, u32), Vec<Sensor>)>,
+    known: BTreeSet<SeriesKey>,
+}
+
+/// Canonical metric and unit of an IPMI base unit code (IPMI 2.0 Table 43-15).
+fn unit(code: u8) -> (&'static str, &'static str) {
+    match code {
+        1 => ("temperature_celsius", "celsius"),
+        4 => ("voltage_volts", "volts"),
+        5 => ("current_amps", "amps"),
+        6 => ("power_watts", "watts"),
+        18 => ("fan_speed_rpm", "rpm"),
+        _ => ("sensor_value", "unspecified"),
+    }
+}
+
+fn key(device: &str, metric: &str, unit: &str, s: &Sensor) -> SeriesKey {
+    SeriesKey {
+        metric: metric.to_owned(),
+        component: format!("{device}/{}", s.name),
+        unit: unit.to_owned(),
+        labels: [
+            ("bmc".to_owned(), device.to_owned()),
+            ("sensor_number".to_owned(), s.number.to_string()),
+        ]
+        .into_iter()
+        .collect(),
+    }
+}
+
+impl IpmiCollector {
+    pub fn new(cfg: Config) -> IpmiCollector {
+        IpmiCollector {
+            cfg,
+            client: None,
+            sdr: None,
+            known: BTreeSet::new(),
+        }
+    }
+
+    async fn read(&mut self) -> Result<Vec<(SeriesKey, f64, Quality)>, String> {
+        let device = self.cfg.device.clone();
+        if self.client.is_none() {
+            let addr = tokio::net::lookup_host(&self.cfg.target)
+                .await
+                .map_err(|e| format!("target {:?}: {e}", self.cfg.target))?
+                .next()
+                .ok_or_else(|| format!("target {:?} resolves to nothing", self.cfg.target))?;
+            let lan = LanConfig {
+                user: self.cfg.user.clone(),
+                password: self.cfg.password.clone(),
+                privilege: self.cfg.privilege()?,
+                cipher_suite: self.cfg.cipher_suite,
+                timeout: self.cfg.timeout,
+                retries: self.cfg.retries,
+            };
+            self.client = Some(BmcClient::new(addr, lan).await.map_err(|e| e.to_string())?);
+        }
+        let client = self.client.as_mut().expect("set above");
+        let e = |e: IpmiError| e.to_string();
+        let stamp = client.sdr_stamp().await.map_err(e)?;
+        if self.sdr.as_ref().is_none_or(|(s, _)| *s != stamp) {
+            let sensors = client
+                .sdr_repository()
+                .await
+                .map_err(e)?
+                .into_iter()
+                .filter_map(|r| match r {
+                    Record::Full(s) | Record::Compact(s) => Some(s),
+                    _ => None,
+                })
+                .collect();
+            self.sdr = Some((stamp, sensors));
+        }
+        let sensors = self.sdr.as_ref().expect("read above").1.clone();
+        let mut out = Vec::new();
+        for s in &sensors {
+            let r = match client.sensor_reading(s.number).await {
+                Ok(r) => r,
+                // One sensor that cannot be read (completion code) is that sensor's problem.
+                Err(IpmiError::Completion { .. }) => {
+                    if s.is_threshold() {
+                        let (m, u) = unit(s.base_unit);
+                        out.push((key(&device, m, u, s), f64::NAN, Quality::Unreadable));
+                    }
+                    continue;
+                }
+                Err(other) => return Err(other.to_string()),
+            };
+            if s.is_threshold() {
+                let (m, u) = unit(s.base_unit);
+                match (r.unavailable, s.convert(r.raw)) {
+                    (false, Some(v)) => out.push((key(&device, m, u, s), v, Quality::Ok)),
+                    _ => out.push((key(&device, m, u, s), f64::NAN, Quality::Unreadable)),
+                }
+                let status = match r.threshold_status() {
+                    ThresholdStatus::Ok => 0.0,
+                    ThresholdStatus::NonCritical => 1.0,
+                    ThresholdStatus::Critical => 2.0,
+                    ThresholdStatus::NonRecoverable => 3.0,
+                };
+                out.push((
+                    key(&device, "sensor_threshold_status", "level", s),
+                    status,
+                    Quality::Ok,
+                ));
+            } else if s.sensor_type == 0x08 && s.event_reading_type == 0x6f {
+                // Power supply, sensor-specific offsets: 0 presence, 1 failure, 2 predictive failure.
+                let bits = r.states_lo;
+                out.push((
+                    key(&device, "psu_present", "bool", s),
+                    f64::from(bits & 1),
+                    Quality::Ok,
+                ));
+                out.push((
+                    key(&device, "psu_failed", "bool", s),
+                    f64::from((bits >> 1) & 1),
+                    Quality::Ok,
+                ));
+                out.push((
+                    key(&device, "psu_predictive_failure", "bool", s),
+                    f64::from((bits >> 2) & 1),
+                    Quality::Ok,
+                ));
+            } else {
+                out.push((
+                    key(&device, "sensor_discrete_state", "bits", s),
+                    f64::from(u16::from(r.states_lo) | (u16::from(r.states_hi) << 8)),
+                    Quality::Ok,
+                ));
+            }
+        }
+        let on = client.power_on().await.map_err(e)?;
+        out.push((
+            SeriesKey {
+                metric: "chassis_power_on".into(),
+                component: format!("{}/chassis", self.cfg.device),
+                unit: "bool".into(),
+                labels: [("bmc".to_owned(), self.cfg.device.clone())]
+                    .into_iter()
+                    .collect(),
+            },
+            f64::from(u8::from(on)),
+            Quality::Ok,
+        ));
+        Ok(out)
+    }
+}
+
+impl Collector for IpmiCollector {
+    fn name(&self) -> &'static str {
+        "ipmi"
+    }
+
+    async fn poll(&mut self, _ts_ms: i64) -> Poll {
+        let mut poll = Poll::default();
+        match self.read().await {
+            Ok(values) => {
+                for (series, value, quality) in values {
+                    self.known.insert(series.clone());
+                    poll.readings.push(Reading {
+                        series,
+                        value,
+                        quality,
+                    });
+                }
+            }
+            Err(reason) => {
+                for series in &self.known {
+                    poll.readings.push(Reading {
+                        series: series.clone(),
+                        value: f64::NAN,
+                        quality: Quality::Unreadable,
+                    });
+                }
+                poll.faults.push(SensorFault {
+                    sensor: format!("{} ({})", self.cfg.device, self.cfg.target),
+                    reason,
+                });
+            }
+        }
+        poll
+    }
+}
