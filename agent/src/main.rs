@@ -47,6 +47,20 @@ enum Command {
         #[arg(long, default_value_t = 25)]
         max_repetitions: u32,
     },
+    /// Read every sensor of a BMC over IPMI LAN (RMCP+) with the agent's own
+    /// client: `name | value | unit-code | status` lines.
+    IpmiSensors {
+        /// host:port of the BMC.
+        target: String,
+        #[arg(long, short = 'U')]
+        user: String,
+        /// Password (or set UMBRA_IPMI_PASSWORD).
+        #[arg(long, short = 'P', env = "UMBRA_IPMI_PASSWORD")]
+        password: String,
+        /// Cipher suite: 3 or 17.
+        #[arg(long, default_value_t = 3)]
+        cipher_suite: u8,
+    },
 }
 
 fn main() -> anyhow::Result<()> {
@@ -58,6 +72,15 @@ fn main() -> anyhow::Result<()> {
         )
         .with_writer(std::io::stderr)
         .init();
+    if let Some(Command::IpmiSensors {
+        target,
+        user,
+        password,
+        cipher_suite,
+    }) = &cli.command
+    {
+        return ipmi_sensors(target, user, password, *cipher_suite);
+    }
     if let Some(Command::Snmpwalk {
         target,
         oid,
@@ -89,7 +112,9 @@ fn main() -> anyhow::Result<()> {
             println!("{}", serde_json::to_string_pretty(&s)?);
             Ok(())
         }
-        Command::Snmpwalk { .. } => unreachable!("handled before loading the configuration"),
+        Command::Snmpwalk { .. } | Command::IpmiSensors { .. } => {
+            unreachable!("handled before loading the configuration")
+        }
         Command::Run => {
             let rt = tokio::runtime::Builder::new_multi_thread()
                 .enable_all()
@@ -136,6 +161,54 @@ fn snmpwalk(target: &str, oid: &str, community: &str, max_repetitions: u32) -> a
     let mut out = std::io::BufWriter::new(std::io::stdout().lock());
     for (o, v) in rows {
         writeln!(out, "{o} = {v:?}")?;
+    }
+    Ok(())
+}
+
+fn ipmi_sensors(target: &str, user: &str, password: &str, cipher_suite: u8) -> anyhow::Result<()> {
+    use agent::transport::ipmi::{BmcClient, LanConfig};
+    use firmware_shims::ipmi::lan::Privilege;
+    use firmware_shims::ipmi::sdr::Record;
+    use std::io::Write;
+    let addr = std::net::ToSocketAddrs::to_socket_addrs(target)
+        .with_context(|| format!("target {target:?}"))?
+        .next()
+        .with_context(|| format!("target {target:?} resolves to nothing"))?;
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let lines = rt.block_on(async {
+        let cfg = LanConfig {
+            user: user.to_owned(),
+            password: password.to_owned(),
+            privilege: Privilege::User,
+            cipher_suite,
+            timeout: std::time::Duration::from_secs(1),
+            retries: 2,
+        };
+        let mut c = BmcClient::new(addr, cfg).await?;
+        let mut lines = Vec::new();
+        for r in c.sdr_repository().await? {
+            if let Record::Full(s) | Record::Compact(s) = r {
+                let reading = c.sensor_reading(s.number).await?;
+                let value = s.convert(reading.raw).map_or_else(
+                    || format!("0x{:02x}", reading.states_lo),
+                    |v| format!("{v}"),
+                );
+                lines.push(format!(
+                    "{} | {value} | {} | {:?}",
+                    s.name,
+                    s.base_unit,
+                    reading.threshold_status()
+                ));
+            }
+        }
+        c.close().await;
+        anyhow::Ok(lines)
+    })?;
+    let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+    for l in lines {
+        writeln!(out, "{l}")?;
     }
     Ok(())
 }

@@ -6,6 +6,7 @@
 //! time and peak RSS); the load generators' own CPU is not counted for either.
 
 mod data;
+mod ipmi;
 mod proc;
 mod snmp;
 mod umbra;
@@ -80,6 +81,17 @@ impl Measured {
     fn per_cpu_s(&self) -> f64 {
         self.samples as f64 / self.cpu_s
     }
+}
+
+/// `cargo xtask bench ipmi [ROUNDS]`.
+pub fn run_ipmi(root: &Path, args: &[String]) -> Result<()> {
+    let rounds = args.first().map(|r| r.parse()).transpose()?.unwrap_or(15);
+    let report = ipmi::run(root, rounds)?;
+    println!("\n{report}");
+    let out = root.join("target/bench");
+    std::fs::create_dir_all(&out)?;
+    std::fs::write(out.join("ipmi.md"), &report)?;
+    Ok(())
 }
 
 /// `cargo xtask bench snmp [ROUNDS]`.
