@@ -87,6 +87,8 @@ pub struct IpmiCollector {
     client: Option<BmcClient>,
     sdr: Option<((u32, u32), Vec<Sensor>)>,
     known: BTreeSet<SeriesKey>,
+    /// Last SEL record seen; `None` until the first poll (old entries are not replayed).
+    sel_after: Option<u16>,
 }
 
 /// Canonical metric and unit of an IPMI base unit code (IPMI 2.0 Table 43-15).
@@ -122,6 +124,7 @@ impl IpmiCollector {
             client: None,
             sdr: None,
             known: BTreeSet::new(),
+            sel_after: None,
         }
     }
 
@@ -217,6 +220,38 @@ impl IpmiCollector {
                 ));
             }
         }
+        // New SEL entries: logged with their meaning, counted as a series.
+        let entries = client
+            .sel_entries(self.sel_after.unwrap_or(0))
+            .await
+            .map_err(e)?;
+        let new = if self.sel_after.is_some() {
+            entries.len()
+        } else {
+            0
+        };
+        if self.sel_after.is_some() {
+            for entry in &entries {
+                tracing::warn!(bmc = %device, record = entry.record_id, "SEL: {}", entry.describe());
+            }
+        }
+        if let Some(last) = entries.last() {
+            self.sel_after = Some(last.record_id);
+        } else if self.sel_after.is_none() {
+            self.sel_after = Some(0);
+        }
+        #[allow(clippy::cast_precision_loss)]
+        let new = new as f64;
+        out.push((
+            SeriesKey {
+                metric: "sel_new_entries".into(),
+                component: format!("{device}/sel"),
+                unit: "count".into(),
+                labels: [("bmc".to_owned(), device.clone())].into_iter().collect(),
+            },
+            new,
+            Quality::Ok,
+        ));
         let on = client.power_on().await.map_err(e)?;
         out.push((
             SeriesKey {

@@ -7,6 +7,7 @@ use firmware_shims::ipmi::lan::{
     self, payload, CipherSuite, Handshake, LanError, Privilege, Response, Session,
 };
 use firmware_shims::ipmi::sdr::{self, Record};
+use firmware_shims::ipmi::sel::SelEntry;
 use std::net::SocketAddr;
 use std::time::Duration;
 use tokio::net::UdpSocket;
@@ -276,6 +277,35 @@ impl BmcClient {
     pub async fn power_on(&mut self) -> Result<bool, IpmiError> {
         let d = self.request(0x00, 0x01, &[]).await?;
         Ok(d.first().ok_or(IpmiError::Protocol("chassis status"))? & 1 == 1)
+    }
+
+    /// SEL entries with a record id after `after` (0: all), oldest first.
+    pub async fn sel_entries(&mut self, after: u16) -> Result<Vec<SelEntry>, IpmiError> {
+        let info = self.request(0x0a, 0x40, &[]).await?;
+        let count = u16::from_le_bytes([*info.get(1).unwrap_or(&0), *info.get(2).unwrap_or(&0)]);
+        let mut out = Vec::new();
+        if count == 0 {
+            return Ok(out);
+        }
+        let mut id: u16 = 0; // first entry
+        for _ in 0..=count {
+            let [lo, hi] = id.to_le_bytes();
+            let d = self.request(0x0a, 0x43, &[0, 0, lo, hi, 0, 0xff]).await?;
+            let next = u16::from_le_bytes([
+                *d.first().ok_or(IpmiError::Protocol("Get SEL Entry"))?,
+                *d.get(1).ok_or(IpmiError::Protocol("Get SEL Entry"))?,
+            ]);
+            let e = SelEntry::parse(d.get(2..).unwrap_or_default())
+                .ok_or(IpmiError::Protocol("short SEL entry"))?;
+            if e.record_id > after || after == 0 {
+                out.push(e);
+            }
+            if next == 0xffff {
+                break;
+            }
+            id = next;
+        }
+        Ok(out)
     }
 
     /// Close the session (App 0x3C), best effort.

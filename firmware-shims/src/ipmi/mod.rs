@@ -4,3 +4,4 @@
 
 pub mod lan;
 pub mod sdr;
+pub mod sel;

@@ -136,6 +136,24 @@ async fn reads_sensors_over_rmcp_plus_like_ipmitool() -> Result<()> {
         (8, ThresholdStatus::Critical)
     );
     assert!(c.power_on().await?);
+    // With generate-event set, the crossings were logged in the SEL.
+    let sel = c.sel_entries(0).await?;
+    let text: Vec<String> = sel.iter().map(|e| e.describe()).collect();
+    assert!(
+        text.iter()
+            .any(|t| t.starts_with("sensor 1 ") && t.contains("upper critical going high")),
+        "{text:?}"
+    );
+    assert!(
+        text.iter()
+            .any(|t| t.starts_with("sensor 3 ") && t.contains("lower critical going low")),
+        "{text:?}"
+    );
+    let last = sel.last().map_or(0, |e| e.record_id);
+    assert!(
+        c.sel_entries(last).await?.is_empty(),
+        "nothing newer than the last entry"
+    );
     let (added, _erased) = c.sdr_stamp().await?;
     assert!(added > 0, "SDR repository change stamp");
     c.close().await;
