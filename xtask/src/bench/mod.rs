@@ -5,12 +5,13 @@
 //! Both servers are separate processes measured from the outside (/proc CPU
 //! time and peak RSS); the load generators' own CPU is not counted for either.
 
+mod agent;
 mod data;
 mod ipmi;
 mod proc;
 mod snmp;
 mod umbra;
-mod vm;
+pub(crate) mod vm;
 mod workload;
 
 use anyhow::{bail, Context, Result};
@@ -81,6 +82,17 @@ impl Measured {
     fn per_cpu_s(&self) -> f64 {
         self.samples as f64 / self.cpu_s
     }
+}
+
+/// `cargo xtask bench agent [SECONDS]`.
+pub fn run_agent(root: &Path, args: &[String]) -> Result<()> {
+    let seconds = args.first().map(|r| r.parse()).transpose()?.unwrap_or(60);
+    let report = agent::run(root, seconds)?;
+    println!("\n{report}");
+    let out = root.join("target/bench");
+    std::fs::create_dir_all(&out)?;
+    std::fs::write(out.join("agent.md"), &report)?;
+    Ok(())
 }
 
 /// `cargo xtask bench ipmi [ROUNDS]`.
