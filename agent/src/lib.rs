@@ -130,7 +130,11 @@ pub async fn run(cfg: Config, shutdown: impl Future<Output = ()> + Send) -> Resu
         let _ = t.await;
     }
     let _ = uplink.await;
-    let st = shared.spool.lock().expect("poisoned").stats();
+    let st = {
+        let mut spool = shared.spool.lock().expect("poisoned");
+        spool.flush()?;
+        spool.stats()
+    };
     tracing::info!(
         backlog_batches = st.backlog_batches,
         produced = st.produced_samples,

@@ -43,6 +43,9 @@ const HEADER: usize = 8;
 const META: usize = 20;
 /// Records above this size are refused (a batch is never this large).
 pub const MAX_RECORD: usize = 64 * 1024 * 1024;
+/// Longest time an acknowledgement may go unrecorded in state.json.
+const ACK_SAVE_INTERVAL: std::time::Duration = std::time::Duration::from_secs(5);
+
 /// How far ahead of the last sent sequence the durable send reservation runs:
 /// one fsynced state write per this many sends.
 pub const SEND_RESERVATION: u64 = 64;
@@ -181,6 +184,8 @@ pub struct Spool {
     next_seq: u64,
     /// Highest sequence that may have been sent (this run, or before a crash).
     sent_through: u64,
+    /// When state.json was last written by an ack (acks save lazily).
+    last_ack_save: std::time::Instant,
     _lock: File,
 }
 
@@ -211,6 +216,7 @@ impl Spool {
             active: None,
             next_seq: 1,
             sent_through: 0,
+            last_ack_save: std::time::Instant::now(),
             _lock: lock,
         };
         spool.recover()?;
@@ -478,6 +484,12 @@ impl Spool {
         Ok(())
     }
 
+    /// Write the latest acknowledgements to state.json (acks save lazily);
+    /// called on a clean stop.
+    pub fn flush(&mut self) -> Result<(), SpoolError> {
+        self.save_state(true)
+    }
+
     /// Sequences dropped after being sent, awaiting the coordinator's verdict.
     pub fn in_doubt(&self) -> Vec<u64> {
         self.state.in_doubt.iter().map(|d| d.seq).collect()
@@ -566,12 +578,15 @@ impl Spool {
             self.state.in_doubt.remove(i);
             return self.save_state(true);
         }
-        // A lost ack only causes a resend, which the coordinator deduplicates:
-        // no fsync needed here.
-        self.consume_through(seq, false)
+        // A lost ack only causes a resend, which the coordinator deduplicates
+        // (and, should the spool overflow first, the resent batch is in doubt
+        // and resolved exactly): state.json is rewritten at most every
+        // ACK_SAVE_INTERVAL on this path, not once per ack.
+        let save = self.last_ack_save.elapsed() >= ACK_SAVE_INTERVAL;
+        self.consume_through(seq, false, save)
     }
 
-    fn consume_through(&mut self, seq: u64, durable: bool) -> Result<(), SpoolError> {
+    fn consume_through(&mut self, seq: u64, durable: bool, save: bool) -> Result<(), SpoolError> {
         if seq > self.state.consumed_through {
             self.state.consumed_through = seq;
             for seg in &mut self.segments {
@@ -580,7 +595,10 @@ impl Spool {
                 }
             }
         }
-        self.save_state(durable)?;
+        if save || durable {
+            self.save_state(durable)?;
+            self.last_ack_save = std::time::Instant::now();
+        }
         self.remove_empty_segments()
     }
 
@@ -628,7 +646,7 @@ impl Spool {
             self.state.rejected_samples += u64::from(samples);
             tracing::error!(seq, samples, reason, quarantined = %path.display(), "coordinator rejected a batch");
         }
-        self.consume_through(seq, true)
+        self.consume_through(seq, true, true)
     }
 }
 
