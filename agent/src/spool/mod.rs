@@ -26,6 +26,11 @@
 //!   across crashes by a durable reservation (`sent_reserved`, raised in steps
 //!   of [`SEND_RESERVATION`] before sending), so a record that may have reached
 //!   the coordinator is never counted as dropped.
+//! - Acknowledgements reach `state.json` lazily (at most every 5 s, and on a
+//!   clean stop): after a crash, recently acknowledged records are pending
+//!   again and are resent; the coordinator's ledger stores them once, and
+//!   if the spool overflows first they are in doubt like any sent record.
+//!   Drops, rejections and in-doubt changes are saved durably at once.
 //! - A torn tail (crash mid-append) is truncated; a corrupt record in the middle
 //!   of a segment skips the rest of that segment, counted in `corrupt_segments`
 //!   and logged, never a crash loop.
