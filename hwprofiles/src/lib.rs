@@ -23,6 +23,7 @@ pub mod validate;
 
 pub use load::{load_dir, parse, LoadError};
 pub use schema::{
-    Degradation, DegradationKind, Profile, Sensor, SensorKind, SimBehaviour, Thresholds, Unit,
+    Degradation, DegradationKind, Profile, Sensor, SensorKind, SimBehaviour, Source, Thresholds,
+    Unit,
 };
 pub use validate::ProfileError;

@@ -133,6 +133,22 @@ pub struct Sensor {
     pub component: String,
     pub thresholds: Thresholds,
     pub sim: Option<SimBehaviour>,
+    /// Where a real collector finds this sensor on the device.
+    pub source: Option<Source>,
+}
+
+/// A sensor's address on real hardware, per protocol.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(tag = "protocol", rename_all = "snake_case", deny_unknown_fields)]
+pub enum Source {
+    /// IPMI: the SDR ID string of the sensor.
+    Ipmi { sensor: String },
+    /// SNMP: the numeric OID of the value.
+    Snmp { oid: String },
+    /// SMART: an ATA attribute id (raw value).
+    Smart { attribute: u8 },
+    /// I2C: 7-bit address and driver on the host's bus.
+    I2c { address: u8, driver: String },
 }
 
 /// A field-replaceable component listed in the profile's inventory.
@@ -197,6 +213,8 @@ pub(crate) struct RawSensor {
     #[serde(default)]
     pub(crate) thresholds: Thresholds,
     pub(crate) sim: Option<RawSim>,
+    #[serde(default)]
+    pub(crate) source: Option<Source>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -28,6 +28,8 @@ pub enum ProfileError {
     BadMetric(String),
     #[error("component id {0:?} used twice")]
     DuplicateComponent(String),
+    #[error("sensor {sensor:?}: source: {why}")]
+    BadSource { sensor: String, why: String },
 }
 
 fn ident_ok(s: &str) -> bool {
@@ -106,6 +108,9 @@ pub(crate) fn validate(raw: RawProfile) -> Result<Profile, ProfileError> {
             None => None,
             Some(r) => Some(sim(&s.id, r)?),
         };
+        if let Some(src) = &s.source {
+            check_source(&s.id, src)?;
+        }
         sensors.push(Sensor {
             id: s.id,
             metric: s.metric,
@@ -114,6 +119,7 @@ pub(crate) fn validate(raw: RawProfile) -> Result<Profile, ProfileError> {
             component: s.component,
             thresholds: s.thresholds,
             sim,
+            source: s.source,
         });
     }
     Ok(Profile {
@@ -124,6 +130,39 @@ pub(crate) fn validate(raw: RawProfile) -> Result<Profile, ProfileError> {
         components,
         sensors,
     })
+}
+
+fn check_source(id: &str, src: &Source) -> Result<(), ProfileError> {
+    let bad = |why: &str| {
+        Err(ProfileError::BadSource {
+            sensor: id.to_owned(),
+            why: why.to_owned(),
+        })
+    };
+    match src {
+        // SDR ID strings hold at most 16 characters.
+        Source::Ipmi { sensor } if sensor.is_empty() || sensor.len() > 16 => {
+            bad("IPMI sensor name must be 1..=16 characters")
+        }
+        Source::Snmp { oid }
+            if oid.trim_start_matches('.').split('.').count() < 2
+                || oid
+                    .trim_start_matches('.')
+                    .split('.')
+                    .any(|p| p.parse::<u32>().is_err()) =>
+        {
+            bad("SNMP OID must be numeric, e.g. 1.3.6.1.2.1.99.1.1.1.4.5")
+        }
+        Source::I2c { address, .. } if !(0x08..=0x77).contains(address) => {
+            bad("I2C address outside 0x08..=0x77")
+        }
+        Source::I2c { driver, .. }
+            if !["pmbus", "tmp75", "adxl345", "max31790"].contains(&driver.as_str()) =>
+        {
+            bad("I2C driver must be pmbus, tmp75, adxl345 or max31790")
+        }
+        _ => Ok(()),
+    }
 }
 
 fn check_thresholds(id: &str, t: &Thresholds) -> Result<(), ProfileError> {
@@ -240,5 +279,40 @@ mod tests {
             "{HEAD}[[sensor]]\nid=\"t\"\nmetric=\"temp\"\nkind=\"temperature\"\nunit=\"celsius\"\ncomponent=\"CPU\"\nsim={{nominal=40.0, period=\"soon\"}}\n"
         ));
         assert!(matches!(e, ProfileError::BadSim { .. }), "{e}");
+    }
+}
+
+#[cfg(test)]
+mod source_tests {
+    #[test]
+    fn sources_are_validated() {
+        let base = "vendor = \"t\"\nmodel = \"m\"\n[[sensor]]\nid = \"a\"\nmetric = \"x\"\nkind = \"fan\"\nunit = \"rpm\"\ncomponent = \"F\"\n";
+        let ok = format!("{base}source = {{ protocol = \"ipmi\", sensor = \"Fan1\" }}\n");
+        assert!(crate::parse(&ok, "t").is_ok());
+        for (src, why) in [
+            (
+                "{ protocol = \"ipmi\", sensor = \"A name far too long\" }",
+                "1..=16",
+            ),
+            ("{ protocol = \"snmp\", oid = \"ifInErrors.3\" }", "numeric"),
+            (
+                "{ protocol = \"i2c\", address = 0x80, driver = \"pmbus\" }",
+                "0x08..=0x77",
+            ),
+            (
+                "{ protocol = \"i2c\", address = 0x40, driver = \"lm99\" }",
+                "driver",
+            ),
+        ] {
+            let e = crate::parse(&format!("{base}source = {src}\n"), "t")
+                .unwrap_err()
+                .to_string();
+            assert!(e.contains(why), "{src}: {e}");
+        }
+        assert!(crate::parse(
+            &format!("{base}source = {{ protocol = \"modbus\", reg = 1 }}\n"),
+            "t"
+        )
+        .is_err());
     }
 }

@@ -46,7 +46,11 @@ fn records_survive_reopen_and_sequences_continue() {
     }
     {
         let s = Spool::open(dir.path(), cfg(1 << 20, 4096)).unwrap();
-        assert_eq!(s.pending_after(0, 100), vec![1, 2, 3, 4, 5], "at-least-once after a crash");
+        assert_eq!(
+            s.pending_after(0, 100),
+            vec![1, 2, 3, 4, 5],
+            "at-least-once after a crash"
+        );
     }
     {
         let mut s = Spool::open(dir.path(), cfg(1 << 20, 4096)).unwrap();
