@@ -89,6 +89,22 @@ pub struct IpmiCollector {
     known: BTreeSet<SeriesKey>,
     /// Last SEL record seen; `None` until the first poll (old entries are not replayed).
     sel_after: Option<u16>,
+    /// The host's hwprofile, when it maps IPMI sensors to components.
+    profile: Option<hwprofiles::Profile>,
+    /// Profile sensors the BMC does not have (reported as faults, not fatal).
+    mismatches: Vec<String>,
+}
+
+/// (metric, unit, component) the profile gives an SDR sensor name.
+fn mapped(profile: Option<&hwprofiles::Profile>, name: &str) -> Option<(String, String, String)> {
+    profile?.sensors.iter().find_map(|p| match &p.source {
+        Some(hwprofiles::Source::Ipmi { sensor }) if sensor == name => Some((
+            p.metric.clone(),
+            p.unit.as_str().to_owned(),
+            p.component.clone(),
+        )),
+        _ => None,
+    })
 }
 
 /// Canonical metric and unit of an IPMI base unit code (IPMI 2.0 Table 43-15).
@@ -118,13 +134,22 @@ fn key(device: &str, metric: &str, unit: &str, s: &Sensor) -> SeriesKey {
 }
 
 impl IpmiCollector {
-    pub fn new(cfg: Config) -> IpmiCollector {
+    /// `profile`: the host's hwprofile; its `ipmi` sources name the
+    /// components and metrics of the BMC's sensors.
+    pub fn new(cfg: Config, profile: Option<hwprofiles::Profile>) -> IpmiCollector {
+        let profile = profile.filter(|p| {
+            p.sensors
+                .iter()
+                .any(|s| matches!(s.source, Some(hwprofiles::Source::Ipmi { .. })))
+        });
         IpmiCollector {
             cfg,
             client: None,
             sdr: None,
             known: BTreeSet::new(),
             sel_after: None,
+            profile,
+            mismatches: Vec::new(),
         }
     }
 
@@ -150,7 +175,7 @@ impl IpmiCollector {
         let e = |e: IpmiError| e.to_string();
         let stamp = client.sdr_stamp().await.map_err(e)?;
         if self.sdr.as_ref().is_none_or(|(s, _)| *s != stamp) {
-            let sensors = client
+            let sensors: Vec<Sensor> = client
                 .sdr_repository()
                 .await
                 .map_err(e)?
@@ -160,6 +185,25 @@ impl IpmiCollector {
                     _ => None,
                 })
                 .collect();
+            if let Some(p) = &self.profile {
+                let names: BTreeSet<&str> =
+                    sensors.iter().map(|s: &Sensor| s.name.as_str()).collect();
+                self.mismatches = p
+                    .sensors
+                    .iter()
+                    .filter_map(|ps| match &ps.source {
+                        Some(hwprofiles::Source::Ipmi { sensor })
+                            if !names.contains(sensor.as_str()) =>
+                        {
+                            Some(format!(
+                                "hwprofile {}: sensor {} ({sensor:?}) is not on the BMC",
+                                p.id, ps.id
+                            ))
+                        }
+                        _ => None,
+                    })
+                    .collect();
+            }
             self.sdr = Some((stamp, sensors));
         }
         let sensors = self.sdr.as_ref().expect("read above").1.clone();
@@ -178,10 +222,20 @@ impl IpmiCollector {
                 Err(other) => return Err(other.to_string()),
             };
             if s.is_threshold() {
-                let (m, u) = unit(s.base_unit);
+                let series = match mapped(self.profile.as_ref(), &s.name) {
+                    Some((m, u, component)) => {
+                        let mut k = key(&device, &m, &u, s);
+                        k.component = component;
+                        k
+                    }
+                    None => {
+                        let (m, u) = unit(s.base_unit);
+                        key(&device, m, u, s)
+                    }
+                };
                 match (r.unavailable, s.convert(r.raw)) {
-                    (false, Some(v)) => out.push((key(&device, m, u, s), v, Quality::Ok)),
-                    _ => out.push((key(&device, m, u, s), f64::NAN, Quality::Unreadable)),
+                    (false, Some(v)) => out.push((series, v, Quality::Ok)),
+                    _ => out.push((series, f64::NAN, Quality::Unreadable)),
                 }
                 let status = match r.threshold_status() {
                     ThresholdStatus::Ok => 0.0,
@@ -284,6 +338,12 @@ impl Collector for IpmiCollector {
                         series,
                         value,
                         quality,
+                    });
+                }
+                for m in &self.mismatches {
+                    poll.faults.push(SensorFault {
+                        sensor: self.cfg.device.clone(),
+                        reason: m.clone(),
                     });
                 }
             }

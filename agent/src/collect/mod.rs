@@ -138,9 +138,10 @@ impl CollectorConfig {
                 AnyCollector::Snmp(Box::new(snmp::SnmpCollector::new(c.clone())))
             }
             CollectorConfig::I2c(c) => AnyCollector::I2c(i2c::I2cCollector::new(c.clone())),
-            CollectorConfig::Ipmi(c) => {
-                AnyCollector::Ipmi(Box::new(ipmi::IpmiCollector::new(c.clone())))
-            }
+            CollectorConfig::Ipmi(c) => AnyCollector::Ipmi(Box::new(ipmi::IpmiCollector::new(
+                c.clone(),
+                Some(profile.clone()),
+            ))),
         }
     }
 }

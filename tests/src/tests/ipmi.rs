@@ -214,7 +214,7 @@ async fn the_ipmi_collector_reports_sensors_psu_state_and_outages() -> Result<()
             .find(|r| r.series.metric == metric && r.series.component == component)
             .map(|r| (r.value, r.quality))
     };
-    let mut c = IpmiCollector::new(config);
+    let mut c = IpmiCollector::new(config, None);
     let p = c.poll(0).await;
     assert!(p.faults.is_empty(), "{:?}", p.faults);
     assert_eq!(
@@ -259,5 +259,64 @@ async fn the_ipmi_collector_reports_sensors_psu_state_and_outages() -> Result<()
     let p = c.poll(2).await;
     assert!(!p.readings.is_empty() && p.readings.iter().all(|r| r.quality == Quality::Unreadable));
     assert!(!p.faults.is_empty());
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_hwprofile_names_components_and_reports_missing_sensors() -> Result<()> {
+    use agent::collect::ipmi::{Config, IpmiCollector};
+    use agent::collect::{Collector, Quality};
+    let profiles = hwprofiles::load_dir(&repo_root().join("hwprofiles/profiles"))?;
+    let mut profile = profiles
+        .into_iter()
+        .map(|(_, p)| p)
+        .find(|p| p.id == "openipmi/ipmi-sim")
+        .expect("profile shipped");
+    // A sensor this BMC does not have: reported, not fatal.
+    let mut extra = profile.sensors[0].clone();
+    extra.id = "cpu2_temp".into();
+    extra.source = Some(hwprofiles::Source::Ipmi {
+        sensor: "CPU2 Temp".into(),
+    });
+    profile.sensors.push(extra);
+    let bmc = start_bmc()?;
+    let mut c = IpmiCollector::new(
+        Config {
+            interval: Duration::from_secs(1),
+            device: "node7".into(),
+            target: bmc.addr.to_string(),
+            user: "admin".into(),
+            password: "password".into(),
+            privilege: "user".into(),
+            cipher_suite: 3,
+            timeout: Duration::from_millis(500),
+            retries: 1,
+        },
+        Some(profile),
+    );
+    let p = c.poll(0).await;
+    let get = |metric: &str, component: &str| {
+        p.readings
+            .iter()
+            .find(|r| r.series.metric == metric && r.series.component == component)
+            .map(|r| (r.value, r.quality))
+    };
+    assert_eq!(
+        get("cpu_temperature_celsius", "CPU1"),
+        Some((45.0, Quality::Ok))
+    );
+    assert_eq!(
+        get("psu_output_voltage_volts", "PSU1"),
+        Some((12.1, Quality::Ok))
+    );
+    assert_eq!(get("fan_speed_rpm", "FAN2"), Some((5200.0, Quality::Ok)));
+    assert_eq!(p.faults.len(), 1, "{:?}", p.faults);
+    assert!(
+        p.faults[0]
+            .reason
+            .contains("cpu2_temp (\"CPU2 Temp\") is not on the BMC"),
+        "{:?}",
+        p.faults
+    );
     Ok(())
 }
