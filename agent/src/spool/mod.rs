@@ -608,6 +608,7 @@ impl Spool {
     }
 
     fn remove_empty_segments(&mut self) -> Result<(), SpoolError> {
+        let mut saved = false;
         while self.segments.front().is_some_and(|s| s.records.is_empty()) {
             let is_active = self.segments.len() == 1;
             if is_active {
@@ -616,6 +617,15 @@ impl Spool {
                     break;
                 }
                 self.active = None;
+            }
+            if !saved {
+                // The records about to vanish are what recovery would otherwise
+                // learn produced_samples and the next sequence from: persist
+                // consumption first, or a crash could reuse sequence numbers
+                // (and the coordinator would drop new batches as replays).
+                self.save_state(true)?;
+                self.last_ack_save = std::time::Instant::now();
+                saved = true;
             }
             let seg = self.segments.pop_front().expect("checked");
             std::fs::remove_file(&seg.path).map_err(io(&seg.path))?;
