@@ -143,8 +143,13 @@ pub struct Sensor {
 pub enum Source {
     /// IPMI: the SDR ID string of the sensor.
     Ipmi { sensor: String },
-    /// SNMP: the numeric OID of the value.
-    Snmp { oid: String },
+    /// SNMP: the numeric OID of the value, read as `value / 10^decimals`
+    /// (ENTITY-SENSOR-MIB precision, vendor tables in tenths, ...).
+    Snmp {
+        oid: String,
+        #[serde(default)]
+        decimals: u8,
+    },
     /// SMART: an ATA attribute id (raw value).
     Smart { attribute: u8 },
     /// I2C: 7-bit address and driver on the host's bus.

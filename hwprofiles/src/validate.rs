@@ -144,7 +144,7 @@ fn check_source(id: &str, src: &Source) -> Result<(), ProfileError> {
         Source::Ipmi { sensor } if sensor.is_empty() || sensor.len() > 16 => {
             bad("IPMI sensor name must be 1..=16 characters")
         }
-        Source::Snmp { oid }
+        Source::Snmp { oid, .. }
             if oid.trim_start_matches('.').split('.').count() < 2
                 || oid
                     .trim_start_matches('.')
@@ -153,6 +153,7 @@ fn check_source(id: &str, src: &Source) -> Result<(), ProfileError> {
         {
             bad("SNMP OID must be numeric, e.g. 1.3.6.1.2.1.99.1.1.1.4.5")
         }
+        Source::Snmp { decimals, .. } if *decimals > 9 => bad("SNMP decimals must be 0..=9"),
         Source::I2c { address, .. } if !(0x08..=0x77).contains(address) => {
             bad("I2C address outside 0x08..=0x77")
         }

@@ -37,6 +37,16 @@ pub struct Config {
     /// SNMPv3 USM instead of `community`.
     #[serde(default)]
     pub v3: Option<V3Config>,
+    /// The device's hwprofile: its `snmp` sources are read on every poll,
+    /// named by the profile; ones the device lacks are reported as faults.
+    #[serde(default)]
+    pub hwprofile: Option<String>,
+    #[serde(default = "default_profiles_dir")]
+    pub hwprofiles_dir: std::path::PathBuf,
+}
+
+fn default_profiles_dir() -> std::path::PathBuf {
+    crate::config::DEFAULT_HWPROFILES_DIR.into()
 }
 
 /// `[collector.v3]`: an SNMPv3 user (authNoPriv or authPriv).
@@ -126,7 +136,25 @@ impl Config {
         if let Some(v3) = &self.v3 {
             v3.user()?;
         }
+        self.profile()?;
         self.addr().map(|_| ())
+    }
+
+    /// The device profile, if one is configured.
+    pub fn profile(&self) -> Result<Option<hwprofiles::Profile>, String> {
+        let Some(id) = &self.hwprofile else {
+            return Ok(None);
+        };
+        let p = crate::config::find_profile(id, &self.hwprofiles_dir)
+            .map_err(|e| format!("snmp: {e}"))?;
+        if !p
+            .sensors
+            .iter()
+            .any(|s| matches!(s.source, Some(hwprofiles::Source::Snmp { .. })))
+        {
+            return Err(format!("snmp: hwprofile {id} has no snmp sources"));
+        }
+        Ok(Some(p))
     }
 
     fn addr(&self) -> Result<std::net::SocketAddr, String> {
@@ -145,17 +173,39 @@ pub struct SnmpCollector {
     rates: HashMap<(String, &'static str), CounterRate>,
     /// Every series reported, to mark unreadable when the device fails.
     known: BTreeSet<SeriesKey>,
+    /// (sensor, OID, decimals) of the device profile's snmp sources.
+    profiled: Vec<(hwprofiles::Sensor, Oid, u8)>,
 }
 
 const SYS_UPTIME: &str = "1.3.6.1.2.1.1.3.0";
 
 impl SnmpCollector {
     pub fn new(cfg: Config) -> SnmpCollector {
+        // Validation already loaded it once; a failure here is reported by validate().
+        let profiled = cfg
+            .profile()
+            .ok()
+            .flatten()
+            .map(|p| {
+                p.sensors
+                    .into_iter()
+                    .filter_map(|s| match &s.source {
+                        Some(hwprofiles::Source::Snmp { oid, decimals }) => {
+                            let o = oid.parse().ok()?;
+                            let d = *decimals;
+                            Some((s, o, d))
+                        }
+                        _ => None,
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
         SnmpCollector {
             cfg,
             client: None,
             rates: HashMap::new(),
             known: BTreeSet::new(),
+            profiled,
         }
     }
 
@@ -200,7 +250,20 @@ impl SnmpCollector {
                 names.merge(Table::from_walk(&phys, &walk));
             }
         }
+        let mut profiled = Vec::new();
+        let oids: Vec<Oid> = self.profiled.iter().map(|(_, o, _)| o.clone()).collect();
+        let c = self.client.as_mut().expect("connected above");
+        for chunk in oids.chunks(16) {
+            profiled.extend(
+                c.get(chunk)
+                    .await
+                    .map_err(|e| e.to_string())?
+                    .into_iter()
+                    .map(|(_, v)| v),
+            );
+        }
         Ok(Snapshot {
+            profiled,
             uptime,
             interfaces: mib::interfaces(&tables[0], &tables[1]),
             sensors: mib::sensors(&tables[2], &names),
@@ -232,6 +295,8 @@ impl SnmpCollector {
 type CounterColumn = (&'static str, Option<(u64, u32)>, &'static str);
 
 struct Snapshot {
+    /// Values of the profile's OIDs, in `SnmpCollector::profiled` order.
+    profiled: Vec<Value>,
     uptime: u64,
     interfaces: Vec<mib::Interface>,
     sensors: Vec<mib::Sensor>,
@@ -340,6 +405,30 @@ impl Collector for SnmpCollector {
                 });
             }
         }
+        // The device profile's own sensors, named as the profile says.
+        let profiled = std::mem::take(&mut self.profiled);
+        for ((sensor, oid, decimals), value) in profiled.iter().zip(&snap.profiled) {
+            let k = self.key(
+                &sensor.metric,
+                &sensor.component,
+                sensor.unit.as_str(),
+                &[("profile_sensor", sensor.id.clone())],
+            );
+            match value.as_f64() {
+                Some(v) => push(self, k, v / 10f64.powi(i32::from(*decimals)), Quality::Ok),
+                None => {
+                    push(self, k, f64::NAN, Quality::Unreadable);
+                    poll.faults.push(SensorFault {
+                        sensor: format!("{}/{}", self.cfg.device, sensor.component),
+                        reason: format!(
+                            "hwprofile sensor {} ({oid}) is not on the device: {value:?}",
+                            sensor.id
+                        ),
+                    });
+                }
+            }
+        }
+        self.profiled = profiled;
         poll
     }
 }

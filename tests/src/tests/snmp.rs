@@ -322,6 +322,8 @@ async fn the_snmp_collector_reads_ports_sensors_and_wrapping_counters() -> Resul
         retries: 2,
         max_repetitions: 25,
         v3: None,
+        hwprofile: None,
+        hwprofiles_dir: repo_root().join("hwprofiles/profiles"),
     };
     let find = |p: &agent::collect::Poll, metric: &str, component: &str| {
         p.readings
@@ -360,6 +362,47 @@ async fn the_snmp_collector_reads_ports_sensors_and_wrapping_counters() -> Resul
             .count(),
         6
     );
+
+    // The device's hwprofile names its sensors; one it lacks is reported.
+    let profiles = tempfile::tempdir()?;
+    let shipped = std::fs::read_to_string(
+        repo_root().join("hwprofiles/profiles/switches/arista/dcs-7150s.toml"),
+    )?;
+    std::fs::create_dir_all(profiles.path().join("switches/arista"))?;
+    std::fs::write(
+        profiles.path().join("switches/arista/dcs-7150s.toml"),
+        format!(
+            "{shipped}\n[[sensor]]\nid = \"psu9_temp\"\nmetric = \"psu_temperature_celsius\"\nkind = \"temperature\"\n\
+             unit = \"celsius\"\ncomponent = \"CHASSIS\"\nsource = {{ protocol = \"snmp\", oid = \"1.3.6.1.2.1.99.1.1.1.4.999\" }}\n"
+        ),
+    )?;
+    let profiled = Config {
+        hwprofile: Some("arista/dcs-7150s".into()),
+        hwprofiles_dir: profiles.path().to_path_buf(),
+        ..cfg("leaf1", "arista-7150s")
+    };
+    profiled.validate().map_err(anyhow::Error::msg)?;
+    let mut arista = SnmpCollector::new(profiled);
+    let p = arista.poll(0).await;
+    let named: Vec<_> = p
+        .readings
+        .iter()
+        .filter(|r| {
+            r.series.metric == "switch_temperature_celsius" && r.series.component == "leaf1/CHASSIS"
+        })
+        .map(|r| r.value)
+        .collect();
+    assert_eq!(
+        named,
+        vec![28.2, 25.8],
+        "entPhySensorValue 282 and 258 with decimals = 1"
+    );
+    let missing: Vec<_> = p
+        .faults
+        .iter()
+        .filter(|f| f.reason.contains("psu9_temp"))
+        .collect();
+    assert_eq!(missing.len(), 1, "{:?}", p.faults);
 
     // Cisco: ifName-keyed ports with error counters.
     let mut cisco = SnmpCollector::new(cfg("spine1", "cisco-n5000"));
