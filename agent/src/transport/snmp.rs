@@ -204,7 +204,7 @@ impl SnmpClient {
         )
         .map_err(|e| SnmpError::Usm(e.to_string()))?;
         let reply = self
-            .exchange(&bytes, |b| {
+            .exchange(&[bytes], |b| {
                 usm::decode(b, None).ok().filter(|m| m.msg_id == msg_id)
             })
             .await?;
@@ -271,7 +271,7 @@ impl SnmpClient {
         )
         .map_err(|e| SnmpError::Usm(e.to_string()))?;
         let reply = self
-            .exchange(&bytes, |b| {
+            .exchange(&[bytes], |b| {
                 // Everything must authenticate, except Reports about our own
                 // keys or clock, which an agent cannot authenticate.
                 usm::decode(b, Some(&keys))
@@ -287,15 +287,21 @@ impl SnmpClient {
         Ok(reply.pdu)
     }
 
-    /// Send `bytes` (again on each retry) until `accept` takes a reply.
+    /// Send until `accept` takes a reply: attempt `i` sends `packets[i]`, or
+    /// the last packet once they run out (v3 resends the same bytes; v2c
+    /// uses a fresh request id per attempt).
     async fn exchange<T>(
         &mut self,
-        bytes: &[u8],
+        packets: &[Vec<u8>],
         mut accept: impl FnMut(&[u8]) -> Option<T>,
     ) -> Result<T, SnmpError> {
         let mut buf = vec![0u8; 65_535];
-        for _attempt in 0..=self.cfg.retries {
-            self.sock.send_to(bytes, self.peer).await?;
+        for attempt in 0..=self.cfg.retries as usize {
+            let packet = packets
+                .get(attempt)
+                .or(packets.last())
+                .expect("at least one packet");
+            self.sock.send_to(packet, self.peer).await?;
             let deadline = tokio::time::Instant::now() + self.cfg.timeout;
             loop {
                 let Ok(recv) =
@@ -324,49 +330,32 @@ impl SnmpClient {
         b: i64,
         varbinds: Vec<(Oid, Value)>,
     ) -> Result<Pdu, SnmpError> {
-        let mut sent_ids = Vec::new();
-        let mut buf = vec![0u8; 65_535];
-        for _attempt in 0..=self.cfg.retries {
-            let id = self.id();
-            sent_ids.push(id);
-            let msg = CommunityMessage {
-                version: VERSION_2C,
-                community: self.cfg.community.as_bytes().to_vec(),
-                pdu: Pdu {
-                    kind,
-                    request_id: id,
-                    error_status: a,
-                    error_index: b,
-                    varbinds: varbinds.clone(),
-                },
-            };
-            self.sock.send_to(&msg.encode(), self.peer).await?;
-            let deadline = tokio::time::Instant::now() + self.cfg.timeout;
-            loop {
-                let recv = tokio::time::timeout_at(deadline, self.sock.recv_from(&mut buf)).await;
-                let Ok(recv) = recv else { break };
-                let (n, from) = recv?;
-                if from != self.peer {
-                    self.ignored += 1;
-                    continue;
+        let ids: Vec<i32> = (0..=self.cfg.retries).map(|_| self.id()).collect();
+        let packets: Vec<Vec<u8>> = ids
+            .iter()
+            .map(|&id| {
+                CommunityMessage {
+                    version: VERSION_2C,
+                    community: self.cfg.community.as_bytes().to_vec(),
+                    pdu: Pdu {
+                        kind,
+                        request_id: id,
+                        error_status: a,
+                        error_index: b,
+                        varbinds: varbinds.clone(),
+                    },
                 }
-                match CommunityMessage::decode(&buf[..n]) {
-                    // A late answer to an earlier attempt of this request is as good.
-                    Ok(m)
-                        if m.pdu.kind == PduKind::Response
-                            && sent_ids.contains(&m.pdu.request_id) =>
-                    {
-                        return Ok(m.pdu);
-                    }
-                    Ok(_) | Err(_) => self.ignored += 1,
-                }
-            }
-        }
-        Err(SnmpError::Timeout {
-            attempts: self.cfg.retries + 1,
-            timeout: self.cfg.timeout,
-            ignored: self.ignored,
+                .encode()
+            })
+            .collect();
+        self.exchange(&packets, |b| {
+            // A late answer to an earlier attempt of this request is as good.
+            CommunityMessage::decode(b)
+                .ok()
+                .filter(|m| m.pdu.kind == PduKind::Response && ids.contains(&m.pdu.request_id))
+                .map(|m| m.pdu)
         })
+        .await
     }
 
     fn check(pdu: &Pdu) -> Result<(), SnmpError> {
