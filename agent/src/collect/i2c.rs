@@ -5,7 +5,7 @@
 //! runs on the blocking pool; a device that fails costs only its own
 //! readings (marked `Unreadable`, with the reason).
 
-use super::{Collector, Poll, Quality, Reading, SensorFault, SeriesKey};
+use super::{Collector, Poll, Quality, Reading, SeriesKey};
 use embedded_hal::i2c::I2c;
 use firmware_shims::i2c::{adxl345, max31790, pmbus, tmp75, Error};
 use serde::Deserialize;
@@ -229,17 +229,8 @@ impl Collector for I2cCollector {
                     }
                 }
                 Err(reason) => {
-                    for series in known.iter() {
-                        poll.readings.push(Reading {
-                            series: series.clone(),
-                            value: f64::NAN,
-                            quality: Quality::Unreadable,
-                        });
-                    }
-                    poll.faults.push(SensorFault {
-                        sensor: format!("{} {}@0x{:02x}", d.component, d.bus.display(), d.address),
-                        reason,
-                    });
+                    let sensor = format!("{} {}@0x{:02x}", d.component, d.bus.display(), d.address);
+                    poll.device_failed(known.iter(), sensor, reason);
                 }
             }
         }

@@ -348,17 +348,8 @@ impl Collector for IpmiCollector {
                 }
             }
             Err(reason) => {
-                for series in &self.known {
-                    poll.readings.push(Reading {
-                        series: series.clone(),
-                        value: f64::NAN,
-                        quality: Quality::Unreadable,
-                    });
-                }
-                poll.faults.push(SensorFault {
-                    sensor: format!("{} ({})", self.cfg.device, self.cfg.target),
-                    reason,
-                });
+                let sensor = format!("{} ({})", self.cfg.device, self.cfg.target);
+                poll.device_failed(&self.known, sensor, reason);
             }
         }
         poll

@@ -60,6 +60,29 @@ pub struct Poll {
     pub faults: Vec<SensorFault>,
 }
 
+impl Poll {
+    /// Every series in `series` as a gap (NaN) of the given quality.
+    pub fn gap<'a>(&mut self, series: impl IntoIterator<Item = &'a SeriesKey>, quality: Quality) {
+        self.readings.extend(series.into_iter().map(|s| Reading {
+            series: s.clone(),
+            value: f64::NAN,
+            quality,
+        }));
+    }
+
+    /// A device that could not be read: every series it reported before
+    /// becomes `Unreadable`, and the reason a fault.
+    pub fn device_failed<'a>(
+        &mut self,
+        known: impl IntoIterator<Item = &'a SeriesKey>,
+        sensor: String,
+        reason: String,
+    ) {
+        self.gap(known, Quality::Unreadable);
+        self.faults.push(SensorFault { sensor, reason });
+    }
+}
+
 /// One source of readings, polled on a schedule.
 pub trait Collector: Send {
     /// Name for logs, e.g. `sim` or `host`.

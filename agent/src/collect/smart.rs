@@ -122,16 +122,6 @@ impl SmartCollector {
             }
         }
     }
-
-    fn mark(&self, device: &str, quality: Quality, poll: &mut Poll) {
-        for series in self.last.get(device).into_iter().flatten() {
-            poll.readings.push(Reading {
-                series: series.clone(),
-                value: f64::NAN,
-                quality,
-            });
-        }
-    }
 }
 
 impl Collector for SmartCollector {
@@ -166,14 +156,14 @@ impl Collector for SmartCollector {
                 },
                 Ok(Outcome::Standby { mode, .. }) => {
                     tracing::debug!(%device, %mode, "disk asleep: not woken");
-                    self.mark(&device, Quality::Stale, &mut poll);
+                    poll.gap(self.last.get(&device).into_iter().flatten(), Quality::Stale);
                 }
                 Err(reason) => {
-                    self.mark(&device, Quality::Unreadable, &mut poll);
-                    poll.faults.push(SensorFault {
-                        sensor: device,
+                    poll.device_failed(
+                        self.last.get(&device).into_iter().flatten(),
+                        device,
                         reason,
-                    });
+                    );
                 }
             }
         }

@@ -316,17 +316,8 @@ impl Collector for SnmpCollector {
         let snap = match self.read().await {
             Ok(s) => s,
             Err(reason) => {
-                for series in &self.known {
-                    poll.readings.push(Reading {
-                        series: series.clone(),
-                        value: f64::NAN,
-                        quality: Quality::Unreadable,
-                    });
-                }
-                poll.faults.push(SensorFault {
-                    sensor: format!("{} ({})", self.cfg.device, self.cfg.target),
-                    reason,
-                });
+                let sensor = format!("{} ({})", self.cfg.device, self.cfg.target);
+                poll.device_failed(&self.known, sensor, reason);
                 return poll;
             }
         };
