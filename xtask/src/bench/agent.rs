@@ -34,21 +34,7 @@ fn profile() -> String {
 }
 
 pub fn run(root: &Path, seconds: u64) -> Result<String> {
-    let status = Command::new(env!("CARGO"))
-        .args([
-            "build",
-            "--release",
-            "-p",
-            "agent",
-            "-p",
-            "coordinator",
-            "--bins",
-        ])
-        .current_dir(root)
-        .status()?;
-    if !status.success() {
-        bail!("release build failed");
-    }
+    super::build_release(root, &["-p", "agent", "-p", "coordinator", "--bins"])?;
     let work = tempfile::tempdir()?;
     let dir = work.path();
     std::fs::create_dir_all(dir.join("profiles"))?;

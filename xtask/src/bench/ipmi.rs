@@ -8,16 +8,9 @@ use super::proc::{wait_for, Peer};
 use anyhow::{bail, Result};
 use std::path::Path;
 use std::process::{Command, Stdio};
-use std::time::Instant;
 
 pub fn run(root: &Path, rounds: usize) -> Result<String> {
-    let status = Command::new(env!("CARGO"))
-        .args(["build", "--release", "-p", "agent", "--bin", "umbra-agent"])
-        .current_dir(root)
-        .status()?;
-    if !status.success() {
-        bail!("building the release agent failed");
-    }
+    super::build_release(root, &["-p", "agent", "--bin", "umbra-agent"])?;
     let agent = root.join("target/release/umbra-agent");
     let kit = root.join("tests/testbed/ipmi");
     let work = tempfile::tempdir()?;
@@ -127,46 +120,23 @@ pub fn run(root: &Path, rounds: usize) -> Result<String> {
         .arg(format!("--sdr-cache-directory={}", cache.display()));
         c
     };
-    let lines = |mut c: Command| -> Result<usize> {
-        let out = c.output()?;
-        if !out.status.success() {
-            bail!("{c:?}: {}", String::from_utf8_lossy(&out.stderr));
-        }
-        Ok(out
-            .stdout
-            .split(|&b| b == b'\n')
-            .filter(|l| !l.is_empty())
-            .count())
-    };
-    let n = lines(ours())?;
-    let n_ipmitool = lines(ipmitool())?;
-    let n_freeipmi = lines(freeipmi())?.saturating_sub(1); // header line
+    let n = super::output_lines(ours())?;
+    let n_ipmitool = super::output_lines(ipmitool())?;
+    let n_freeipmi = super::output_lines(freeipmi())?.saturating_sub(1); // header line
     if n != n_ipmitool || n != n_freeipmi {
         bail!("sensor counts differ: umbra {n}, ipmitool {n_ipmitool}, ipmi-sensors {n_freeipmi}");
     }
-    let time = |mut c: Command| -> Result<f64> {
-        let t = Instant::now();
-        if !c
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .status()?
-            .success()
-        {
-            bail!("{c:?} failed");
-        }
-        Ok(t.elapsed().as_secs_f64())
-    };
     let (mut a, mut b, mut f) = (Vec::new(), Vec::new(), Vec::new());
     for _ in 0..rounds {
-        a.push(time(ours())?);
-        b.push(time(ipmitool())?);
-        f.push(time(freeipmi())?);
+        a.push(super::wall_time(ours())?);
+        b.push(super::wall_time(ipmitool())?);
+        f.push(super::wall_time(freeipmi())?);
     }
-    let median = |v: &mut Vec<f64>| {
-        v.sort_by(f64::total_cmp);
-        v[v.len() / 2]
-    };
-    let (ma, mb, mf) = (median(&mut a), median(&mut b), median(&mut f));
+    let (ma, mb, mf) = (
+        super::median(&mut a),
+        super::median(&mut b),
+        super::median(&mut f),
+    );
     Ok(format!(
         "Full sensor sweep of ipmi_sim over RMCP+ (suite 3, {n} sensors, session + SDR + readings), \
          median of {rounds} alternating runs, wall time per sweep:\n\n\

@@ -86,52 +86,87 @@ impl Measured {
 
 /// `cargo xtask bench agent [SECONDS]`.
 pub fn run_agent(root: &Path, args: &[String]) -> Result<()> {
-    let seconds = args.first().map(|r| r.parse()).transpose()?.unwrap_or(60);
-    let report = agent::run(root, seconds)?;
-    println!("\n{report}");
-    let out = root.join("target/bench");
-    std::fs::create_dir_all(&out)?;
-    std::fs::write(out.join("agent.md"), &report)?;
-    Ok(())
+    save_report(root, "agent.md", &agent::run(root, count_arg(args, 60)?)?)
 }
 
 /// `cargo xtask bench ipmi [ROUNDS]`.
 pub fn run_ipmi(root: &Path, args: &[String]) -> Result<()> {
-    let rounds = args.first().map(|r| r.parse()).transpose()?.unwrap_or(15);
-    let report = ipmi::run(root, rounds)?;
-    println!("\n{report}");
-    let out = root.join("target/bench");
-    std::fs::create_dir_all(&out)?;
-    std::fs::write(out.join("ipmi.md"), &report)?;
-    Ok(())
+    save_report(root, "ipmi.md", &ipmi::run(root, count_arg(args, 15)?)?)
 }
 
 /// `cargo xtask bench snmp [ROUNDS]`.
 pub fn run_snmp(root: &Path, args: &[String]) -> Result<()> {
-    let rounds = args.first().map(|r| r.parse()).transpose()?.unwrap_or(15);
-    let report = snmp::run(root, rounds)?;
+    save_report(root, "snmp.md", &snmp::run(root, count_arg(args, 15)?)?)
+}
+
+fn count_arg<T: std::str::FromStr>(args: &[String], default: T) -> Result<T>
+where
+    T::Err: std::error::Error + Send + Sync + 'static,
+{
+    Ok(args
+        .first()
+        .map(|r| r.parse())
+        .transpose()?
+        .unwrap_or(default))
+}
+
+/// Print a report and keep it under target/bench/.
+fn save_report(root: &Path, name: &str, report: &str) -> Result<()> {
     println!("\n{report}");
     let out = root.join("target/bench");
     std::fs::create_dir_all(&out)?;
-    std::fs::write(out.join("snmp.md"), &report)?;
+    std::fs::write(out.join(name), report)?;
+    println!("written to {}", out.join(name).display());
     Ok(())
 }
 
-pub fn run(root: &Path, o: &Options) -> Result<()> {
+/// `cargo build --release` with these arguments, from the workspace root.
+fn build_release(root: &Path, args: &[&str]) -> Result<()> {
     let status = Command::new(env!("CARGO"))
-        .args([
-            "build",
-            "--release",
-            "-p",
-            "coordinator",
-            "--bin",
-            "umbra-coordinator",
-        ])
+        .args(["build", "--release"])
+        .args(args)
         .current_dir(root)
         .status()?;
     if !status.success() {
-        bail!("building the release coordinator failed");
+        bail!("cargo build --release {} failed", args.join(" "));
     }
+    Ok(())
+}
+
+/// Non-empty lines a successful run of `c` prints.
+fn output_lines(mut c: Command) -> Result<usize> {
+    let out = c.output()?;
+    if !out.status.success() {
+        bail!("{c:?}: {}", String::from_utf8_lossy(&out.stderr));
+    }
+    Ok(out
+        .stdout
+        .split(|&b| b == b'\n')
+        .filter(|l| !l.is_empty())
+        .count())
+}
+
+/// Wall time of one successful run of `c`, output discarded.
+fn wall_time(mut c: Command) -> Result<f64> {
+    let t = Instant::now();
+    let st = c
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .status()
+        .with_context(|| format!("running {c:?}"))?;
+    if !st.success() {
+        bail!("{c:?} failed");
+    }
+    Ok(t.elapsed().as_secs_f64())
+}
+
+fn median(v: &mut [f64]) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v[v.len() / 2]
+}
+
+pub fn run(root: &Path, o: &Options) -> Result<()> {
+    build_release(root, &["-p", "coordinator", "--bin", "umbra-coordinator"])?;
     let coordinator_bin = root.join("target/release/umbra-coordinator");
     if Command::new("victoria-metrics")
         .arg("-help")
@@ -245,12 +280,7 @@ pub fn run(root: &Path, o: &Options) -> Result<()> {
         per(cfs[1].1) / per(vm_bytes)
     );
 
-    println!("\n{report}");
-    let out = root.join("target/bench");
-    std::fs::create_dir_all(&out)?;
-    std::fs::write(out.join("report.md"), &report)?;
-    println!("written to {}", out.join("report.md").display());
-    Ok(())
+    save_report(root, "report.md", &report)
 }
 
 fn mib(b: u64) -> f64 {

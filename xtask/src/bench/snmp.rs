@@ -4,22 +4,16 @@
 //! same peer, same subtree, same max-repetitions, alternating runs.
 
 use super::proc::{wait_for, Peer};
-use anyhow::{bail, Context, Result};
+use anyhow::{bail, Result};
 use std::path::Path;
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 const ROOT: &str = "1.3.6.1.2.1.2.2";
 const COMMUNITY: &str = "cisco-n5000";
 
 pub fn run(root: &Path, rounds: usize) -> Result<String> {
-    let status = Command::new(env!("CARGO"))
-        .args(["build", "--release", "-p", "agent", "--bin", "umbra-agent"])
-        .current_dir(root)
-        .status()?;
-    if !status.success() {
-        bail!("building the release agent failed");
-    }
+    super::build_release(root, &["-p", "agent", "--bin", "umbra-agent"])?;
     let agent = root.join("target/release/umbra-agent");
     let responder = root.join(".testbed/venv/bin/snmpsim-command-responder");
     let data = root.join(".testbed/snmp/data");
@@ -83,43 +77,16 @@ pub fn run(root: &Path, rounds: usize) -> Result<String> {
         c
     };
     // Same number of rows from both, or the comparison means nothing.
-    let count = |mut c: Command| -> Result<usize> {
-        let out = c.output()?;
-        if !out.status.success() {
-            bail!("{c:?}: {}", String::from_utf8_lossy(&out.stderr));
-        }
-        Ok(out
-            .stdout
-            .split(|&b| b == b'\n')
-            .filter(|l| !l.is_empty())
-            .count())
-    };
-    let (n_ours, n_theirs) = (count(ours())?, count(theirs())?);
+    let (n_ours, n_theirs) = (super::output_lines(ours())?, super::output_lines(theirs())?);
     if n_ours != n_theirs {
         bail!("row counts differ: umbra {n_ours}, snmpbulkwalk {n_theirs}");
     }
-    let time = |mut c: Command| -> Result<f64> {
-        let t = Instant::now();
-        let st = c
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .status()
-            .context("walk")?;
-        if !st.success() {
-            bail!("{c:?} failed");
-        }
-        Ok(t.elapsed().as_secs_f64())
-    };
     let (mut a, mut b) = (Vec::new(), Vec::new());
     for _ in 0..rounds {
-        a.push(time(ours())?);
-        b.push(time(theirs())?);
+        a.push(super::wall_time(ours())?);
+        b.push(super::wall_time(theirs())?);
     }
-    let median = |v: &mut Vec<f64>| {
-        v.sort_by(f64::total_cmp);
-        v[v.len() / 2]
-    };
-    let (ma, mb) = (median(&mut a), median(&mut b));
+    let (ma, mb) = (super::median(&mut a), super::median(&mut b));
     Ok(format!(
         "IF-MIB ifTable walk ({n_ours} varbinds, {COMMUNITY} dump on snmpsim, max-repetitions 25), \
          median of {rounds} alternating runs, wall time per walk:\n\n\
