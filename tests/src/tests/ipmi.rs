@@ -79,6 +79,21 @@ fn cfg(user: &str, password: &str, suite: u8) -> LanConfig {
     }
 }
 
+/// The `ipmi` collector's configuration for the test BMC ("node7").
+fn collector_config(bmc: &Bmc) -> agent::collect::ipmi::Config {
+    agent::collect::ipmi::Config {
+        interval: Duration::from_secs(1),
+        device: "node7".into(),
+        target: bmc.addr.to_string(),
+        user: "admin".into(),
+        password: "password".into(),
+        privilege: "user".into(),
+        cipher_suite: 3,
+        timeout: Duration::from_millis(500),
+        retries: 1,
+    }
+}
+
 /// The simulator's console speaks its emu command language, one per line.
 fn console(port: u16, commands: &[&str]) -> Result<()> {
     let mut s = std::net::TcpStream::connect(("127.0.0.1", port))?;
@@ -189,17 +204,7 @@ async fn the_ipmi_collector_reports_sensors_psu_state_and_outages() -> Result<()
     use agent::collect::ipmi::{Config, IpmiCollector};
     use agent::collect::{Collector, Poll, Quality};
     let bmc = start_bmc()?;
-    let config = Config {
-        interval: Duration::from_secs(1),
-        device: "node7".into(),
-        target: bmc.addr.to_string(),
-        user: "admin".into(),
-        password: "password".into(),
-        privilege: "user".into(),
-        cipher_suite: 3,
-        timeout: Duration::from_millis(500),
-        retries: 1,
-    };
+    let config = collector_config(&bmc);
     config.validate().map_err(anyhow::Error::msg)?;
     assert!(Config {
         cipher_suite: 0,
@@ -264,7 +269,7 @@ async fn the_ipmi_collector_reports_sensors_psu_state_and_outages() -> Result<()
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_hwprofile_names_components_and_reports_missing_sensors() -> Result<()> {
-    use agent::collect::ipmi::{Config, IpmiCollector};
+    use agent::collect::ipmi::IpmiCollector;
     use agent::collect::{Collector, Quality};
     let profiles = hwprofiles::load_dir(&repo_root().join("hwprofiles/profiles"))?;
     let mut profile = profiles
@@ -280,20 +285,7 @@ async fn the_hwprofile_names_components_and_reports_missing_sensors() -> Result<
     });
     profile.sensors.push(extra);
     let bmc = start_bmc()?;
-    let mut c = IpmiCollector::new(
-        Config {
-            interval: Duration::from_secs(1),
-            device: "node7".into(),
-            target: bmc.addr.to_string(),
-            user: "admin".into(),
-            password: "password".into(),
-            privilege: "user".into(),
-            cipher_suite: 3,
-            timeout: Duration::from_millis(500),
-            retries: 1,
-        },
-        Some(profile),
-    );
+    let mut c = IpmiCollector::new(collector_config(&bmc), Some(profile));
     let p = c.poll(0).await;
     let get = |metric: &str, component: &str| {
         p.readings

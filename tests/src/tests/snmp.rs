@@ -108,14 +108,16 @@ fn compare(ours: &[(Oid, Value)], reference: &BTreeMap<Oid, Option<f64>>, counte
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn walks_snmpd_like_snmpbulkwalk() -> Result<()> {
+/// net-snmp `snmpd` on a free loopback port: v2c community `public` and the
+/// v3 user `telemetry` (SHA/AES-128), read-only, MIB loading off.
+async fn start_snmpd() -> Result<(Proc, SocketAddr, tempfile::TempDir)> {
     let dir = tempfile::tempdir()?;
     let port = free_udp_port();
     std::fs::write(
         dir.path().join("snmpd.conf"),
         format!(
-            "[snmp] persistentDir {}\nagentAddress udp:127.0.0.1:{port}\nrocommunity public 127.0.0.1\n",
+            "[snmp] persistentDir {}\nagentAddress udp:127.0.0.1:{port}\nrocommunity public 127.0.0.1\n\
+             createUser telemetry SHA authpass123 AES privpass123\nrouser telemetry priv\n",
             dir.path().join("persist").display()
         ),
     )?;
@@ -138,6 +140,12 @@ async fn walks_snmpd_like_snmpbulkwalk() -> Result<()> {
     let mut peer = Proc::spawn_cmd("snmpd", cmd, dir.path().join("snmpd.log"))?;
     let addr: SocketAddr = format!("127.0.0.1:{port}").parse()?;
     ready(addr, "public", &mut peer).await?;
+    Ok((peer, addr, dir))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn walks_snmpd_like_snmpbulkwalk() -> Result<()> {
+    let (_peer, addr, _dir) = start_snmpd().await?;
 
     let mut c = SnmpClient::new(addr, client_cfg("public")).await?;
     let ours = c.walk(&oid("1.3.6.1.2.1.2.2")).await?;
@@ -533,35 +541,7 @@ async fn snmpv3_auth_priv_against_snmpsim_and_snmpd() -> Result<()> {
     );
 
     // net-snmp snmpd: a SHA/AES-128 user sees what v2c sees.
-    let dir = tempfile::tempdir()?;
-    let port = free_udp_port();
-    std::fs::write(
-        dir.path().join("snmpd.conf"),
-        format!(
-            "[snmp] persistentDir {}\nagentAddress udp:127.0.0.1:{port}\nrocommunity public 127.0.0.1\n\
-             createUser telemetry SHA authpass123 AES privpass123\nrouser telemetry priv\n",
-            dir.path().join("persist").display()
-        ),
-    )?;
-    let mut cmd = Command::new("snmpd");
-    cmd.args([
-        "-f",
-        "-Lo",
-        "-C",
-        "-m",
-        "",
-        "-M",
-        "/nonexistent",
-        "-I",
-        "-smux",
-        "-c",
-    ])
-    .arg(dir.path().join("snmpd.conf"))
-    .arg("-p")
-    .arg(dir.path().join("snmpd.pid"));
-    let mut peer = Proc::spawn_cmd("snmpd", cmd, dir.path().join("snmpd.log"))?;
-    let addr: SocketAddr = format!("127.0.0.1:{port}").parse()?;
-    ready(addr, "public", &mut peer).await?;
+    let (_peer, addr, _dir) = start_snmpd().await?;
     let user = v3("telemetry", Sha1, "authpass123", Aes128, "privpass123", "");
     let mut c = SnmpClient::new(addr, user).await?;
     let name_v3 = c.get(&[oid("1.3.6.1.2.1.1.5.0")]).await?;
