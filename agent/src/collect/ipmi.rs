@@ -206,9 +206,9 @@ impl IpmiCollector {
             }
             self.sdr = Some((stamp, sensors));
         }
-        let sensors = self.sdr.as_ref().expect("read above").1.clone();
+        let sensors = &self.sdr.as_ref().expect("read above").1;
         let mut out = Vec::new();
-        for s in &sensors {
+        for s in sensors {
             let r = match client.sensor_reading(s.number).await {
                 Ok(r) => r,
                 // One sensor that cannot be read (completion code) is that sensor's problem.
