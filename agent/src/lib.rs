@@ -9,7 +9,10 @@
 //! ```
 //!
 //! [`run`] is what `main.rs` calls; the end-to-end tests run the binary.
-#![forbid(unsafe_code)]
+//!
+//! `unsafe` is denied everywhere except `transport::ipmi::open` (the
+//! `/dev/ipmi0` ioctls), which allows it for its own three calls.
+#![deny(unsafe_code)]
 
 pub mod catalog;
 pub mod collect;
@@ -18,6 +21,30 @@ pub mod pipeline;
 pub mod spool;
 pub mod transport;
 pub mod uplink;
+
+/// Poll every configured collector once (each under its own deadline), in
+/// configuration order: what `umbra-agent probe` prints, to check a
+/// configuration against the hardware before running it.
+pub async fn probe(cfg: &Config) -> Vec<(&'static str, collect::Poll)> {
+    use collect::Collector as _;
+    let mut out = Vec::new();
+    for c in &cfg.collectors {
+        let mut collector = c.build(&cfg.host_id, &cfg.profile);
+        let name = collector.name();
+        let poll = match tokio::time::timeout(c.timeout(), collector.poll(0)).await {
+            Ok(p) => p,
+            Err(_) => collect::Poll {
+                readings: Vec::new(),
+                faults: vec![collect::SensorFault {
+                    sensor: name.to_owned(),
+                    reason: format!("no answer within {:?}", c.timeout()),
+                }],
+            },
+        };
+        out.push((name, poll));
+    }
+    out
+}
 
 use config::Config;
 use proto::telemetry::v1 as pb;

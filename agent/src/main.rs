@@ -33,6 +33,10 @@ enum Command {
     Run,
     /// Check the configuration and exit (0 = valid, 64 = invalid).
     Validate,
+    /// Poll every configured collector once and print what it read:
+    /// `collector metric component value quality` lines, then `FAULT` lines
+    /// (exit 0 even with faults; they are the point of a probe).
+    Probe,
     /// Print the spool's accounting as JSON (refuses while an agent runs).
     SpoolStatus,
     /// Walk an SNMP subtree with the agent's own v2c client (no config
@@ -47,15 +51,17 @@ enum Command {
         #[arg(long, default_value_t = 25)]
         max_repetitions: u32,
     },
-    /// Read every sensor of a BMC over IPMI LAN (RMCP+) with the agent's own
-    /// client: `name | value | unit-code | status` lines.
+    /// Read every sensor of a BMC with the agent's own IPMI client, over LAN
+    /// (RMCP+) or in-band: `name | value | unit-code | status` lines.
     IpmiSensors {
-        /// host:port of the BMC.
+        /// host:port of the BMC, or a device path such as /dev/ipmi0 for the
+        /// host's own BMC in-band.
         target: String,
-        #[arg(long, short = 'U')]
+        /// User (LAN only).
+        #[arg(long, short = 'U', default_value = "")]
         user: String,
-        /// Password (or set UMBRA_IPMI_PASSWORD).
-        #[arg(long, short = 'P', env = "UMBRA_IPMI_PASSWORD")]
+        /// Password (LAN only; or set UMBRA_IPMI_PASSWORD).
+        #[arg(long, short = 'P', env = "UMBRA_IPMI_PASSWORD", default_value = "")]
         password: String,
         /// Cipher suite: 3 or 17.
         #[arg(long, default_value_t = 3)]
@@ -105,6 +111,40 @@ fn main() -> anyhow::Result<()> {
                 config.collectors.len(),
                 config.profile.id
             );
+            Ok(())
+        }
+        Command::Probe => {
+            use std::io::Write;
+            let rt = tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()
+                .context("starting tokio")?;
+            let polls = rt.block_on(agent::probe(&config));
+            let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+            for (name, poll) in &polls {
+                for r in &poll.readings {
+                    let labels: Vec<String> = r
+                        .series
+                        .labels
+                        .iter()
+                        .map(|(k, v)| format!("{k}={v}"))
+                        .collect();
+                    writeln!(
+                        out,
+                        "{name} {} {} {} {:?} {}",
+                        r.series.metric,
+                        r.series.component,
+                        r.value,
+                        r.quality,
+                        labels.join(",")
+                    )?;
+                }
+            }
+            for (name, poll) in &polls {
+                for f in &poll.faults {
+                    writeln!(out, "FAULT {name} {}: {}", f.sensor, f.reason)?;
+                }
+            }
             Ok(())
         }
         Command::SpoolStatus => {
@@ -170,23 +210,29 @@ fn ipmi_sensors(target: &str, user: &str, password: &str, cipher_suite: u8) -> a
     use firmware_shims::ipmi::lan::Privilege;
     use firmware_shims::ipmi::sdr::Record;
     use std::io::Write;
-    let addr = std::net::ToSocketAddrs::to_socket_addrs(target)
-        .with_context(|| format!("target {target:?}"))?
-        .next()
-        .with_context(|| format!("target {target:?} resolves to nothing"))?;
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
     let lines = rt.block_on(async {
-        let cfg = LanConfig {
-            user: user.to_owned(),
-            password: password.to_owned(),
-            privilege: Privilege::User,
-            cipher_suite,
-            timeout: std::time::Duration::from_secs(1),
-            retries: 2,
+        let timeout = std::time::Duration::from_secs(1);
+        let mut c = if target.starts_with('/') {
+            BmcClient::open(std::path::Path::new(target), timeout * 5)?
+        } else {
+            anyhow::ensure!(!user.is_empty(), "IPMI over LAN needs --user");
+            let addr = std::net::ToSocketAddrs::to_socket_addrs(target)
+                .with_context(|| format!("target {target:?}"))?
+                .next()
+                .with_context(|| format!("target {target:?} resolves to nothing"))?;
+            let cfg = LanConfig {
+                user: user.to_owned(),
+                password: password.to_owned(),
+                privilege: Privilege::User,
+                cipher_suite,
+                timeout,
+                retries: 2,
+            };
+            BmcClient::lan(addr, cfg).await?
         };
-        let mut c = BmcClient::new(addr, cfg).await?;
         let mut lines = Vec::new();
         for r in c.sdr_repository().await? {
             if let Record::Full(s) | Record::Compact(s) = r {

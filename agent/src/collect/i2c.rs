@@ -1,11 +1,12 @@
 //! `i2c`: chips on the host's I2C/SMBus buses through Linux i2c-dev
-//! (`linux-embedded-hal`), with the `no_std` drivers of
+//! (`transport::i2c`: plain I2C, or SMBus commands on SMBus-only adapters), with the `no_std` drivers of
 //! `firmware_shims::i2c`: PMBus PSUs, ADXL345 vibration, TMP75/LM75
 //! temperature, MAX31790 fan tachometers. Bus I/O is blocking, so each poll
 //! runs on the blocking pool; a device that fails costs only its own
 //! readings (marked `Unreadable`, with the reason).
 
 use super::{Collector, Poll, Quality, Reading, SeriesKey};
+use crate::transport::i2c::{LinuxBus, Mode};
 use embedded_hal::i2c::I2c;
 use firmware_shims::i2c::{adxl345, max31790, pmbus, tmp75, Error};
 use serde::Deserialize;
@@ -206,7 +207,7 @@ impl Collector for I2cCollector {
             devices
                 .iter()
                 .map(|d| {
-                    linux_embedded_hal::I2cdev::new(&d.bus)
+                    LinuxBus::open(&d.bus, Mode::Auto)
                         .map_err(|e| format!("open {}: {e}", d.bus.display()))
                         .and_then(|bus| read_device(bus, d))
                 })

@@ -1,4 +1,5 @@
-//! `ipmi`: a BMC over RMCP+ LAN: every analog sensor of its SDR (converted
+//! `ipmi`: a BMC over RMCP+ LAN, or the host's own BMC in-band through
+//! `/dev/ipmi0` (`interface = "open"`): every analog sensor of its SDR (converted
 //! with the record's linearisation, with threshold status), sensor-specific
 //! discrete states (power supply presence/failure, ...), and chassis power.
 //!
@@ -21,9 +22,18 @@ pub struct Config {
     pub interval: Duration,
     /// Name of the BMC's host in series (component prefix, label `bmc`).
     pub device: String,
-    /// `host:port` of the BMC (port 623 normally).
+    /// `lan` (RMCP+ to `target`) or `open` (in-band, through `path`).
+    #[serde(default)]
+    pub interface: Interface,
+    /// `host:port` of the BMC (port 623 normally); `lan` only.
+    #[serde(default)]
     pub target: String,
+    /// The `ipmi_devintf` device; `open` only.
+    #[serde(default = "default_path")]
+    pub path: std::path::PathBuf,
+    #[serde(default)]
     pub user: String,
+    #[serde(default)]
     pub password: String,
     /// `user`, `operator` or `administrator`: the session's explicit privilege.
     #[serde(default = "default_privilege")]
@@ -37,8 +47,19 @@ pub struct Config {
     pub retries: u32,
 }
 
+#[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum Interface {
+    #[default]
+    Lan,
+    Open,
+}
+
 const fn default_interval() -> Duration {
     Duration::from_secs(30)
+}
+fn default_path() -> std::path::PathBuf {
+    "/dev/ipmi0".into()
 }
 fn default_privilege() -> String {
     "user".into()
@@ -66,12 +87,28 @@ impl Config {
     }
 
     pub fn validate(&self) -> Result<(), String> {
+        if self.interface == Interface::Open {
+            if !self.target.is_empty() || !self.user.is_empty() || !self.password.is_empty() {
+                return Err(
+                    "ipmi: interface \"open\" is in-band: target, user and password do not apply"
+                        .into(),
+                );
+            }
+            return self.validate_device();
+        }
+        if self.target.is_empty() || self.user.is_empty() {
+            return Err("ipmi: interface \"lan\" needs target and user".into());
+        }
         self.privilege()?;
         firmware_shims::ipmi::lan::CipherSuite::from_id(self.cipher_suite)
             .map_err(|e| format!("ipmi: {e}"))?;
         if self.password.len() > 20 || self.user.len() > 16 {
             return Err("ipmi: user name over 16 or password over 20 characters".into());
         }
+        self.validate_device()
+    }
+
+    fn validate_device(&self) -> Result<(), String> {
         if self.device.is_empty() || self.device.contains('/') {
             return Err(format!(
                 "ipmi: device name {:?} must be non-empty without '/'",
@@ -155,6 +192,10 @@ impl IpmiCollector {
 
     async fn read(&mut self) -> Result<Vec<(SeriesKey, f64, Quality)>, String> {
         let device = self.cfg.device.clone();
+        if self.client.is_none() && self.cfg.interface == Interface::Open {
+            self.client =
+                Some(BmcClient::open(&self.cfg.path, self.cfg.timeout).map_err(|e| e.to_string())?);
+        }
         if self.client.is_none() {
             let addr = tokio::net::lookup_host(&self.cfg.target)
                 .await
@@ -169,7 +210,7 @@ impl IpmiCollector {
                 timeout: self.cfg.timeout,
                 retries: self.cfg.retries,
             };
-            self.client = Some(BmcClient::new(addr, lan).await.map_err(|e| e.to_string())?);
+            self.client = Some(BmcClient::lan(addr, lan).await.map_err(|e| e.to_string())?);
         }
         let client = self.client.as_mut().expect("set above");
         let e = |e: IpmiError| e.to_string();
@@ -353,5 +394,54 @@ impl Collector for IpmiCollector {
             }
         }
         poll
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(toml_text: &str) -> Config {
+        toml::from_str(toml_text).unwrap()
+    }
+
+    #[test]
+    fn in_band_and_lan_configs_are_validated() {
+        let open = parse("device = \"bmc\"\ninterface = \"open\"\n");
+        assert_eq!(open.path, std::path::Path::new("/dev/ipmi0"));
+        open.validate().unwrap();
+        let e = parse("device = \"bmc\"\ninterface = \"open\"\ntarget = \"10.0.0.1:623\"\n")
+            .validate()
+            .unwrap_err();
+        assert!(e.contains("in-band"), "{e}");
+        let lan =
+            "device = \"bmc\"\ntarget = \"10.0.0.1:623\"\nuser = \"admin\"\npassword = \"x\"\n";
+        parse(lan).validate().unwrap();
+        let e = parse("device = \"bmc\"\ntarget = \"10.0.0.1:623\"\n")
+            .validate()
+            .unwrap_err();
+        assert!(e.contains("needs target and user"), "{e}");
+        let e = parse(&format!("{lan}cipher_suite = 0\n"))
+            .validate()
+            .unwrap_err();
+        assert!(e.contains("cipher suite"), "{e}");
+        assert!(toml::from_str::<Config>("device = \"bmc\"\ninterface = \"kcs\"\n").is_err());
+    }
+
+    #[tokio::test]
+    async fn a_missing_ipmi_device_costs_only_its_own_readings() {
+        let mut c = IpmiCollector::new(
+            parse("device = \"bmc\"\ninterface = \"open\"\npath = \"/nonexistent/ipmi0\"\n"),
+            None,
+        );
+        let p = c.poll(0).await;
+        assert!(p.readings.iter().all(|r| r.quality == Quality::Unreadable));
+        assert!(
+            p.faults
+                .iter()
+                .any(|f| f.reason.contains("/nonexistent/ipmi0")),
+            "{:?}",
+            p.faults
+        );
     }
 }

@@ -13,14 +13,16 @@ use std::net::SocketAddr;
 use std::process::Command;
 use std::time::Duration;
 
-struct Bmc {
+pub(crate) struct Bmc {
     _proc: Proc,
-    addr: SocketAddr,
-    console: u16,
+    pub(crate) addr: SocketAddr,
+    pub(crate) console: u16,
+    /// ipmi_sim's VM serial port (in-band KCS for a qemu guest).
+    pub(crate) serial: u16,
     _dir: tempfile::TempDir,
 }
 
-fn start_bmc() -> Result<Bmc> {
+pub(crate) fn start_bmc() -> Result<Bmc> {
     let kit = repo_root().join("tests/testbed/ipmi");
     let dir = tempfile::tempdir()?;
     let state = dir.path();
@@ -37,11 +39,12 @@ fn start_bmc() -> Result<Bmc> {
         st.success(),
         "sdrcomp failed (package openipmi; scripts/deps installs it)"
     );
-    let (port, console) = (free_udp_port(), free_port());
+    let (port, console, serial) = (free_udp_port(), free_port(), free_port());
     let subst = |name: &str| -> Result<String> {
         Ok(std::fs::read_to_string(kit.join(name))?
             .replace("@PORT@", &port.to_string())
             .replace("@CONSOLE@", &console.to_string())
+            .replace("@SERIAL@", &serial.to_string())
             .replace("@TESTBED@", &kit.display().to_string())
             .replace("@KIT@/ipmi", &kit.display().to_string())
             .replace("@STATE@", &state.display().to_string()))
@@ -64,6 +67,7 @@ fn start_bmc() -> Result<Bmc> {
         _proc: proc,
         addr: format!("127.0.0.1:{port}").parse()?,
         console,
+        serial,
         _dir: dir,
     })
 }
@@ -84,7 +88,9 @@ fn collector_config(bmc: &Bmc) -> agent::collect::ipmi::Config {
     agent::collect::ipmi::Config {
         interval: Duration::from_secs(1),
         device: "node7".into(),
+        interface: agent::collect::ipmi::Interface::Lan,
         target: bmc.addr.to_string(),
+        path: "/dev/ipmi0".into(),
         user: "admin".into(),
         password: "password".into(),
         privilege: "user".into(),
@@ -95,7 +101,7 @@ fn collector_config(bmc: &Bmc) -> agent::collect::ipmi::Config {
 }
 
 /// The simulator's console speaks its emu command language, one per line.
-fn console(port: u16, commands: &[&str]) -> Result<()> {
+pub(crate) fn console(port: u16, commands: &[&str]) -> Result<()> {
     let mut s = std::net::TcpStream::connect(("127.0.0.1", port))?;
     for c in commands {
         writeln!(s, "{c}")?;
@@ -107,7 +113,7 @@ fn console(port: u16, commands: &[&str]) -> Result<()> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn reads_sensors_over_rmcp_plus_like_ipmitool() -> Result<()> {
     let bmc = start_bmc()?;
-    let mut c = BmcClient::new(bmc.addr, cfg("admin", "password", 3)).await?;
+    let mut c = BmcClient::lan(bmc.addr, cfg("admin", "password", 3)).await?;
     let records = c.sdr_repository().await?;
     assert!(matches!(&records[0], Record::McLocator { name, .. } if name == "Sim BMC"));
     let sensors: Vec<_> = records
@@ -178,7 +184,7 @@ async fn reads_sensors_over_rmcp_plus_like_ipmitool() -> Result<()> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn wrong_password_and_insecure_suites_are_refused() -> Result<()> {
     for suite in [0u8, 1, 2, 6] {
-        let e = BmcClient::new("127.0.0.1:9".parse()?, cfg("admin", "password", suite))
+        let e = BmcClient::lan("127.0.0.1:9".parse()?, cfg("admin", "password", suite))
             .await
             .unwrap_err();
         assert!(
@@ -187,7 +193,7 @@ async fn wrong_password_and_insecure_suites_are_refused() -> Result<()> {
         );
     }
     let bmc = start_bmc()?;
-    let mut c = BmcClient::new(bmc.addr, cfg("admin", "wrongpass", 3)).await?;
+    let mut c = BmcClient::lan(bmc.addr, cfg("admin", "wrongpass", 3)).await?;
     let e = c.sensor_reading(1).await.unwrap_err();
     assert!(
         matches!(

@@ -6,3 +6,4 @@ mod ipmi;
 mod protocol;
 mod snmp;
 mod tls;
+mod vm;

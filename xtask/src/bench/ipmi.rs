@@ -33,10 +33,14 @@ pub fn run(root: &Path, rounds: usize) -> Result<String> {
     let console = std::net::TcpListener::bind("127.0.0.1:0")?
         .local_addr()?
         .port();
+    let serial = std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port();
     let subst = |name: &str| -> Result<String> {
         Ok(std::fs::read_to_string(kit.join(name))?
             .replace("@PORT@", &port.to_string())
             .replace("@CONSOLE@", &console.to_string())
+            .replace("@SERIAL@", &serial.to_string())
             .replace("@TESTBED@", &kit.display().to_string())
             .replace("@STATE@", &state.display().to_string()))
     };

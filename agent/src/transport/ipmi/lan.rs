@@ -3,11 +3,10 @@
 //! never has more than one request in flight, and reopens it when the BMC
 //! drops it. Packet and key handling: `firmware_shims::ipmi::lan`.
 
+use super::{IpmiError, Link};
 use firmware_shims::ipmi::lan::{
-    self, payload, CipherSuite, Handshake, LanError, Privilege, Response, Session,
+    self, payload, CipherSuite, Handshake, Privilege, Response, Session,
 };
-use firmware_shims::ipmi::sdr::{self, Record};
-use firmware_shims::ipmi::sel::SelEntry;
 use std::net::SocketAddr;
 use std::time::Duration;
 use tokio::net::UdpSocket;
@@ -23,22 +22,6 @@ pub struct LanConfig {
     pub retries: u32,
 }
 
-#[derive(Debug, thiserror::Error)]
-pub enum IpmiError {
-    #[error("socket: {0}")]
-    Io(#[from] std::io::Error),
-    #[error("{0}")]
-    Lan(#[from] LanError),
-    #[error("BMC did not answer after {0} attempts")]
-    Timeout(u32),
-    #[error("command 0x{netfn:02x}/0x{cmd:02x} failed: completion code 0x{code:02x}")]
-    Completion { netfn: u8, cmd: u8, code: u8 },
-    #[error("SDR: {0}")]
-    Sdr(#[from] sdr::SdrError),
-    #[error("unexpected reply: {0}")]
-    Protocol(&'static str),
-}
-
 fn random<const N: usize>() -> [u8; N] {
     let mut b = [0u8; N];
     getrandom::getrandom(&mut b).expect("OS random source");
@@ -46,7 +29,7 @@ fn random<const N: usize>() -> [u8; N] {
 }
 
 #[derive(Debug)]
-pub struct BmcClient {
+pub struct LanLink {
     sock: UdpSocket,
     peer: SocketAddr,
     cfg: LanConfig,
@@ -56,8 +39,8 @@ pub struct BmcClient {
     tag: u8,
 }
 
-impl BmcClient {
-    pub async fn new(peer: SocketAddr, cfg: LanConfig) -> Result<BmcClient, IpmiError> {
+impl LanLink {
+    pub async fn new(peer: SocketAddr, cfg: LanConfig) -> Result<LanLink, IpmiError> {
         let suite = CipherSuite::from_id(cfg.cipher_suite)?;
         let bind: SocketAddr = if peer.is_ipv4() {
             "0.0.0.0:0"
@@ -66,7 +49,7 @@ impl BmcClient {
         }
         .parse()
         .expect("literal");
-        Ok(BmcClient {
+        Ok(LanLink {
             sock: UdpSocket::bind(bind).await?,
             peer,
             cfg,
@@ -174,7 +157,7 @@ impl BmcClient {
     }
 
     /// One command in the session, opening (or reopening) it as needed.
-    pub async fn request(&mut self, netfn: u8, cmd: u8, data: &[u8]) -> Result<Vec<u8>, IpmiError> {
+    async fn command(&mut self, netfn: u8, cmd: u8, data: &[u8]) -> Result<Vec<u8>, IpmiError> {
         if self.session.is_none() {
             self.open().await?;
         }
@@ -198,122 +181,22 @@ impl BmcClient {
         Ok(r.data)
     }
 
-    /// Get Sensor Reading (S/E 0x2D).
-    pub async fn sensor_reading(&mut self, number: u8) -> Result<sdr::Reading, IpmiError> {
-        let d = self.request(0x04, 0x2d, &[number]).await?;
-        sdr::Reading::parse(&d).ok_or(IpmiError::Protocol("short sensor reading"))
-    }
-
-    /// SDR repository change stamp: (most recent addition, most recent erase).
-    pub async fn sdr_stamp(&mut self) -> Result<(u32, u32), IpmiError> {
-        let d = self.request(0x0a, 0x20, &[]).await?;
-        let w = |i: usize| {
-            d.get(i..i + 4)
-                .map(|b| u32::from_le_bytes(b.try_into().expect("4")))
-        };
-        Ok((
-            w(5).ok_or(IpmiError::Protocol("SDR info"))?,
-            w(9).ok_or(IpmiError::Protocol("SDR info"))?,
-        ))
-    }
-
-    /// Every SDR record: Reserve SDR Repository, then Get SDR in chunks.
-    pub async fn sdr_repository(&mut self) -> Result<Vec<Record>, IpmiError> {
-        let res = self.request(0x0a, 0x22, &[]).await?;
-        let reservation = [
-            *res.first().ok_or(IpmiError::Protocol("reservation"))?,
-            *res.get(1).ok_or(IpmiError::Protocol("reservation"))?,
-        ];
-        let mut out = Vec::new();
-        let mut id: u16 = 0;
-        for _ in 0..4096 {
-            let mut bytes = Vec::new();
-            let [id_lo, id_hi] = id.to_le_bytes();
-            // Header first, then the body in chunks small enough for any BMC.
-            let head = self
-                .request(
-                    0x0a,
-                    0x23,
-                    &[reservation[0], reservation[1], id_lo, id_hi, 0, 5],
-                )
-                .await?;
-            let next = u16::from_le_bytes([
-                *head.first().ok_or(IpmiError::Protocol("Get SDR"))?,
-                *head.get(1).ok_or(IpmiError::Protocol("Get SDR"))?,
-            ]);
-            bytes.extend_from_slice(head.get(2..).ok_or(IpmiError::Protocol("Get SDR"))?);
-            let total = 5 + usize::from(*bytes.get(4).ok_or(IpmiError::Protocol("SDR header"))?);
-            while bytes.len() < total {
-                let n = (total - bytes.len()).min(16);
-                let off =
-                    u8::try_from(bytes.len()).map_err(|_| IpmiError::Protocol("SDR too long"))?;
-                let part = self
-                    .request(
-                        0x0a,
-                        0x23,
-                        &[
-                            reservation[0],
-                            reservation[1],
-                            id_lo,
-                            id_hi,
-                            off,
-                            u8::try_from(n).expect("<= 16"),
-                        ],
-                    )
-                    .await?;
-                bytes.extend_from_slice(part.get(2..).ok_or(IpmiError::Protocol("Get SDR"))?);
-            }
-            bytes.truncate(total);
-            out.push(sdr::parse_record(&bytes)?);
-            if next == 0xffff {
-                return Ok(out);
-            }
-            id = next;
-        }
-        Err(IpmiError::Protocol("SDR repository does not end"))
-    }
-
-    /// Chassis power state (Get Chassis Status, bit 0 of byte 1).
-    pub async fn power_on(&mut self) -> Result<bool, IpmiError> {
-        let d = self.request(0x00, 0x01, &[]).await?;
-        Ok(d.first().ok_or(IpmiError::Protocol("chassis status"))? & 1 == 1)
-    }
-
-    /// SEL entries with a record id after `after` (0: all), oldest first.
-    pub async fn sel_entries(&mut self, after: u16) -> Result<Vec<SelEntry>, IpmiError> {
-        let info = self.request(0x0a, 0x40, &[]).await?;
-        let count = u16::from_le_bytes([*info.get(1).unwrap_or(&0), *info.get(2).unwrap_or(&0)]);
-        let mut out = Vec::new();
-        if count == 0 {
-            return Ok(out);
-        }
-        let mut id: u16 = 0; // first entry
-        for _ in 0..=count {
-            let [lo, hi] = id.to_le_bytes();
-            let d = self.request(0x0a, 0x43, &[0, 0, lo, hi, 0, 0xff]).await?;
-            let next = u16::from_le_bytes([
-                *d.first().ok_or(IpmiError::Protocol("Get SEL Entry"))?,
-                *d.get(1).ok_or(IpmiError::Protocol("Get SEL Entry"))?,
-            ]);
-            let e = SelEntry::parse(d.get(2..).unwrap_or_default())
-                .ok_or(IpmiError::Protocol("short SEL entry"))?;
-            if e.record_id > after || after == 0 {
-                out.push(e);
-            }
-            if next == 0xffff {
-                break;
-            }
-            id = next;
-        }
-        Ok(out)
-    }
-
     /// Close the session (App 0x3C), best effort.
-    pub async fn close(&mut self) {
+    async fn close_session(&mut self) {
         if let Some(s) = &self.session {
             let sid = s.bmc_sid.to_le_bytes();
             let _ = self.send(0x06, 0x3c, &sid).await;
         }
         self.session = None;
+    }
+}
+
+impl Link for LanLink {
+    async fn request(&mut self, netfn: u8, cmd: u8, data: &[u8]) -> Result<Vec<u8>, IpmiError> {
+        self.command(netfn, cmd, data).await
+    }
+
+    async fn close(&mut self) {
+        self.close_session().await;
     }
 }
