@@ -23,7 +23,7 @@ pub mod validate;
 
 pub use load::{load_dir, parse, LoadError};
 pub use schema::{
-    Degradation, DegradationKind, Profile, Sensor, SensorKind, SimBehaviour, Source, Thresholds,
-    Unit,
+    Component, Degradation, DegradationKind, Enclosure, Profile, Quirk, Sensor, SensorKind,
+    SimBehaviour, Source, Thresholds, Unit,
 };
 pub use validate::ProfileError;

@@ -108,6 +108,46 @@ mod tests {
     }
 
     #[test]
+    fn real_server_families_carry_their_quirks_and_redundancy() {
+        let all: Vec<_> = load_dir(&profiles_dir())
+            .unwrap()
+            .into_iter()
+            .map(|(_, p)| p)
+            .collect();
+        for (id, quirk, fans) in [
+            (
+                "dell/poweredge-r610",
+                crate::Quirk::IpmiIgnoreScanningDisabled,
+                12,
+            ),
+            (
+                "hpe/proliant-dl380-g7",
+                crate::Quirk::IpmiDiscreteReading,
+                6,
+            ),
+        ] {
+            let p = all.iter().find(|p| p.id == id).expect(id);
+            assert_eq!(p.quirks, [quirk], "{id}");
+            let psus: Vec<_> = p
+                .components
+                .iter()
+                .filter(|c| c.redundancy_group.as_deref() == Some("psu"))
+                .collect();
+            assert_eq!(psus.len(), 2, "{id}: PSUs are 1+1");
+            let fan_sensors = p
+                .sensors
+                .iter()
+                .filter(|s| s.kind == crate::SensorKind::Fan)
+                .count();
+            assert_eq!(fan_sensors, fans, "{id}");
+            // Every sensor is addressed by an SDR ID string that fits the SDR.
+            assert!(p.sensors.iter().all(
+                |s| matches!(&s.source, Some(crate::Source::Ipmi { sensor }) if sensor.len() <= 16)
+            ));
+        }
+    }
+
+    #[test]
     fn unknown_field_is_rejected_with_location() {
         let text = crate::builtin::SIM_1U.replacen("[[sensor]]", "[[sensor]]\nbogus = 1", 1);
         let err = parse(&text, "x.toml").unwrap_err().to_string();

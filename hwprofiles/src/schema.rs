@@ -162,6 +162,50 @@ pub struct Component {
     pub id: String,
     pub kind: String,
     pub model: String,
+    /// Components sharing a group back each other up (PSU1 + PSU2 in
+    /// "psu"): losing one is degraded redundancy, not an outage. Groups
+    /// always have at least two members.
+    pub redundancy_group: Option<String>,
+}
+
+/// Known vendor deviations from the specifications a collector must work
+/// around. A closed set: each variant is honoured in code (grep for it), and
+/// an unknown name in a profile is a load error, not silently ignored.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Quirk {
+    /// The BMC marks sensors "scanning disabled" although they read fine;
+    /// read them anyway instead of reporting them unreadable. FreeIPMI's
+    /// `ignorescanningdisabled`, confirmed there on Dell PowerEdge 2900,
+    /// 2950, R410, R610 and HP Integrity rx3600.
+    IpmiIgnoreScanningDisabled,
+    /// SDR records give analog readings (with conversion factors) on
+    /// sensors whose event/reading type is discrete; convert them as analog
+    /// values. FreeIPMI's `discretereading`, confirmed there on HP ProLiant
+    /// DL380 G7 and ML310 G5.
+    IpmiDiscreteReading,
+}
+
+impl Quirk {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Quirk::IpmiIgnoreScanningDisabled => "ipmi_ignore_scanning_disabled",
+            Quirk::IpmiDiscreteReading => "ipmi_discrete_reading",
+        }
+    }
+}
+
+/// Failure-domain hint: what else a failure of this chassis's shared parts
+/// takes down.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Enclosure {
+    /// One host per chassis: its PSUs and fans are its own.
+    #[default]
+    Standalone,
+    /// Nodes of a multi-node chassis or blade enclosure share PSUs and fans:
+    /// their failure domain is the enclosure, not the host.
+    Shared,
 }
 
 /// A validated hardware profile.
@@ -172,11 +216,18 @@ pub struct Profile {
     pub vendor: String,
     pub model: String,
     pub description: String,
+    pub enclosure: Enclosure,
+    /// Deduplicated, in profile order.
+    pub quirks: Vec<Quirk>,
     pub components: Vec<Component>,
     pub sensors: Vec<Sensor>,
 }
 
 impl Profile {
+    pub fn has_quirk(&self, q: Quirk) -> bool {
+        self.quirks.contains(&q)
+    }
+
     /// The sensor with this id.
     pub fn sensor(&self, id: &str) -> Option<&Sensor> {
         self.sensors.iter().find(|s| s.id == id)
@@ -192,6 +243,10 @@ pub(crate) struct RawProfile {
     pub(crate) model: String,
     #[serde(default)]
     pub(crate) description: String,
+    #[serde(default)]
+    pub(crate) enclosure: Enclosure,
+    #[serde(default)]
+    pub(crate) quirks: Vec<Quirk>,
     #[serde(default, rename = "component")]
     pub(crate) components: Vec<RawComponent>,
     #[serde(rename = "sensor")]
@@ -205,6 +260,8 @@ pub(crate) struct RawComponent {
     pub(crate) kind: String,
     #[serde(default)]
     pub(crate) model: String,
+    #[serde(default)]
+    pub(crate) redundancy_group: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]

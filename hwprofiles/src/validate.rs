@@ -30,6 +30,10 @@ pub enum ProfileError {
     DuplicateComponent(String),
     #[error("sensor {sensor:?}: source: {why}")]
     BadSource { sensor: String, why: String },
+    #[error("quirk {0:?} listed twice")]
+    DuplicateQuirk(&'static str),
+    #[error("redundancy group {0:?} has one member: a group needs at least two")]
+    LonelyRedundancyGroup(String),
 }
 
 fn ident_ok(s: &str) -> bool {
@@ -75,7 +79,27 @@ pub(crate) fn validate(raw: RawProfile) -> Result<Profile, ProfileError> {
             id: c.id,
             kind: c.kind,
             model: c.model,
+            redundancy_group: c.redundancy_group,
         });
+    }
+    for g in components
+        .iter()
+        .filter_map(|c| c.redundancy_group.as_ref())
+    {
+        let members = components
+            .iter()
+            .filter(|c| c.redundancy_group.as_ref() == Some(g))
+            .count();
+        if members < 2 {
+            return Err(ProfileError::LonelyRedundancyGroup(g.clone()));
+        }
+    }
+    let mut quirks = Vec::with_capacity(raw.quirks.len());
+    for q in raw.quirks {
+        if quirks.contains(&q) {
+            return Err(ProfileError::DuplicateQuirk(q.as_str()));
+        }
+        quirks.push(q);
     }
     let mut sensors: Vec<Sensor> = Vec::with_capacity(raw.sensors.len());
     for s in raw.sensors {
@@ -127,6 +151,8 @@ pub(crate) fn validate(raw: RawProfile) -> Result<Profile, ProfileError> {
         vendor: raw.vendor,
         model: raw.model,
         description: raw.description,
+        enclosure: raw.enclosure,
+        quirks,
         components,
         sensors,
     })
@@ -232,14 +258,14 @@ fn sim(id: &str, r: RawSim) -> Result<SimBehaviour, ProfileError> {
 mod tests {
     use crate::{parse, LoadError, ProfileError};
 
-    fn invalid(text: &str) -> ProfileError {
+    pub(super) fn invalid(text: &str) -> ProfileError {
         match parse(text, "t") {
             Err(LoadError::Invalid { source, .. }) => source,
             other => panic!("expected a semantic error, got {other:?}"),
         }
     }
 
-    const HEAD: &str = "vendor = \"acme\"\nmodel = \"x1\"\n";
+    pub(super) const HEAD: &str = "vendor = \"acme\"\nmodel = \"x1\"\n";
 
     #[test]
     fn unit_must_fit_kind() {
@@ -285,6 +311,8 @@ mod tests {
 
 #[cfg(test)]
 mod source_tests {
+    use super::tests::{invalid, HEAD};
+    use crate::ProfileError;
     #[test]
     fn sources_are_validated() {
         let base = "vendor = \"t\"\nmodel = \"m\"\n[[sensor]]\nid = \"a\"\nmetric = \"x\"\nkind = \"fan\"\nunit = \"rpm\"\ncomponent = \"F\"\n";
@@ -315,5 +343,48 @@ mod source_tests {
             "t"
         )
         .is_err());
+    }
+
+    const SENSOR: &str = "[[sensor]]\nid=\"t\"\nmetric=\"temp\"\nkind=\"temperature\"\nunit=\"celsius\"\ncomponent=\"PSU1\"\n";
+
+    #[test]
+    fn quirks_are_a_closed_set_without_repeats() {
+        let ok = crate::parse(
+            &format!("{HEAD}quirks = [\"ipmi_discrete_reading\"]\n{SENSOR}"),
+            "t",
+        )
+        .unwrap();
+        assert!(ok.has_quirk(crate::Quirk::IpmiDiscreteReading));
+        assert!(!ok.has_quirk(crate::Quirk::IpmiIgnoreScanningDisabled));
+        let unknown = crate::parse(&format!("{HEAD}quirks = [\"be_nice\"]\n{SENSOR}"), "t")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            unknown.contains("ipmi_ignore_scanning_disabled"),
+            "{unknown}"
+        );
+        assert_eq!(
+            invalid(&format!(
+                "{HEAD}quirks = [\"ipmi_discrete_reading\", \"ipmi_discrete_reading\"]\n{SENSOR}"
+            )),
+            ProfileError::DuplicateQuirk("ipmi_discrete_reading")
+        );
+    }
+
+    #[test]
+    fn redundancy_groups_need_two_members() {
+        let one = format!(
+            "{HEAD}[[component]]\nid=\"PSU1\"\nkind=\"psu\"\nredundancy_group=\"psu\"\n{SENSOR}"
+        );
+        assert_eq!(
+            invalid(&one),
+            ProfileError::LonelyRedundancyGroup("psu".into())
+        );
+        let two = format!(
+            "{HEAD}enclosure = \"shared\"\n[[component]]\nid=\"PSU1\"\nkind=\"psu\"\nredundancy_group=\"psu\"\n[[component]]\nid=\"PSU2\"\nkind=\"psu\"\nredundancy_group=\"psu\"\n{SENSOR}"
+        );
+        let p = crate::parse(&two, "t").unwrap();
+        assert_eq!(p.enclosure, crate::Enclosure::Shared);
+        assert_eq!(p.components[1].redundancy_group.as_deref(), Some("psu"));
     }
 }

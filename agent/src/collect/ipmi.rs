@@ -10,7 +10,8 @@
 use super::{Collector, Poll, Quality, Reading, SensorFault, SeriesKey};
 use crate::transport::ipmi::{BmcClient, IpmiError, LanConfig};
 use firmware_shims::ipmi::lan::Privilege;
-use firmware_shims::ipmi::sdr::{Record, Sensor, ThresholdStatus};
+use firmware_shims::ipmi::sdr::{self, AnalogFormat, Record, Sensor, ThresholdStatus};
+use hwprofiles::Quirk;
 use serde::Deserialize;
 use std::collections::BTreeSet;
 use std::time::Duration;
@@ -130,6 +131,8 @@ pub struct IpmiCollector {
     profile: Option<hwprofiles::Profile>,
     /// Profile sensors the BMC does not have (reported as faults, not fatal).
     mismatches: Vec<String>,
+    /// The host profile's quirks (whether or not it maps sensors).
+    quirks: Vec<Quirk>,
 }
 
 /// (metric, unit, component) the profile gives an SDR sensor name.
@@ -142,6 +145,28 @@ fn mapped(profile: Option<&hwprofiles::Profile>, name: &str) -> Option<(String, 
         )),
         _ => None,
     })
+}
+
+/// Whether a sensor carries an analog value: threshold sensors do; a
+/// discrete sensor with analog conversion factors does only on BMCs with
+/// [`Quirk::IpmiDiscreteReading`].
+fn has_analog_reading(s: &Sensor, quirks: &[Quirk]) -> bool {
+    s.is_threshold()
+        || (quirks.contains(&Quirk::IpmiDiscreteReading)
+            && s.format != AnalogFormat::None
+            && s.m != 0)
+}
+
+/// The value of an analog reading. A reading the BMC flags unavailable, or
+/// whose sensor scanning is disabled, is `Unreadable` (IPMI 2.0 §35.14:
+/// software must ignore it), unless the profile says this BMC sets that bit
+/// wrongly ([`Quirk::IpmiIgnoreScanningDisabled`]).
+fn analog_value(s: &Sensor, r: &sdr::Reading, quirks: &[Quirk]) -> (f64, Quality) {
+    let scanning = r.scanning_enabled || quirks.contains(&Quirk::IpmiIgnoreScanningDisabled);
+    match (r.unavailable || !scanning, s.convert(r.raw)) {
+        (false, Some(v)) => (v, Quality::Ok),
+        _ => (f64::NAN, Quality::Unreadable),
+    }
 }
 
 /// Canonical metric and unit of an IPMI base unit code (IPMI 2.0 Table 43-15).
@@ -174,6 +199,10 @@ impl IpmiCollector {
     /// `profile`: the host's hwprofile; its `ipmi` sources name the
     /// components and metrics of the BMC's sensors.
     pub fn new(cfg: Config, profile: Option<hwprofiles::Profile>) -> IpmiCollector {
+        let quirks = profile
+            .as_ref()
+            .map(|p| p.quirks.clone())
+            .unwrap_or_default();
         let profile = profile.filter(|p| {
             p.sensors
                 .iter()
@@ -187,6 +216,7 @@ impl IpmiCollector {
             sel_after: None,
             profile,
             mismatches: Vec::new(),
+            quirks,
         }
     }
 
@@ -250,34 +280,34 @@ impl IpmiCollector {
         let sensors = &self.sdr.as_ref().expect("read above").1;
         let mut out = Vec::new();
         for s in sensors {
+            let analog = has_analog_reading(s, &self.quirks);
+            let series = || match mapped(self.profile.as_ref(), &s.name) {
+                Some((m, u, component)) => {
+                    let mut k = key(&device, &m, &u, s);
+                    k.component = component;
+                    k
+                }
+                None => {
+                    let (m, u) = unit(s.base_unit);
+                    key(&device, m, u, s)
+                }
+            };
             let r = match client.sensor_reading(s.number).await {
                 Ok(r) => r,
                 // One sensor that cannot be read (completion code) is that sensor's problem.
                 Err(IpmiError::Completion { .. }) => {
-                    if s.is_threshold() {
-                        let (m, u) = unit(s.base_unit);
-                        out.push((key(&device, m, u, s), f64::NAN, Quality::Unreadable));
+                    if analog {
+                        out.push((series(), f64::NAN, Quality::Unreadable));
                     }
                     continue;
                 }
                 Err(other) => return Err(other.to_string()),
             };
+            if analog {
+                let (v, q) = analog_value(s, &r, &self.quirks);
+                out.push((series(), v, q));
+            }
             if s.is_threshold() {
-                let series = match mapped(self.profile.as_ref(), &s.name) {
-                    Some((m, u, component)) => {
-                        let mut k = key(&device, &m, &u, s);
-                        k.component = component;
-                        k
-                    }
-                    None => {
-                        let (m, u) = unit(s.base_unit);
-                        key(&device, m, u, s)
-                    }
-                };
-                match (r.unavailable, s.convert(r.raw)) {
-                    (false, Some(v)) => out.push((series, v, Quality::Ok)),
-                    _ => out.push((series, f64::NAN, Quality::Unreadable)),
-                }
                 let status = match r.threshold_status() {
                     ThresholdStatus::Ok => 0.0,
                     ThresholdStatus::NonCritical => 1.0,
@@ -426,6 +456,76 @@ mod tests {
             .unwrap_err();
         assert!(e.contains("cipher suite"), "{e}");
         assert!(toml::from_str::<Config>("device = \"bmc\"\ninterface = \"kcs\"\n").is_err());
+    }
+
+    fn sensor(event_reading_type: u8, format: AnalogFormat) -> Sensor {
+        Sensor {
+            record_id: 1,
+            owner: 0x20,
+            lun: 0,
+            number: 3,
+            entity_id: 29,
+            entity_instance: 1,
+            sensor_type: 0x04,
+            event_reading_type,
+            base_unit: 18,
+            format,
+            linearization: 0,
+            m: 100,
+            b: 0,
+            b_exp: 0,
+            r_exp: 0,
+            thresholds: sdr::Thresholds::default(),
+            name: "Fan 1".into(),
+        }
+    }
+
+    fn reading(raw: u8, scanning_enabled: bool, unavailable: bool) -> sdr::Reading {
+        sdr::Reading {
+            raw,
+            scanning_enabled,
+            unavailable,
+            states_lo: 0,
+            states_hi: 0,
+        }
+    }
+
+    #[test]
+    fn scanning_disabled_readings_are_unreadable_unless_the_profile_says_otherwise() {
+        let s = sensor(0x01, AnalogFormat::Unsigned);
+        assert_eq!(
+            analog_value(&s, &reading(54, true, false), &[]),
+            (5400.0, Quality::Ok)
+        );
+        let (v, q) = analog_value(&s, &reading(54, false, false), &[]);
+        assert!(v.is_nan() && q == Quality::Unreadable);
+        let dell = [Quirk::IpmiIgnoreScanningDisabled];
+        assert_eq!(
+            analog_value(&s, &reading(54, false, false), &dell),
+            (5400.0, Quality::Ok)
+        );
+        // "Reading unavailable" is honoured even with the quirk.
+        let (v, q) = analog_value(&s, &reading(54, true, true), &dell);
+        assert!(v.is_nan() && q == Quality::Unreadable);
+    }
+
+    #[test]
+    fn discrete_sensors_with_analog_factors_are_read_only_with_the_quirk() {
+        let discrete = sensor(0x07, AnalogFormat::Unsigned);
+        assert!(!has_analog_reading(&discrete, &[]));
+        let hp = [Quirk::IpmiDiscreteReading];
+        assert!(has_analog_reading(&discrete, &hp));
+        assert_eq!(
+            analog_value(&discrete, &reading(30, true, false), &hp),
+            (3000.0, Quality::Ok)
+        );
+        // Without analog data format or factors there is nothing to convert.
+        assert!(!has_analog_reading(&sensor(0x07, AnalogFormat::None), &hp));
+        assert!(!has_analog_reading(&Sensor { m: 0, ..discrete }, &hp));
+        assert!(has_analog_reading(
+            &sensor(0x01, AnalogFormat::Unsigned),
+            &[]
+        ));
     }
 
     #[tokio::test]

@@ -318,3 +318,50 @@ async fn the_hwprofile_names_components_and_reports_missing_sensors() -> Result<
     );
     Ok(())
 }
+
+/// A sensor whose scanning the BMC reports disabled is unreadable (IPMI 2.0:
+/// software must ignore it), unless the host's profile carries the
+/// `ipmi_ignore_scanning_disabled` quirk (BMCs that set the bit wrongly).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn scanning_disabled_sensors_follow_the_profile_quirk() -> Result<()> {
+    use agent::collect::ipmi::IpmiCollector;
+    use agent::collect::{Collector, Quality};
+    let bmc = start_bmc()?;
+    // Fan2 (sensor 4): events on, scanning off (ipmitool shows it "disabled", "ns").
+    console(
+        bmc.console,
+        &["sensor_set_event_support 0x20 0 4 enable no-scanning per-state 000000000000000 000000000000000 000000000000000 000000000000000"],
+    )?;
+    let profile = |quirks: &str| -> Result<hwprofiles::Profile> {
+        let text = std::fs::read_to_string(
+            repo_root().join("hwprofiles/profiles/servers/openipmi/ipmi-sim.toml"),
+        )?;
+        let text = text.replacen(
+            "[[component]]",
+            &format!("quirks = [{quirks}]\n\n[[component]]"),
+            1,
+        );
+        Ok(hwprofiles::parse(&text, "ipmi-sim.toml")?)
+    };
+    let fan2 = |p: &agent::collect::Poll| {
+        p.readings
+            .iter()
+            .find(|r| r.series.metric == "fan_speed_rpm" && r.series.component == "FAN2")
+            .map(|r| (r.value, r.quality))
+    };
+    let mut strict = IpmiCollector::new(collector_config(&bmc), Some(profile("")?));
+    let p = strict.poll(0).await;
+    let (v, q) = fan2(&p).expect("FAN2 reported");
+    assert!(v.is_nan() && q == Quality::Unreadable, "{v} {q:?}");
+    // Fan1 still reads: the bit is per sensor.
+    assert!(p
+        .readings
+        .iter()
+        .any(|r| r.series.component == "FAN1" && r.quality == Quality::Ok));
+    let mut lenient = IpmiCollector::new(
+        collector_config(&bmc),
+        Some(profile("\"ipmi_ignore_scanning_disabled\"")?),
+    );
+    assert_eq!(fan2(&lenient.poll(0).await), Some((5200.0, Quality::Ok)));
+    Ok(())
+}
