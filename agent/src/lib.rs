@@ -39,6 +39,7 @@ pub async fn probe(cfg: &Config) -> Vec<(&'static str, collect::Poll)> {
                     sensor: name.to_owned(),
                     reason: format!("no answer within {:?}", c.timeout()),
                 }],
+                ..collect::Poll::default()
             },
         };
         out.push((name, poll));

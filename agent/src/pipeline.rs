@@ -2,7 +2,7 @@
 //! boundaries, each poll appended to the spool as one batch.
 
 use crate::catalog::Catalog;
-use crate::collect::{AnyCollector, Collector, Poll, Quality};
+use crate::collect::{AnyCollector, Collector, Poll, Quality, Severity};
 use crate::spool::{Spool, SpoolError};
 use proto::telemetry::v1 as pb;
 use std::sync::{Arc, Mutex};
@@ -46,7 +46,7 @@ pub enum RecordError {
 impl Shared {
     /// Turn one poll into one spooled batch; returns its sequence (None if empty).
     pub fn record(&self, poll: &Poll, ts_ms: i64) -> Result<Option<u64>, RecordError> {
-        if poll.readings.is_empty() {
+        if poll.readings.is_empty() && poll.events.is_empty() {
             return Ok(None);
         }
         let mut new_series = Vec::new();
@@ -72,6 +72,24 @@ impl Shared {
                 });
             }
         }
+        let events: Vec<pb::HardwareEvent> = poll
+            .events
+            .iter()
+            .map(|e| pb::HardwareEvent {
+                device_time_ms: e.device_time_ms.unwrap_or(0),
+                observed_ms: ts_ms,
+                source: e.source.to_owned(),
+                component: e.component.clone(),
+                severity: match e.severity {
+                    Severity::Info => pb::Severity::Info,
+                    Severity::Warning => pb::Severity::Warning,
+                    Severity::Critical => pb::Severity::Critical,
+                }
+                .into(),
+                description: e.description.clone(),
+                attributes: e.attributes.clone().into_iter().collect(),
+            })
+            .collect();
         let n = u32::try_from(series.len()).unwrap_or(u32::MAX);
         let seq = self
             .spool
@@ -82,6 +100,7 @@ impl Shared {
                 new_series,
                 series,
                 stats: Some(stats.to_proto()),
+                events,
             })?;
         self.appended.notify_one();
         Ok(Some(seq))

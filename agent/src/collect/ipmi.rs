@@ -7,12 +7,14 @@
 //! and re-read only when its change stamp moves. A BMC that hangs or answers
 //! garbage costs only its own readings (marked `Unreadable`, with the reason).
 
-use super::{Collector, Poll, Quality, Reading, SensorFault, SeriesKey};
+use super::{Collector, Event, Poll, Quality, Reading, SensorFault, SeriesKey, Severity};
 use crate::transport::ipmi::{BmcClient, IpmiError, LanConfig};
 use firmware_shims::ipmi::lan::Privilege;
 use firmware_shims::ipmi::sdr::{self, AnalogFormat, Record, Sensor, ThresholdStatus};
+use firmware_shims::ipmi::sel::{self, SelEntry};
 use hwprofiles::Quirk;
 use serde::Deserialize;
+use std::collections::BTreeMap;
 use std::collections::BTreeSet;
 use std::time::Duration;
 
@@ -46,6 +48,10 @@ pub struct Config {
     pub timeout: Duration,
     #[serde(default = "default_retries")]
     pub retries: u32,
+    /// On the first poll after start, SEL entries this recent are forwarded
+    /// (what the agent may have missed while it was down).
+    #[serde(default = "default_sel_lookback", with = "humantime_serde")]
+    pub sel_lookback: Duration,
 }
 
 #[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq, Eq)]
@@ -70,6 +76,9 @@ const fn default_suite() -> u8 {
 }
 const fn default_timeout() -> Duration {
     Duration::from_secs(2)
+}
+const fn default_sel_lookback() -> Duration {
+    Duration::from_secs(24 * 3600)
 }
 const fn default_retries() -> u32 {
     2
@@ -125,8 +134,10 @@ pub struct IpmiCollector {
     client: Option<BmcClient>,
     sdr: Option<((u32, u32), Vec<Sensor>)>,
     known: BTreeSet<SeriesKey>,
-    /// Last SEL record seen; `None` until the first poll (old entries are not replayed).
-    sel_after: Option<u16>,
+    /// (erase stamp, last SEL record id seen); `None` until the first poll.
+    sel: Option<(u32, u16)>,
+    /// SEL events read but not yet handed out by `poll`.
+    events: Vec<Event>,
     /// The host's hwprofile, when it maps IPMI sensors to components.
     profile: Option<hwprofiles::Profile>,
     /// Profile sensors the BMC does not have (reported as faults, not fatal).
@@ -166,6 +177,62 @@ fn analog_value(s: &Sensor, r: &sdr::Reading, quirks: &[Quirk]) -> (f64, Quality
     match (r.unavailable || !scanning, s.convert(r.raw)) {
         (false, Some(v)) => (v, Quality::Ok),
         _ => (f64::NAN, Quality::Unreadable),
+    }
+}
+
+/// A SEL entry as an event, on the component of the sensor that logged it
+/// (the profile's name for it when it maps that sensor).
+fn sel_event(
+    device: &str,
+    sensors: &[Sensor],
+    profile: Option<&hwprofiles::Profile>,
+    entry: &SelEntry,
+) -> Event {
+    let sensor = sensors
+        .iter()
+        .find(|s| s.number == entry.sensor_number && u16::from(s.owner) == entry.generator & 0xff);
+    let component = match sensor {
+        Some(s) => mapped(profile, &s.name).map_or_else(
+            || format!("{device}/{}", s.name),
+            |(_, _, component)| component,
+        ),
+        None => format!("{device}/sensor {}", entry.sensor_number),
+    };
+    let mut attributes: BTreeMap<String, String> = [
+        ("bmc", device.to_owned()),
+        ("record_id", entry.record_id.to_string()),
+        ("sensor_number", entry.sensor_number.to_string()),
+        ("sensor_type", format!("0x{:02x}", entry.sensor_type)),
+        ("event_type", format!("0x{:02x}", entry.event_type)),
+        ("offset", entry.offset.to_string()),
+        (
+            "event_data",
+            format!(
+                "{:02x}{:02x}{:02x}",
+                entry.data[0], entry.data[1], entry.data[2]
+            ),
+        ),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_owned(), v))
+    .collect();
+    if entry.unix_ms().is_none() {
+        attributes.insert("bmc_timestamp".into(), entry.timestamp.to_string());
+    }
+    Event {
+        device_time_ms: entry.unix_ms(),
+        source: "ipmi-sel",
+        component,
+        severity: match entry.severity() {
+            sel::Severity::Info => Severity::Info,
+            sel::Severity::Warning => Severity::Warning,
+            sel::Severity::Critical => Severity::Critical,
+        },
+        description: match sensor {
+            Some(s) => format!("{}: {}", s.name, entry.describe()),
+            None => entry.describe(),
+        },
+        attributes,
     }
 }
 
@@ -213,7 +280,8 @@ impl IpmiCollector {
             client: None,
             sdr: None,
             known: BTreeSet::new(),
-            sel_after: None,
+            sel: None,
+            events: Vec::new(),
             profile,
             mismatches: Vec::new(),
             quirks,
@@ -345,28 +413,40 @@ impl IpmiCollector {
                 ));
             }
         }
-        // New SEL entries: logged with their meaning, counted as a series.
-        let entries = client
-            .sel_entries(self.sel_after.unwrap_or(0))
-            .await
-            .map_err(e)?;
-        let new = if self.sel_after.is_some() {
-            entries.len()
-        } else {
-            0
-        };
-        if self.sel_after.is_some() {
-            for entry in &entries {
-                tracing::warn!(bmc = %device, record = entry.record_id, "SEL: {}", entry.describe());
+        // New SEL entries: forwarded as events (and logged), counted as a
+        // series. Record ids only grow until the SEL is cleared, which moves
+        // its erase stamp: then every entry is new again.
+        let info = client.sel_info().await.map_err(e)?;
+        if self.sel.is_some_and(|(erase, _)| erase != info.last_erase) {
+            self.sel = Some((info.last_erase, 0));
+        }
+        let after = self.sel.map_or(0, |(_, after)| after);
+        let entries = client.sel_entries(after).await.map_err(e)?;
+        // First poll since start: forward only what happened within the
+        // lookback (what a restart may have missed), measured on the BMC's
+        // own SEL clock, which may count from BMC start rather than 1970.
+        // The coordinator stores an event once however often it is sent.
+        let since = match self.sel {
+            Some(_) => None,
+            None if entries.is_empty() => None,
+            None => {
+                let now = client.sel_time().await.map_err(e)?;
+                let back = u32::try_from(self.cfg.sel_lookback.as_secs()).unwrap_or(u32::MAX);
+                Some(now.saturating_sub(back).max(1))
             }
+        };
+        let mut new = 0u32;
+        for entry in &entries {
+            if since.is_some_and(|since| entry.timestamp < since) {
+                continue;
+            }
+            new += 1;
+            tracing::warn!(bmc = %device, record = entry.record_id, "SEL: {}", entry.describe());
+            self.events
+                .push(sel_event(&device, sensors, self.profile.as_ref(), entry));
         }
-        if let Some(last) = entries.last() {
-            self.sel_after = Some(last.record_id);
-        } else if self.sel_after.is_none() {
-            self.sel_after = Some(0);
-        }
-        #[allow(clippy::cast_precision_loss)]
-        let new = new as f64;
+        let last = entries.last().map_or(after, |l| l.record_id);
+        self.sel = Some((info.last_erase, last));
         out.push((
             SeriesKey {
                 metric: "sel_new_entries".into(),
@@ -374,7 +454,7 @@ impl IpmiCollector {
                 unit: "count".into(),
                 labels: [("bmc".to_owned(), device.clone())].into_iter().collect(),
             },
-            new,
+            f64::from(new),
             Quality::Ok,
         ));
         let on = client.power_on().await.map_err(e)?;
@@ -423,6 +503,8 @@ impl Collector for IpmiCollector {
                 poll.device_failed(&self.known, sensor, reason);
             }
         }
+        // Events read before a later command failed are still handed out.
+        poll.events = std::mem::take(&mut self.events);
         poll
     }
 }

@@ -53,11 +53,34 @@ pub struct SensorFault {
     pub reason: String,
 }
 
+/// How much an [`Event`] matters (mirrors `umbra.telemetry.v1.Severity`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Severity {
+    Info,
+    Warning,
+    Critical,
+}
+
+/// Something a device logged (a BMC SEL entry, ...), forwarded in the
+/// poll's batch: spooled and delivered like its readings.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Event {
+    /// The device's own time for it, when it has an absolute one.
+    pub device_time_ms: Option<i64>,
+    /// e.g. `ipmi-sel`.
+    pub source: &'static str,
+    pub component: String,
+    pub severity: Severity,
+    pub description: String,
+    pub attributes: BTreeMap<String, String>,
+}
+
 /// Result of one poll: partial success is the normal case.
 #[derive(Debug, Default, Clone, PartialEq)]
 pub struct Poll {
     pub readings: Vec<Reading>,
     pub faults: Vec<SensorFault>,
+    pub events: Vec<Event>,
 }
 
 impl Poll {

@@ -24,6 +24,7 @@ fn batch(seq: u64, n: u32, stats: Stats) -> pb::SampleBatch {
             quality: vec![],
         }],
         stats: Some(stats.to_proto()),
+        events: vec![],
     }
 }
 

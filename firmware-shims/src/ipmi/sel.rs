@@ -21,7 +21,51 @@ pub struct SelEntry {
     pub data: [u8; 3],
 }
 
+/// How much a SEL entry matters to an operator.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Severity {
+    Info,
+    Warning,
+    Critical,
+}
+
 impl SelEntry {
+    /// Severity of the event: deassertions are informational; threshold
+    /// crossings by level; the sensor-specific offsets of PSUs, processors,
+    /// memory and drive slots (IPMI 2.0 Table 42-3) by what they mean for
+    /// the component; anything else (OEM, unknown) is a warning, since it
+    /// was logged for a reason.
+    pub fn severity(&self) -> Severity {
+        if self.deassertion {
+            return Severity::Info;
+        }
+        match (self.event_type, self.sensor_type, self.offset) {
+            // Non-critical crossings.
+            (0x01, _, 0 | 1 | 6 | 7) => Severity::Warning,
+            // Critical and non-recoverable crossings.
+            (0x01, _, 2..=5 | 8..=11) => Severity::Critical,
+            // PSU: presence; failure; predictive; input lost (x2); out of range; config.
+            (0x6f, 0x08, 0) => Severity::Info,
+            (0x6f, 0x08, 1 | 3 | 4) => Severity::Critical,
+            // Processor: IERR, thermal trip, FRB failures.
+            (0x6f, 0x07, 0..=4) => Severity::Critical,
+            // Memory: correctable ECC is a warning; uncorrectable, parity, disabled are not.
+            (0x6f, 0x0c, 0 | 5) => Severity::Warning,
+            (0x6f, 0x0c, 1..=4) => Severity::Critical,
+            // Drive slot: presence; fault; predictive failure.
+            (0x6f, 0x0d, 0) => Severity::Info,
+            (0x6f, 0x0d, 1) => Severity::Critical,
+            _ => Severity::Warning,
+        }
+    }
+
+    /// Device time in ms since the Unix epoch, when the record has one. IPMI
+    /// timestamps up to 0x20000000 count from BMC initialisation, not 1970
+    /// (IPMI 2.0 §37), and are not absolute times.
+    pub fn unix_ms(&self) -> Option<i64> {
+        (self.timestamp > 0x2000_0000).then(|| i64::from(self.timestamp) * 1000)
+    }
+
     pub fn parse(b: &[u8]) -> Option<SelEntry> {
         let b: &[u8; 16] = b.get(..16)?.try_into().ok()?;
         let system = b[2] == 0x02;
@@ -73,19 +117,40 @@ impl SelEntry {
             "input out of range but present",
             "configuration error",
         ];
-        let what = match (self.event_type, self.sensor_type) {
-            (0x01, _) => THRESHOLD
-                .get(usize::from(self.offset))
-                .map(|s| (*s).to_owned()),
-            (0x6f, 0x08) => PSU.get(usize::from(self.offset)).map(|s| (*s).to_owned()),
-            _ => None,
-        }
-        .unwrap_or_else(|| {
-            format!(
-                "event type 0x{:02x} offset {}",
-                self.event_type, self.offset
-            )
-        });
+        const PROCESSOR: [&str; 6] = [
+            "IERR",
+            "thermal trip",
+            "FRB1/BIST failure",
+            "FRB2/hang in POST failure",
+            "FRB3/processor startup failure",
+            "configuration error",
+        ];
+        const MEMORY: [&str; 6] = [
+            "correctable ECC",
+            "uncorrectable ECC",
+            "parity",
+            "memory scrub failed",
+            "memory device disabled",
+            "correctable ECC logging limit reached",
+        ];
+        const DRIVE: [&str; 3] = ["drive presence", "drive fault", "predictive failure"];
+        let table: &[&str] = match (self.event_type, self.sensor_type) {
+            (0x01, _) => &THRESHOLD,
+            (0x6f, 0x08) => &PSU,
+            (0x6f, 0x07) => &PROCESSOR,
+            (0x6f, 0x0c) => &MEMORY,
+            (0x6f, 0x0d) => &DRIVE,
+            _ => &[],
+        };
+        let what = table
+            .get(usize::from(self.offset))
+            .map(|s| (*s).to_owned())
+            .unwrap_or_else(|| {
+                format!(
+                    "event type 0x{:02x} offset {}",
+                    self.event_type, self.offset
+                )
+            });
         let dir = if self.deassertion {
             "deasserted"
         } else {
@@ -126,5 +191,44 @@ mod tests {
             "sensor 8 (type 0x08): power supply failure detected asserted"
         );
         assert_eq!(SelEntry::parse(&rec[..15]), None);
+    }
+
+    #[test]
+    fn severity_follows_the_event_meaning() {
+        let entry = |event_type, sensor_type, offset, deassertion| SelEntry {
+            record_id: 1,
+            record_type: 2,
+            timestamp: 0x6000_0000,
+            generator: 0x20,
+            sensor_type,
+            sensor_number: 1,
+            deassertion,
+            event_type,
+            offset,
+            data: [offset, 0xff, 0xff],
+        };
+        assert_eq!(entry(0x01, 0x01, 9, false).severity(), Severity::Critical);
+        assert_eq!(entry(0x01, 0x01, 7, false).severity(), Severity::Warning);
+        assert_eq!(entry(0x01, 0x01, 9, true).severity(), Severity::Info);
+        assert_eq!(entry(0x6f, 0x08, 0, false).severity(), Severity::Info);
+        assert_eq!(entry(0x6f, 0x08, 1, false).severity(), Severity::Critical);
+        assert_eq!(entry(0x6f, 0x08, 2, false).severity(), Severity::Warning);
+        assert_eq!(entry(0x6f, 0x0c, 0, false).severity(), Severity::Warning);
+        assert_eq!(entry(0x6f, 0x0c, 1, false).severity(), Severity::Critical);
+        assert_eq!(entry(0x6f, 0x0d, 1, false).severity(), Severity::Critical);
+        assert_eq!(
+            entry(0x6f, 0x0c, 1, false).describe(),
+            "sensor 1 (type 0x0c): uncorrectable ECC asserted"
+        );
+        assert_eq!(entry(0x70, 0xc0, 3, false).severity(), Severity::Warning);
+        assert_eq!(
+            entry(0x01, 0x01, 9, false).unix_ms(),
+            Some(0x6000_0000 * 1000)
+        );
+        let relative = SelEntry {
+            timestamp: 0x100,
+            ..entry(0x01, 0x01, 9, false)
+        };
+        assert_eq!(relative.unix_ms(), None);
     }
 }

@@ -168,6 +168,39 @@ pub struct SampleBatch {
     pub series: ::prost::alloc::vec::Vec<SeriesSamples>,
     #[prost(message, optional, tag = "4")]
     pub stats: ::core::option::Option<AgentStats>,
+    /// Hardware events seen during the polls of this batch (BMC SEL entries,
+    /// ...). They ride in the spooled batch, so they have its durability and
+    /// at-least-once delivery, and are stored exactly once with it.
+    #[prost(message, repeated, tag = "5")]
+    pub events: ::prost::alloc::vec::Vec<HardwareEvent>,
+}
+/// Something a device logged, as opposed to a sampled value.
+#[derive(Clone, PartialEq, ::prost::Message)]
+pub struct HardwareEvent {
+    /// When the device says it happened (ms since the Unix epoch); 0 = unknown
+    /// (e.g. a SEL entry stamped before the BMC clock was set).
+    #[prost(int64, tag = "1")]
+    pub device_time_ms: i64,
+    /// When the agent saw it.
+    #[prost(int64, tag = "2")]
+    pub observed_ms: i64,
+    /// Where it came from, e.g. "ipmi-sel".
+    #[prost(string, tag = "3")]
+    pub source: ::prost::alloc::string::String,
+    /// Component it concerns as the agent names it, e.g. "node7/PSU1 Status".
+    #[prost(string, tag = "4")]
+    pub component: ::prost::alloc::string::String,
+    #[prost(enumeration = "Severity", tag = "5")]
+    pub severity: i32,
+    /// Human-readable meaning, e.g. "Power Supply: Power Supply Failure detected asserted".
+    #[prost(string, tag = "6")]
+    pub description: ::prost::alloc::string::String,
+    /// Source-specific details (record id, sensor type, event data bytes, ...).
+    #[prost(map = "string, string", tag = "7")]
+    pub attributes: ::std::collections::HashMap<
+        ::prost::alloc::string::String,
+        ::prost::alloc::string::String,
+    >,
 }
 #[derive(Clone, PartialEq, ::prost::Message)]
 pub struct Welcome {
@@ -249,6 +282,35 @@ impl Quality {
             "QUALITY_NAN" => Some(Self::Nan),
             "QUALITY_STALE" => Some(Self::Stale),
             "QUALITY_UNREADABLE" => Some(Self::Unreadable),
+            _ => None,
+        }
+    }
+}
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, ::prost::Enumeration)]
+#[repr(i32)]
+pub enum Severity {
+    Info = 0,
+    Warning = 1,
+    Critical = 2,
+}
+impl Severity {
+    /// String value of the enum field names used in the ProtoBuf definition.
+    ///
+    /// The values are not transformed in any way and thus are considered stable
+    /// (if the ProtoBuf definition does not change) and safe for programmatic use.
+    pub fn as_str_name(&self) -> &'static str {
+        match self {
+            Self::Info => "SEVERITY_INFO",
+            Self::Warning => "SEVERITY_WARNING",
+            Self::Critical => "SEVERITY_CRITICAL",
+        }
+    }
+    /// Creates an enum from field names used in the ProtoBuf definition.
+    pub fn from_str_name(value: &str) -> ::core::option::Option<Self> {
+        match value {
+            "SEVERITY_INFO" => Some(Self::Info),
+            "SEVERITY_WARNING" => Some(Self::Warning),
+            "SEVERITY_CRITICAL" => Some(Self::Critical),
             _ => None,
         }
     }

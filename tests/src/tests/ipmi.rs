@@ -97,6 +97,7 @@ fn collector_config(bmc: &Bmc) -> agent::collect::ipmi::Config {
         cipher_suite: 3,
         timeout: Duration::from_millis(500),
         retries: 1,
+        sel_lookback: Duration::from_secs(24 * 3600),
     }
 }
 
@@ -208,7 +209,7 @@ async fn wrong_password_and_insecure_suites_are_refused() -> Result<()> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_ipmi_collector_reports_sensors_psu_state_and_outages() -> Result<()> {
     use agent::collect::ipmi::{Config, IpmiCollector};
-    use agent::collect::{Collector, Poll, Quality};
+    use agent::collect::{Collector, Poll, Quality, Severity};
     let bmc = start_bmc()?;
     let config = collector_config(&bmc);
     config.validate().map_err(anyhow::Error::msg)?;
@@ -260,6 +261,32 @@ async fn the_ipmi_collector_reports_sensors_psu_state_and_outages() -> Result<()
         value(&p, "psu_failed", "node7/PSU1 Status"),
         Some((1.0, Quality::Ok))
     );
+    // The BMC logged it in its SEL: forwarded once, as a critical event.
+    let failure = |p: &Poll| {
+        p.events
+            .iter()
+            .filter(|e| {
+                e.description
+                    .contains("power supply failure detected asserted")
+            })
+            .cloned()
+            .collect::<Vec<_>>()
+    };
+    let events = failure(&p);
+    assert_eq!(events.len(), 1, "{:?}", p.events);
+    assert_eq!(events[0].component, "node7/PSU1 Status");
+    assert_eq!(events[0].severity, Severity::Critical);
+    assert_eq!(events[0].source, "ipmi-sel");
+    assert_eq!(events[0].attributes["sensor_type"], "0x08");
+    assert_eq!(
+        value(&p, "sel_new_entries", "node7/sel").map(|v| v.0),
+        Some(p.events.len() as f64)
+    );
+    assert!(failure(&c.poll(1).await).is_empty(), "forwarded once");
+    // An agent restarted afterwards forwards it again on its first poll
+    // (within the lookback): nothing logged while it was down is lost.
+    let mut restarted = IpmiCollector::new(collector_config(&bmc), None);
+    assert_eq!(failure(&restarted.poll(2).await).len(), 1);
     assert_eq!(
         value(&p, "sensor_threshold_status", "node7/CPU1 Temp"),
         Some((0.0, Quality::Ok))
@@ -327,11 +354,6 @@ async fn scanning_disabled_sensors_follow_the_profile_quirk() -> Result<()> {
     use agent::collect::ipmi::IpmiCollector;
     use agent::collect::{Collector, Quality};
     let bmc = start_bmc()?;
-    // Fan2 (sensor 4): events on, scanning off (ipmitool shows it "disabled", "ns").
-    console(
-        bmc.console,
-        &["sensor_set_event_support 0x20 0 4 enable no-scanning per-state 000000000000000 000000000000000 000000000000000 000000000000000"],
-    )?;
     let profile = |quirks: &str| -> Result<hwprofiles::Profile> {
         let text = std::fs::read_to_string(
             repo_root().join("hwprofiles/profiles/servers/openipmi/ipmi-sim.toml"),
@@ -350,8 +372,14 @@ async fn scanning_disabled_sensors_follow_the_profile_quirk() -> Result<()> {
             .map(|r| (r.value, r.quality))
     };
     let mut strict = IpmiCollector::new(collector_config(&bmc), Some(profile("")?));
-    let p = strict.poll(0).await;
-    let (v, q) = fan2(&p).expect("FAN2 reported");
+    assert_eq!(fan2(&strict.poll(0).await), Some((5200.0, Quality::Ok)));
+    // Fan2 (sensor 4): events on, scanning off (ipmitool shows it "disabled", "ns").
+    console(
+        bmc.console,
+        &["sensor_set_event_support 0x20 0 4 enable no-scanning per-state 000000000000000 000000000000000 000000000000000 000000000000000"],
+    )?;
+    let p = strict.poll(1).await;
+    let (v, q) = fan2(&p).unwrap_or_else(|| panic!("FAN2 not reported: {:?}", p.faults));
     assert!(v.is_nan() && q == Quality::Unreadable, "{v} {q:?}");
     // Fan1 still reads: the bit is per sensor.
     assert!(p

@@ -28,6 +28,8 @@ pub enum IpmiError {
     Lan(#[from] LanError),
     #[error("BMC did not answer after {0} attempts")]
     Timeout(u32),
+    #[error("BMC did not answer command 0x{netfn:02x}/0x{cmd:02x} after {attempts} attempts")]
+    NoAnswer { netfn: u8, cmd: u8, attempts: u32 },
     #[error("command 0x{netfn:02x}/0x{cmd:02x} failed: completion code 0x{code:02x}")]
     Completion { netfn: u8, cmd: u8, code: u8 },
     #[error("SDR: {0}")]
@@ -97,6 +99,14 @@ impl BmcClient {
     }
 }
 
+/// What Get SEL Info says.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SelInfo {
+    pub entries: u16,
+    /// Most recent erase (BMC seconds); changes when the SEL is cleared.
+    pub last_erase: u32,
+}
+
 fn u16_at(d: &[u8], i: usize, what: &'static str) -> Result<u16, IpmiError> {
     match d.get(i..i + 2) {
         Some(&[lo, hi]) => Ok(u16::from_le_bytes([lo, hi])),
@@ -111,7 +121,17 @@ impl<L: Link> Bmc<L> {
 
     /// One raw command (netfn, cmd, data) → response data.
     pub async fn request(&mut self, netfn: u8, cmd: u8, data: &[u8]) -> Result<Vec<u8>, IpmiError> {
-        self.link.request(netfn, cmd, data).await
+        self.link
+            .request(netfn, cmd, data)
+            .await
+            .map_err(|e| match e {
+                IpmiError::Timeout(attempts) => IpmiError::NoAnswer {
+                    netfn,
+                    cmd,
+                    attempts,
+                },
+                e => e,
+            })
     }
 
     /// Get Sensor Reading (S/E 0x2D).
@@ -178,10 +198,32 @@ impl<L: Link> Bmc<L> {
         Ok(d.first().ok_or(IpmiError::Protocol("chassis status"))? & 1 == 1)
     }
 
+    /// Get SEL Info: entry count and the most recent erase time (which
+    /// changes when the SEL is cleared and record ids start over).
+    pub async fn sel_info(&mut self) -> Result<SelInfo, IpmiError> {
+        let info = self.request(0x0a, 0x40, &[]).await?;
+        let erase = info
+            .get(9..13)
+            .map(|b| u32::from_le_bytes(b.try_into().expect("4")))
+            .ok_or(IpmiError::Protocol("Get SEL Info"))?;
+        Ok(SelInfo {
+            entries: u16_at(&info, 1, "Get SEL Info")?,
+            last_erase: erase,
+        })
+    }
+
+    /// Get SEL Time: the BMC's clock that stamps SEL entries (seconds; may
+    /// count from BMC initialisation rather than 1970).
+    pub async fn sel_time(&mut self) -> Result<u32, IpmiError> {
+        let d = self.request(0x0a, 0x48, &[]).await?;
+        d.get(..4)
+            .map(|b| u32::from_le_bytes(b.try_into().expect("4")))
+            .ok_or(IpmiError::Protocol("Get SEL Time"))
+    }
+
     /// SEL entries with a record id after `after` (0: all), oldest first.
     pub async fn sel_entries(&mut self, after: u16) -> Result<Vec<SelEntry>, IpmiError> {
-        let info = self.request(0x0a, 0x40, &[]).await?;
-        let count = u16_at(&info, 1, "Get SEL Info")?;
+        let count = self.sel_info().await?.entries;
         let mut out = Vec::new();
         if count == 0 {
             return Ok(out);
