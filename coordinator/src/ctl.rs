@@ -72,6 +72,22 @@ pub enum Command {
         #[arg(long)]
         count: Option<u64>,
     },
+    /// Hardware events devices logged (BMC SEL entries, ...), newest first.
+    Events {
+        /// Only this host.
+        #[arg(long)]
+        host: Option<String>,
+        /// How far back, e.g. 1h, 7d.
+        #[arg(long, default_value = "7d", value_parser = humantime::parse_duration)]
+        since: Duration,
+        /// Lowest severity shown.
+        #[arg(long, default_value = "info", value_parser = ["info", "warning", "critical"])]
+        severity: String,
+        #[arg(long, default_value_t = 200)]
+        limit: u32,
+        #[arg(long)]
+        json: bool,
+    },
     /// Store statistics.
     Stats,
 }
@@ -125,6 +141,64 @@ pub async fn run(cli: Cli, out: &mut (dyn Write + Send)) -> Result<()> {
             .await
         }
         Command::Watch { count } => watch(&mut client, count, out).await,
+        Command::Events {
+            host,
+            since,
+            severity,
+            limit,
+            json,
+        } => {
+            let since_ms = crate::now_ms()
+                .saturating_sub(i64::try_from(since.as_millis()).unwrap_or(i64::MAX));
+            let events = client
+                .list_hardware_events(pb::ListHardwareEventsRequest {
+                    host_id: host.unwrap_or_default(),
+                    since_ms,
+                    min_severity: severity,
+                    limit,
+                })
+                .await?
+                .into_inner()
+                .events;
+            if json {
+                for e in &events {
+                    let attributes: std::collections::BTreeMap<_, _> =
+                        e.attributes.iter().collect();
+                    writeln!(
+                        out,
+                        "{}",
+                        serde_json::json!({
+                            "host": e.host_id, "time_ms": e.time_ms, "device_time": e.device_time,
+                            "observed_ms": e.observed_ms, "source": e.source,
+                            "component": e.component, "severity": e.severity,
+                            "description": e.description, "attributes": attributes,
+                        })
+                    )?;
+                }
+                return Ok(());
+            }
+            let mut rows = vec![vec![
+                "WHEN".into(),
+                "HOST".into(),
+                "SEVERITY".into(),
+                "COMPONENT".into(),
+                "EVENT".into(),
+            ]];
+            for e in &events {
+                rows.push(vec![
+                    format!(
+                        "{}{}",
+                        ago(e.time_ms),
+                        if e.device_time { "" } else { " (seen)" }
+                    ),
+                    e.host_id.clone(),
+                    e.severity.clone(),
+                    e.component.clone(),
+                    e.description.clone(),
+                ]);
+            }
+            table(&rows, out)
+        }
         Command::Stats => {
             let s = client
                 .store_stats(pb::StoreStatsRequest {})

@@ -22,6 +22,8 @@ pub enum EventKind {
     Rejected,
     /// A newer stream of the same host replaced this one.
     Superseded,
+    /// A device logged something (a BMC SEL entry, ...), stored for the first time.
+    Hardware,
 }
 
 impl EventKind {
@@ -33,6 +35,7 @@ impl EventKind {
             EventKind::Dropped => "dropped",
             EventKind::Rejected => "rejected",
             EventKind::Superseded => "superseded",
+            EventKind::Hardware => "hardware",
         }
     }
 }

@@ -2,7 +2,7 @@
 
 use crate::ingest::Ingest;
 use crate::model::{Sample, SeriesMeta};
-use crate::store::{Resolution, Store, StoreError};
+use crate::store::{Resolution, Severity, Store, StoreError};
 use proto::fleet::v1 as pb;
 use std::pin::Pin;
 use std::sync::atomic::Ordering;
@@ -198,6 +198,48 @@ impl pb::fleet_server::Fleet for FleetService {
             duplicate_batches: c.duplicates.load(Ordering::Relaxed),
             rejected_batches: c.rejected.load(Ordering::Relaxed),
             disk_bytes,
+        }))
+    }
+
+    async fn list_hardware_events(
+        &self,
+        req: Request<pb::ListHardwareEventsRequest>,
+    ) -> Result<Response<pb::ListHardwareEventsResponse>, Status> {
+        let r = req.into_inner();
+        let min = match r.min_severity.as_str() {
+            "" | "info" => Severity::Info,
+            "warning" => Severity::Warning,
+            "critical" => Severity::Critical,
+            other => {
+                return Err(Status::invalid_argument(format!(
+                    "min_severity {other:?} is not info, warning or critical"
+                )))
+            }
+        };
+        let limit = match r.limit {
+            0 => 1000,
+            n => usize::try_from(n).unwrap_or(usize::MAX).min(100_000),
+        };
+        let host = (!r.host_id.is_empty()).then_some(r.host_id);
+        let events = with_store(&self.0, move |s| {
+            s.events(host.as_deref(), r.since_ms, min, limit)
+        })
+        .await?;
+        Ok(Response::new(pb::ListHardwareEventsResponse {
+            events: events
+                .into_iter()
+                .map(|e| pb::HardwareEvent {
+                    host_id: e.host,
+                    time_ms: e.time_ms,
+                    observed_ms: e.observed_ms,
+                    device_time: e.device_time_ms.is_some(),
+                    source: e.source,
+                    component: e.component,
+                    severity: e.severity.as_str().to_owned(),
+                    description: e.description,
+                    attributes: e.attributes.into_iter().collect(),
+                })
+                .collect(),
         }))
     }
 

@@ -10,7 +10,7 @@
 use crate::events::{Bus, EventKind};
 use crate::model::{self, AgentStats, HostRecord, Quality, Sample, SeriesId};
 use crate::store::ledger::Verdict;
-use crate::store::{IngestOutcome, IngestWrite, Store};
+use crate::store::{HardwareEvent, IngestOutcome, IngestWrite, Severity, Store};
 use proto::telemetry::v1 as pb;
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::pin::Pin;
@@ -489,6 +489,67 @@ fn convert(
     Ok(out)
 }
 
+/// Limits on one batch's events: generous for any real SEL burst, small
+/// enough that a hostile agent cannot make one write huge.
+const MAX_EVENTS_PER_BATCH: usize = 1024;
+const MAX_EVENT_TEXT: usize = 1024;
+const MAX_EVENT_ATTRIBUTES: usize = 32;
+
+/// Validate and convert a batch's events; `Err` is the reason for a
+/// non-retryable Nack.
+fn convert_events(host: &str, events: &[pb::HardwareEvent]) -> Result<Vec<HardwareEvent>, String> {
+    if events.len() > MAX_EVENTS_PER_BATCH {
+        return Err(format!(
+            "{} events in one batch exceeds the limit of {MAX_EVENTS_PER_BATCH}",
+            events.len()
+        ));
+    }
+    let text = |what: &str, s: &str, may_be_empty: bool| {
+        if (s.is_empty() && !may_be_empty) || s.len() > MAX_EVENT_TEXT || s.contains('\0') {
+            Err(format!(
+                "event {what} must be 1..={MAX_EVENT_TEXT} bytes without NUL"
+            ))
+        } else {
+            Ok(s.to_owned())
+        }
+    };
+    events
+        .iter()
+        .map(|e| {
+            if e.attributes.len() > MAX_EVENT_ATTRIBUTES {
+                return Err(format!(
+                    "event with {} attributes exceeds the limit of {MAX_EVENT_ATTRIBUTES}",
+                    e.attributes.len()
+                ));
+            }
+            let mut attributes = BTreeMap::new();
+            for (k, v) in &e.attributes {
+                attributes.insert(
+                    text("attribute name", k, false)?,
+                    text("attribute", v, true)?,
+                );
+            }
+            let device_time_ms = (e.device_time_ms != 0).then_some(e.device_time_ms);
+            Ok(HardwareEvent {
+                host: host.to_owned(),
+                time_ms: device_time_ms.unwrap_or(e.observed_ms),
+                device_time_ms,
+                observed_ms: e.observed_ms,
+                source: text("source", &e.source, false)?,
+                component: text("component", &e.component, false)?,
+                // Unknown future levels are taken as the most serious one.
+                severity: match pb::Severity::try_from(e.severity) {
+                    Ok(pb::Severity::Info) => Severity::Info,
+                    Ok(pb::Severity::Warning) => Severity::Warning,
+                    Ok(pb::Severity::Critical) | Err(_) => Severity::Critical,
+                },
+                description: text("description", &e.description, false)?,
+                attributes,
+            })
+        })
+        .collect()
+}
+
 async fn handle_batch(
     ingest: &Arc<Ingest>,
     session: &mut Session,
@@ -504,7 +565,9 @@ async fn handle_batch(
         );
         return Ok(nack(seq, e.message().to_owned()));
     }
-    let series = match convert(session, &batch, ingest.max_samples_per_batch) {
+    let converted = convert(session, &batch, ingest.max_samples_per_batch)
+        .and_then(|s| Ok((s, convert_events(&session.host, &batch.events)?)));
+    let (series, events) = match converted {
         Ok(s) => s,
         Err(reason) => {
             ingest.counters.rejected.fetch_add(1, Ordering::Relaxed);
@@ -563,6 +626,7 @@ async fn handle_batch(
                 sequence: seq,
                 series,
                 host_record: record,
+                events,
             })
         }
     };
@@ -570,8 +634,23 @@ async fn handle_batch(
     drop(bucket);
     ingest.counters.batches.fetch_add(1, Ordering::Relaxed);
     Ok(match outcome {
-        IngestOutcome::Stored { samples } => {
+        IngestOutcome::Stored {
+            samples,
+            new_events,
+        } => {
             session.record.stored_samples += samples;
+            for e in new_events {
+                ingest.bus.publish(
+                    &session.host,
+                    EventKind::Hardware,
+                    format!(
+                        "[{}] {}: {}",
+                        e.severity.as_str(),
+                        e.component,
+                        e.description
+                    ),
+                );
+            }
             ingest
                 .counters
                 .samples
@@ -591,4 +670,80 @@ async fn handle_batch(
             })
         }
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn event() -> pb::HardwareEvent {
+        pb::HardwareEvent {
+            device_time_ms: 0,
+            observed_ms: 1_000,
+            source: "ipmi-sel".into(),
+            component: "node7/PSU1 Status".into(),
+            severity: pb::Severity::Critical.into(),
+            description: "power supply failure detected asserted".into(),
+            attributes: [("record_id".to_owned(), "2".to_owned())].into(),
+        }
+    }
+
+    #[test]
+    fn events_are_validated_and_converted() {
+        let ok = convert_events("h", &[event()]).unwrap();
+        assert_eq!(ok[0].time_ms, 1_000, "no device time: the observed time");
+        assert_eq!(ok[0].device_time_ms, None);
+        assert_eq!(ok[0].severity, Severity::Critical);
+        let with_time = pb::HardwareEvent {
+            device_time_ms: 500,
+            ..event()
+        };
+        assert_eq!(convert_events("h", &[with_time]).unwrap()[0].time_ms, 500);
+        let future = pb::HardwareEvent {
+            severity: 9,
+            ..event()
+        };
+        assert_eq!(
+            convert_events("h", &[future]).unwrap()[0].severity,
+            Severity::Critical,
+            "an unknown level is taken as the most serious"
+        );
+        for (bad, why) in [
+            (
+                pb::HardwareEvent {
+                    component: "a\0b".into(),
+                    ..event()
+                },
+                "component",
+            ),
+            (
+                pb::HardwareEvent {
+                    description: String::new(),
+                    ..event()
+                },
+                "description",
+            ),
+            (
+                pb::HardwareEvent {
+                    source: "x".repeat(MAX_EVENT_TEXT + 1),
+                    ..event()
+                },
+                "source",
+            ),
+            (
+                pb::HardwareEvent {
+                    attributes: (0..=MAX_EVENT_ATTRIBUTES)
+                        .map(|i| (i.to_string(), String::new()))
+                        .collect(),
+                    ..event()
+                },
+                "attributes",
+            ),
+        ] {
+            let e = convert_events("h", &[bad]).unwrap_err();
+            assert!(e.contains(why), "{why}: {e}");
+        }
+        let flood = vec![event(); MAX_EVENTS_PER_BATCH + 1];
+        assert!(convert_events("h", &flood).unwrap_err().contains("limit"));
+    }
 }

@@ -10,6 +10,7 @@
 //!          's' host 0x00 epoch(8)            -> stored-sequence ledger (ledger.rs)
 //!          'd' window(8) key(8)              -> window has partial chunks (compaction queue)
 //!          'c' name                          -> counters / allocators (u64 BE)
+//!          'e' host 0x00 identity(8)         -> HardwareEvent (JSON; events.rs)
 //! ```
 //!
 //! Timestamps are i64 milliseconds stored with the sign bit flipped so that

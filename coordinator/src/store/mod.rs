@@ -11,6 +11,7 @@
 
 mod bits;
 pub mod chunk;
+pub mod events;
 mod keys;
 pub mod ledger;
 pub mod rollup;
@@ -18,6 +19,7 @@ pub mod rollup;
 pub use rollup::{Bucket, Resolution};
 
 use crate::model::{HostRecord, Sample, SeriesId, SeriesMeta};
+pub use events::{HardwareEvent, Severity};
 use ledger::Ledger;
 use rocksdb::{
     ColumnFamilyDescriptor, Direction, IteratorMode, Options, WriteBatch, WriteOptions, DB,
@@ -82,10 +84,12 @@ pub enum StoreError {
 }
 
 /// Result of [`Store::ingest`].
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum IngestOutcome {
     Stored {
         samples: u64,
+        /// The message's events not stored before (copies are skipped).
+        new_events: Vec<HardwareEvent>,
     },
     /// This (host, epoch, sequence) was already stored; nothing written.
     Duplicate,
@@ -101,6 +105,8 @@ pub struct IngestWrite<'a> {
     /// Host record to persist atomically with the samples; its
     /// `stored_samples` is advanced by the number of samples written.
     pub host_record: HostRecord,
+    /// Hardware events of the message, stored in the same write.
+    pub events: Vec<HardwareEvent>,
 }
 
 /// What a compaction pass did.
@@ -315,6 +321,18 @@ impl Store {
                 }
             }
         }
+        let mut new_events = Vec::new();
+        for e in w.events {
+            let key = events::key(w.host, e.identity());
+            let copy_in_batch = new_events
+                .iter()
+                .any(|n: &HardwareEvent| n.identity() == e.identity());
+            if copy_in_batch || self.db.get_pinned_cf(meta_cf, &key)?.is_some() {
+                continue;
+            }
+            batch.put_cf(meta_cf, key, serde_json::to_vec(&e).expect("serialisable"));
+            new_events.push(e);
+        }
         batch.put_cf(meta_cf, keys::sequence(w.host, w.epoch), ledger.encode());
         let mut record = w.host_record;
         record.stored_samples += stored;
@@ -325,7 +343,37 @@ impl Store {
         );
         self.db.write_opt(batch, &self.write_opts)?;
         self.dirty.lock().expect("poisoned").extend(new_dirty);
-        Ok(IngestOutcome::Stored { samples: stored })
+        Ok(IngestOutcome::Stored {
+            samples: stored,
+            new_events,
+        })
+    }
+
+    /// Hardware events of `host` (or every host) at or after `since_ms` and
+    /// at least `min_severity`, newest first, at most `limit`.
+    pub fn events(
+        &self,
+        host: Option<&str>,
+        since_ms: i64,
+        min_severity: Severity,
+        limit: usize,
+    ) -> Result<Vec<HardwareEvent>, StoreError> {
+        let prefix = events::prefix(host);
+        let mut out = Vec::new();
+        for item in self.db.prefix_iterator_cf(self.cf(CF_META), &prefix) {
+            let (k, v) = item?;
+            if !k.starts_with(&prefix) {
+                break;
+            }
+            let e: HardwareEvent = serde_json::from_slice(&v)
+                .map_err(|e| StoreError::Corrupt(format!("event record: {e}")))?;
+            if e.time_ms >= since_ms && e.severity >= min_severity {
+                out.push(e);
+            }
+        }
+        out.sort_by(|a, b| b.time_ms.cmp(&a.time_ms).then(a.host.cmp(&b.host)));
+        out.truncate(limit);
+        Ok(out)
     }
 
     /// Persist a host record on its own (hello, disconnect).
@@ -596,6 +644,20 @@ impl Store {
             keys::dirty(i64::MIN, 0),
             keys::dirty(raw_cut, 0),
         );
+        // Events are kept as long as the longest rollups: they are the
+        // failure labels that models train on.
+        let event_cut = now_ms.saturating_sub(millis(self.cfg.rollup_1h_retention));
+        let prefix = events::prefix(None);
+        for item in self.db.prefix_iterator_cf(self.cf(CF_META), &prefix) {
+            let (k, v) = item?;
+            if !k.starts_with(&prefix) {
+                break;
+            }
+            // A record that does not parse is left for an operator to see.
+            if serde_json::from_slice::<HardwareEvent>(&v).is_ok_and(|e| e.time_ms < event_cut) {
+                b.delete_cf(self.cf(CF_META), k);
+            }
+        }
         self.db.write_opt(b, &self.write_opts)?;
         Ok(())
     }

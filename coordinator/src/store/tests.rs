@@ -22,6 +22,7 @@ fn write(store: &Store, host: &str, seq: u64, series: Vec<(u64, Vec<Sample>)>) -
             sequence: seq,
             series,
             host_record,
+            events: Vec::new(),
         })
         .unwrap()
 }
@@ -106,7 +107,10 @@ fn replayed_sequence_is_stored_once() {
     )];
     assert_eq!(
         write(&store, "h", 1, batch.clone()),
-        IngestOutcome::Stored { samples: 1 }
+        IngestOutcome::Stored {
+            samples: 1,
+            new_events: vec![]
+        }
     );
     assert_eq!(
         write(&store, "h", 1, batch.clone()),
@@ -114,7 +118,10 @@ fn replayed_sequence_is_stored_once() {
     );
     assert_eq!(
         write(&store, "h", 2, batch),
-        IngestOutcome::Stored { samples: 1 }
+        IngestOutcome::Stored {
+            samples: 1,
+            new_events: vec![]
+        }
     );
     assert_eq!(store.range(1, 0, 10).unwrap().len(), 2);
     assert_eq!(store.host("h").unwrap().unwrap().stored_samples, 2);
@@ -259,4 +266,77 @@ fn series_keys_are_stable_across_reopen() {
     assert_eq!(store.resolve_series(&id("a"), "rpm").unwrap(), (a.0, false));
     assert_eq!(store.resolve_series(&id("c"), "rpm").unwrap().0, b.0 + 1);
     assert_eq!(store.series(Some("h")).unwrap().len(), 3);
+}
+
+#[test]
+fn hardware_events_are_stored_once_listed_newest_first_and_expire() {
+    use crate::store::{HardwareEvent, Severity};
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path(), StoreConfig::default()).unwrap();
+    let event = |host: &str, record: u32, time_ms: i64, severity: Severity| HardwareEvent {
+        host: host.into(),
+        time_ms,
+        device_time_ms: Some(time_ms),
+        observed_ms: time_ms + 5,
+        source: "ipmi-sel".into(),
+        component: "node7/PSU1 Status".into(),
+        severity,
+        description: format!("record {record}"),
+        attributes: [("record_id".to_owned(), record.to_string())].into(),
+    };
+    let now = 1_800_000_000_000;
+    let ingest = |seq: u64, events: Vec<HardwareEvent>| {
+        store
+            .ingest(IngestWrite {
+                host: "h",
+                epoch: 7,
+                sequence: seq,
+                series: vec![],
+                host_record: HostRecord::default(),
+                events,
+            })
+            .unwrap()
+    };
+    let a = event("h", 1, now - 1000, Severity::Critical);
+    let b = event("h", 2, now, Severity::Info);
+    let IngestOutcome::Stored { new_events, .. } = ingest(1, vec![a.clone(), b.clone(), a.clone()])
+    else {
+        panic!("stored")
+    };
+    assert_eq!(
+        new_events,
+        vec![a.clone(), b.clone()],
+        "a copy in the same batch is skipped"
+    );
+    // Resent later (a restarted agent) with a new arrival time: not stored again.
+    let resent = HardwareEvent {
+        observed_ms: now + 60_000,
+        ..a.clone()
+    };
+    let IngestOutcome::Stored { new_events, .. } = ingest(2, vec![resent]) else {
+        panic!("stored")
+    };
+    assert!(new_events.is_empty());
+    assert_eq!(
+        store.events(Some("h"), 0, Severity::Info, 10).unwrap(),
+        vec![b.clone(), a.clone()]
+    );
+    assert_eq!(
+        store.events(None, 0, Severity::Warning, 10).unwrap(),
+        vec![a.clone()]
+    );
+    assert_eq!(
+        store
+            .events(Some("h"), now - 10, Severity::Info, 10)
+            .unwrap(),
+        vec![b.clone()]
+    );
+    assert!(store
+        .events(Some("other"), 0, Severity::Info, 10)
+        .unwrap()
+        .is_empty());
+    // Past the longest retention, events go too.
+    let later = now + millis(StoreConfig::default().rollup_1h_retention) + 1;
+    store.enforce_retention(later - 500).unwrap();
+    assert_eq!(store.events(None, 0, Severity::Info, 10).unwrap(), vec![b]);
 }

@@ -199,6 +199,54 @@ pub struct FleetEvent {
     #[prost(string, tag = "4")]
     pub detail: ::prost::alloc::string::String,
 }
+/// Events devices logged (BMC SEL entries, ...), each stored once.
+#[derive(Clone, PartialEq, ::prost::Message)]
+pub struct ListHardwareEventsRequest {
+    /// Empty: every host.
+    #[prost(string, tag = "1")]
+    pub host_id: ::prost::alloc::string::String,
+    /// Only events at or after this time (ms since the Unix epoch).
+    #[prost(int64, tag = "2")]
+    pub since_ms: i64,
+    /// "info" (default, everything), "warning" or "critical".
+    #[prost(string, tag = "3")]
+    pub min_severity: ::prost::alloc::string::String,
+    /// 0: the server's default (1000).
+    #[prost(uint32, tag = "4")]
+    pub limit: u32,
+}
+#[derive(Clone, PartialEq, ::prost::Message)]
+pub struct HardwareEvent {
+    #[prost(string, tag = "1")]
+    pub host_id: ::prost::alloc::string::String,
+    /// The device's time when it has one, else when the agent saw it.
+    #[prost(int64, tag = "2")]
+    pub time_ms: i64,
+    #[prost(int64, tag = "3")]
+    pub observed_ms: i64,
+    /// Whether time_ms is the device's own time.
+    #[prost(bool, tag = "4")]
+    pub device_time: bool,
+    #[prost(string, tag = "5")]
+    pub source: ::prost::alloc::string::String,
+    #[prost(string, tag = "6")]
+    pub component: ::prost::alloc::string::String,
+    #[prost(string, tag = "7")]
+    pub severity: ::prost::alloc::string::String,
+    #[prost(string, tag = "8")]
+    pub description: ::prost::alloc::string::String,
+    #[prost(map = "string, string", tag = "9")]
+    pub attributes: ::std::collections::HashMap<
+        ::prost::alloc::string::String,
+        ::prost::alloc::string::String,
+    >,
+}
+/// Newest first.
+#[derive(Clone, PartialEq, ::prost::Message)]
+pub struct ListHardwareEventsResponse {
+    #[prost(message, repeated, tag = "1")]
+    pub events: ::prost::alloc::vec::Vec<HardwareEvent>,
+}
 /// Generated client implementations.
 pub mod fleet_client {
     #![allow(
@@ -447,6 +495,30 @@ pub mod fleet_client {
                 .insert(GrpcMethod::new("umbra.fleet.v1.Fleet", "WatchEvents"));
             self.inner.server_streaming(req, path, codec).await
         }
+        pub async fn list_hardware_events(
+            &mut self,
+            request: impl tonic::IntoRequest<super::ListHardwareEventsRequest>,
+        ) -> std::result::Result<
+            tonic::Response<super::ListHardwareEventsResponse>,
+            tonic::Status,
+        > {
+            self.inner
+                .ready()
+                .await
+                .map_err(|e| {
+                    tonic::Status::unknown(
+                        format!("Service was not ready: {}", e.into()),
+                    )
+                })?;
+            let codec = tonic::codec::ProstCodec::default();
+            let path = http::uri::PathAndQuery::from_static(
+                "/umbra.fleet.v1.Fleet/ListHardwareEvents",
+            );
+            let mut req = request.into_request();
+            req.extensions_mut()
+                .insert(GrpcMethod::new("umbra.fleet.v1.Fleet", "ListHardwareEvents"));
+            self.inner.unary(req, path, codec).await
+        }
     }
 }
 /// Generated server implementations.
@@ -515,6 +587,13 @@ pub mod fleet_server {
             request: tonic::Request<super::WatchEventsRequest>,
         ) -> std::result::Result<
             tonic::Response<Self::WatchEventsStream>,
+            tonic::Status,
+        >;
+        async fn list_hardware_events(
+            &self,
+            request: tonic::Request<super::ListHardwareEventsRequest>,
+        ) -> std::result::Result<
+            tonic::Response<super::ListHardwareEventsResponse>,
             tonic::Status,
         >;
     }
@@ -894,6 +973,51 @@ pub mod fleet_server {
                                 max_encoding_message_size,
                             );
                         let res = grpc.server_streaming(method, req).await;
+                        Ok(res)
+                    };
+                    Box::pin(fut)
+                }
+                "/umbra.fleet.v1.Fleet/ListHardwareEvents" => {
+                    #[allow(non_camel_case_types)]
+                    struct ListHardwareEventsSvc<T: Fleet>(pub Arc<T>);
+                    impl<
+                        T: Fleet,
+                    > tonic::server::UnaryService<super::ListHardwareEventsRequest>
+                    for ListHardwareEventsSvc<T> {
+                        type Response = super::ListHardwareEventsResponse;
+                        type Future = BoxFuture<
+                            tonic::Response<Self::Response>,
+                            tonic::Status,
+                        >;
+                        fn call(
+                            &mut self,
+                            request: tonic::Request<super::ListHardwareEventsRequest>,
+                        ) -> Self::Future {
+                            let inner = Arc::clone(&self.0);
+                            let fut = async move {
+                                <T as Fleet>::list_hardware_events(&inner, request).await
+                            };
+                            Box::pin(fut)
+                        }
+                    }
+                    let accept_compression_encodings = self.accept_compression_encodings;
+                    let send_compression_encodings = self.send_compression_encodings;
+                    let max_decoding_message_size = self.max_decoding_message_size;
+                    let max_encoding_message_size = self.max_encoding_message_size;
+                    let inner = self.inner.clone();
+                    let fut = async move {
+                        let method = ListHardwareEventsSvc(inner);
+                        let codec = tonic::codec::ProstCodec::default();
+                        let mut grpc = tonic::server::Grpc::new(codec)
+                            .apply_compression_config(
+                                accept_compression_encodings,
+                                send_compression_encodings,
+                            )
+                            .apply_max_message_size_config(
+                                max_decoding_message_size,
+                                max_encoding_message_size,
+                            );
+                        let res = grpc.unary(method, req).await;
                         Ok(res)
                     };
                     Box::pin(fut)

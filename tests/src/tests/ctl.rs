@@ -149,3 +149,111 @@ async fn hosts_series_and_watch_show_a_live_agent() -> Result<()> {
     agent.await??;
     c.stop().await
 }
+
+/// A PSU failure the BMC logs in its SEL reaches `umbractl events` through
+/// the agent's spool and the coordinator's store, once, and stays once when
+/// a restarted agent sends it again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bmc_sel_events_reach_umbractl_once() -> Result<()> {
+    use super::ipmi::{console, start_bmc};
+    let bmc = start_bmc()?;
+    let c = InProcessCoordinator::start("[tls]\ninsecure_plaintext = true", "").await?;
+    let url = c.plaintext_url();
+    let state = tempfile::tempdir()?;
+    let text = format!(
+        "host_id = \"sel-host\"\nhwprofile = \"umbra/sim-1u\"\nstate_dir = {:?}\n[coordinator]\nurl = \"{url}\"\ninsecure_plaintext = true\n[spool]\nfsync = false\n[[collector]]\nprotocol = \"ipmi\"\ninterval = \"200ms\"\ndevice = \"node7\"\ntarget = \"{}\"\nuser = \"admin\"\npassword = \"password\"\ntimeout = \"500ms\"\n",
+        state.path().display().to_string(),
+        bmc.addr
+    );
+    let run_agent = || -> Result<(tokio::sync::oneshot::Sender<()>, tokio::task::JoinHandle<_>)> {
+        let cfg = agent::config::RawConfig::parse(&text, "t")?.validate()?;
+        let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+        Ok((
+            stop_tx,
+            tokio::spawn(agent::run(cfg, async {
+                let _ = stop_rx.await;
+            })),
+        ))
+    };
+    let events = |severity: &str| {
+        let (url, severity) = (url.clone(), severity.to_owned());
+        async move {
+            ctl_out(
+                &url,
+                Command::Events {
+                    host: Some("sel-host".into()),
+                    since: Duration::from_secs(3600),
+                    severity,
+                    limit: 100,
+                    json: true,
+                },
+            )
+            .await
+        }
+    };
+    let failures = |out: &str| {
+        out.lines()
+            .filter(|l| l.contains("power supply failure detected asserted"))
+            .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+            .collect::<Vec<_>>()
+    };
+
+    let (stop, agent) = run_agent()?;
+    // Let the agent's first poll pass, then fail the PSU on the BMC.
+    eventually("agent connected", Duration::from_secs(20), || {
+        let url = url.clone();
+        async move {
+            let out = ctl_out(&url, Command::Hosts { json: false }).await?;
+            Ok(out.contains("sel-host").then_some(()))
+        }
+    })
+    .await?;
+    console(bmc.console, &["sensor_set_bit 0x20 0 8 1 1 1"])?;
+    let found = eventually("PSU failure event", Duration::from_secs(20), || {
+        let events = events("critical");
+        async move {
+            let out = events.await?;
+            let f = failures(&out);
+            Ok((!f.is_empty()).then_some(f))
+        }
+    })
+    .await?;
+    assert_eq!(found.len(), 1, "{found:?}");
+    let e = &found[0];
+    assert_eq!(e["component"], "node7/PSU1 Status");
+    assert_eq!(e["severity"], "critical");
+    assert_eq!(e["source"], "ipmi-sel");
+    assert_eq!(e["attributes"]["sensor_type"], "0x08");
+    // Presence is informational: filtered out at "warning", shown at "info".
+    assert!(!events("warning").await?.contains("presence detected"));
+
+    // A restarted agent forwards recent SEL entries again (its lookback):
+    // the coordinator keeps one copy.
+    stop.send(()).ok();
+    agent.await??;
+    let stored = || {
+        let url = url.clone();
+        async move {
+            let out = ctl_out(&url, Command::Hosts { json: true }).await?;
+            let v: serde_json::Value = serde_json::from_str(&out)?;
+            anyhow::Ok(v[0]["stored_samples"].as_u64().unwrap_or(0))
+        }
+    };
+    let before = stored().await?;
+    let (stop, agent) = run_agent()?;
+    // Batches are stored in order, so once anything new is stored the
+    // restarted agent's first batch (with the resent event) is.
+    eventually(
+        "restarted agent's first batch stored",
+        Duration::from_secs(20),
+        || {
+            let stored = stored();
+            async move { Ok((stored.await? > before).then_some(())) }
+        },
+    )
+    .await?;
+    assert_eq!(failures(&events("info").await?).len(), 1);
+    stop.send(()).ok();
+    agent.await??;
+    c.stop().await
+}

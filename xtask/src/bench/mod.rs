@@ -445,6 +445,7 @@ fn disk_umbra(dir: &Path, batches: &[workload::Batch]) -> Result<[(&'static str,
             sequence: i as u64 + 1,
             series,
             host_record: record.clone(),
+            events: Vec::new(),
         })?;
         record.stored_samples += b.samples();
     }
