@@ -120,6 +120,12 @@ pub async fn run(cfg: Config, shutdown: impl Future<Output = ()> + Send) -> Resu
     let shared = Arc::new(pipeline::Shared {
         spool: Mutex::new(spool),
         catalog: Mutex::new(catalog),
+        inventory: Mutex::new(
+            inventory(&cfg)
+                .into_iter()
+                .map(|c| (c.id.clone(), c))
+                .collect(),
+        ),
         appended: tokio::sync::Notify::new(),
     });
     let (stop_tx, stop_rx) = watch::channel(false);
@@ -143,7 +149,6 @@ pub async fn run(cfg: Config, shutdown: impl Future<Output = ()> + Send) -> Resu
             pdu: cfg.failure_domain.pdu.clone(),
             tor: cfg.failure_domain.tor.clone(),
         },
-        components: inventory(&cfg),
     };
     let uplink = tokio::spawn(uplink::run(
         cfg.uplink.clone(),

@@ -2,9 +2,10 @@
 //! boundaries, each poll appended to the spool as one batch.
 
 use crate::catalog::Catalog;
-use crate::collect::{AnyCollector, Collector, Poll, Quality, Severity};
+use crate::collect::{AnyCollector, Collector, Component, Poll, Quality, Severity};
 use crate::spool::{Spool, SpoolError};
 use proto::telemetry::v1 as pb;
+use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::{watch, Notify};
@@ -14,6 +15,9 @@ use tokio::sync::{watch, Notify};
 pub struct Shared {
     pub spool: Mutex<Spool>,
     pub catalog: Mutex<Catalog>,
+    /// The host's components by id: the profile's, plus what collectors
+    /// discovered. `Hello` sends all of it; batches send changes.
+    pub inventory: Mutex<BTreeMap<String, pb::Component>>,
     /// Signalled after every append.
     pub appended: Notify,
 }
@@ -44,9 +48,44 @@ pub enum RecordError {
 }
 
 impl Shared {
+    /// Merge what a poll saw into the inventory; the new or changed entries.
+    /// A collector knows only part of a component (a profile's PSU model,
+    /// a disk's serial): fields it leaves empty keep their known value.
+    fn inventory_changes(&self, seen: &[Component]) -> Vec<pb::Component> {
+        let mut inventory = self.inventory.lock().expect("poisoned");
+        let mut changed = Vec::new();
+        for c in seen {
+            let entry = inventory
+                .entry(c.id.clone())
+                .or_insert_with(|| pb::Component {
+                    id: c.id.clone(),
+                    ..pb::Component::default()
+                });
+            let before = entry.clone();
+            for (field, value) in [
+                (&mut entry.kind, &c.kind),
+                (&mut entry.model, &c.model),
+                (&mut entry.serial, &c.serial),
+                (&mut entry.firmware, &c.firmware),
+            ] {
+                if !value.is_empty() {
+                    field.clone_from(value);
+                }
+            }
+            if c.power_on_hours != 0 {
+                entry.power_on_hours = c.power_on_hours;
+            }
+            if *entry != before {
+                changed.push(entry.clone());
+            }
+        }
+        changed
+    }
+
     /// Turn one poll into one spooled batch; returns its sequence (None if empty).
     pub fn record(&self, poll: &Poll, ts_ms: i64) -> Result<Option<u64>, RecordError> {
-        if poll.readings.is_empty() && poll.events.is_empty() {
+        let components = self.inventory_changes(&poll.components);
+        if poll.readings.is_empty() && poll.events.is_empty() && components.is_empty() {
             return Ok(None);
         }
         let mut new_series = Vec::new();
@@ -101,6 +140,7 @@ impl Shared {
                 series,
                 stats: Some(stats.to_proto()),
                 events,
+                components,
             })?;
         self.appended.notify_one();
         Ok(Some(seq))

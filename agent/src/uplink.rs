@@ -26,7 +26,6 @@ pub struct HelloBase {
     pub host_id: String,
     pub hwprofile_id: String,
     pub failure_domain: pb::FailureDomain,
-    pub components: Vec<pb::Component>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -138,7 +137,13 @@ fn hello_msg(hello: &HelloBase, shared: &Shared) -> pb::AgentMessage {
             agent_version: env!("CARGO_PKG_VERSION").to_owned(),
             spool_epoch: spool.epoch(),
             failure_domain: Some(hello.failure_domain.clone()),
-            components: hello.components.clone(),
+            components: shared
+                .inventory
+                .lock()
+                .expect("poisoned")
+                .values()
+                .cloned()
+                .collect(),
             catalog: shared.catalog.lock().expect("poisoned").all(),
             stats: Some(spool.stats().to_proto()),
         })),

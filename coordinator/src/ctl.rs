@@ -88,6 +88,13 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// A host's components: its profile's and what its collectors found
+    /// (disks with model, serial, firmware, power-on hours).
+    Inventory {
+        host: String,
+        #[arg(long)]
+        json: bool,
+    },
     /// Store statistics.
     Stats,
 }
@@ -195,6 +202,44 @@ pub async fn run(cli: Cli, out: &mut (dyn Write + Send)) -> Result<()> {
                     e.severity.clone(),
                     e.component.clone(),
                     e.description.clone(),
+                ]);
+            }
+            table(&rows, out)
+        }
+        Command::Inventory { host, json } => {
+            let components = client
+                .list_components(pb::ListComponentsRequest { host_id: host })
+                .await?
+                .into_inner()
+                .components;
+            if json {
+                let v: Vec<_> = components
+                    .iter()
+                    .map(|c| {
+                        serde_json::json!({
+                            "id": c.id, "kind": c.kind, "model": c.model, "serial": c.serial,
+                            "firmware": c.firmware, "power_on_hours": c.power_on_hours,
+                        })
+                    })
+                    .collect();
+                writeln!(out, "{}", serde_json::to_string_pretty(&v)?)?;
+                return Ok(());
+            }
+            let mut rows = vec![["ID", "KIND", "MODEL", "SERIAL", "FIRMWARE", "POWER-ON H"]
+                .map(String::from)
+                .to_vec()];
+            for c in &components {
+                rows.push(vec![
+                    c.id.clone(),
+                    c.kind.clone(),
+                    c.model.clone(),
+                    c.serial.clone(),
+                    c.firmware.clone(),
+                    if c.power_on_hours == 0 {
+                        "-".into()
+                    } else {
+                        c.power_on_hours.to_string()
+                    },
                 ]);
             }
             table(&rows, out)

@@ -243,6 +243,34 @@ impl pb::fleet_server::Fleet for FleetService {
         }))
     }
 
+    async fn list_components(
+        &self,
+        req: Request<pb::ListComponentsRequest>,
+    ) -> Result<Response<pb::ListComponentsResponse>, Status> {
+        let host = req.into_inner().host_id;
+        let record = with_store(&self.0, {
+            let host = host.clone();
+            move |s| s.host(&host)
+        })
+        .await?
+        .ok_or_else(|| Status::not_found(format!("no host {host:?}")))?;
+        Ok(Response::new(pb::ListComponentsResponse {
+            components: record
+                .components
+                .into_iter()
+                .map(|c| pb::Component {
+                    id: c.id,
+                    kind: c.kind,
+                    model: c.model,
+                    serial: c.serial,
+                    firmware: c.firmware,
+                    installed_unix_s: c.installed_unix_s,
+                    power_on_hours: c.power_on_hours,
+                })
+                .collect(),
+        }))
+    }
+
     type WatchEventsStream = Pin<Box<dyn Stream<Item = Result<pb::FleetEvent, Status>> + Send>>;
 
     async fn watch_events(

@@ -266,6 +266,11 @@ async fn hello_session(ingest: &Arc<Ingest>, hello: pb::Hello) -> Result<Session
             "Hello.host_id must be 1..=253 bytes without NUL",
         ));
     }
+    if hello.components.len() > MAX_COMPONENTS {
+        return Err(Status::invalid_argument(format!(
+            "Hello: more than {MAX_COMPONENTS} components"
+        )));
+    }
     let slot = ingest.slot(&hello.host_id);
     let generation = slot.generation.fetch_add(1, Ordering::SeqCst) + 1;
     if generation > 1 && ingest.is_connected(&hello.host_id) {
@@ -293,16 +298,9 @@ async fn hello_session(ingest: &Arc<Ingest>, hello: pb::Hello) -> Result<Session
         components: hello
             .components
             .into_iter()
-            .map(|c| model::Component {
-                id: c.id,
-                kind: c.kind,
-                model: c.model,
-                serial: c.serial,
-                firmware: c.firmware,
-                installed_unix_s: c.installed_unix_s,
-                power_on_hours: c.power_on_hours,
-            })
-            .collect(),
+            .map(component)
+            .collect::<Result<_, _>>()
+            .map_err(Status::invalid_argument)?,
         last_seen_ms: crate::now_ms(),
         stats: hello.stats.map(stats).unwrap_or(prior.stats),
         ..prior
@@ -489,6 +487,56 @@ fn convert(
     Ok(out)
 }
 
+/// Most components one host may have (a large storage server has a few
+/// hundred disks); keeps a hostile agent from growing its host record.
+const MAX_COMPONENTS: usize = 4096;
+
+fn component(c: pb::Component) -> Result<model::Component, String> {
+    if !name_ok(&c.id, 256) {
+        return Err("component id must be 1..=256 bytes without NUL".into());
+    }
+    for (what, v) in [
+        ("kind", &c.kind),
+        ("model", &c.model),
+        ("serial", &c.serial),
+        ("firmware", &c.firmware),
+    ] {
+        if v.len() > 256 || v.contains('\0') {
+            return Err(format!(
+                "component {:?}: {what} over 256 bytes or with NUL",
+                c.id
+            ));
+        }
+    }
+    Ok(model::Component {
+        id: c.id,
+        kind: c.kind,
+        model: c.model,
+        serial: c.serial,
+        firmware: c.firmware,
+        installed_unix_s: c.installed_unix_s,
+        power_on_hours: c.power_on_hours,
+    })
+}
+
+/// Upsert a batch's components into the host's inventory (by id).
+fn merge_components(
+    inventory: &mut Vec<model::Component>,
+    seen: Vec<pb::Component>,
+) -> Result<(), String> {
+    for c in seen {
+        let c = component(c)?;
+        if let Some(x) = inventory.iter_mut().find(|x| x.id == c.id) {
+            *x = c;
+        } else if inventory.len() >= MAX_COMPONENTS {
+            return Err(format!("more than {MAX_COMPONENTS} components"));
+        } else {
+            inventory.push(c);
+        }
+    }
+    Ok(())
+}
+
 /// Limits on one batch's events: generous for any real SEL burst, small
 /// enough that a hostile agent cannot make one write huge.
 const MAX_EVENTS_PER_BATCH: usize = 1024;
@@ -565,8 +613,13 @@ async fn handle_batch(
         );
         return Ok(nack(seq, e.message().to_owned()));
     }
+    let mut inventory = session.record.components.clone();
     let converted = convert(session, &batch, ingest.max_samples_per_batch)
-        .and_then(|s| Ok((s, convert_events(&session.host, &batch.events)?)));
+        .and_then(|s| Ok((s, convert_events(&session.host, &batch.events)?)))
+        .and_then(|s| {
+            merge_components(&mut inventory, batch.components.clone())?;
+            Ok(s)
+        });
     let (series, events) = match converted {
         Ok(s) => s,
         Err(reason) => {
@@ -604,6 +657,7 @@ async fn handle_batch(
         session.rate_samples = 0;
         session.rate_since = tokio::time::Instant::now();
     }
+    session.record.components = inventory;
     session.record.last_seen_ms = crate::now_ms();
     if let Some(st) = batch.stats {
         let st = stats(st);
@@ -745,5 +799,32 @@ mod tests {
         }
         let flood = vec![event(); MAX_EVENTS_PER_BATCH + 1];
         assert!(convert_events("h", &flood).unwrap_err().contains("limit"));
+    }
+
+    #[test]
+    fn batch_components_upsert_the_inventory_by_id() {
+        let c = |id: &str, firmware: &str| pb::Component {
+            id: id.into(),
+            kind: "disk".into(),
+            firmware: firmware.into(),
+            ..pb::Component::default()
+        };
+        let mut inv = Vec::new();
+        merge_components(&mut inv, vec![c("PSU1", ""), c("disk:a", "1.0")]).unwrap();
+        merge_components(&mut inv, vec![c("disk:a", "2.0"), c("disk:b", "1.0")]).unwrap();
+        let ids: Vec<_> = inv
+            .iter()
+            .map(|x| (x.id.as_str(), x.firmware.as_str()))
+            .collect();
+        assert_eq!(ids, [("PSU1", ""), ("disk:a", "2.0"), ("disk:b", "1.0")]);
+        assert!(merge_components(&mut inv, vec![c("", "")]).is_err());
+        assert!(merge_components(&mut inv, vec![c("disk:\0", "")]).is_err());
+        let mut full: Vec<model::Component> = Vec::new();
+        let many: Vec<_> = (0..=MAX_COMPONENTS)
+            .map(|i| c(&format!("d{i}"), ""))
+            .collect();
+        assert!(merge_components(&mut full, many)
+            .unwrap_err()
+            .contains("components"));
     }
 }

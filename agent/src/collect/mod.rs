@@ -75,12 +75,28 @@ pub struct Event {
     pub attributes: BTreeMap<String, String>,
 }
 
+/// A field-replaceable part a collector found on the device (a disk with
+/// its model, serial and firmware, ...).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Component {
+    /// The same id its series use as component (`disk:wwn-0x5000...`).
+    pub id: String,
+    pub kind: String,
+    pub model: String,
+    pub serial: String,
+    pub firmware: String,
+    /// As the device reports it; 0 = unknown.
+    pub power_on_hours: u64,
+}
+
 /// Result of one poll: partial success is the normal case.
 #[derive(Debug, Default, Clone, PartialEq)]
 pub struct Poll {
     pub readings: Vec<Reading>,
     pub faults: Vec<SensorFault>,
     pub events: Vec<Event>,
+    /// Components seen in this poll (every poll: the pipeline sends only changes).
+    pub components: Vec<Component>,
 }
 
 impl Poll {

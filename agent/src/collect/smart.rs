@@ -8,7 +8,7 @@
 //! reboots and re-enumeration. A device that fails costs only its own
 //! readings (marked `Unreadable`, with the reason as a fault).
 
-use super::{Collector, Poll, Quality, Reading, SensorFault, SeriesKey};
+use super::{Collector, Component, Poll, Quality, Reading, SensorFault, SeriesKey};
 use firmware_shims::smart::{self, Outcome, Report};
 use serde::Deserialize;
 use std::collections::BTreeMap;
@@ -144,6 +144,7 @@ impl Collector for SmartCollector {
             match outcome {
                 Ok(Outcome::Report(r)) => match readings(&r, &self.cfg.ata_attributes) {
                     Some(rs) => {
+                        poll.components.extend(component(&r));
                         self.last
                             .insert(device, rs.iter().map(|r| r.series.clone()).collect());
                         poll.readings.extend(rs);
@@ -169,6 +170,24 @@ impl Collector for SmartCollector {
         }
         poll
     }
+}
+
+/// The disk as an inventory component (same id as its series).
+pub fn component(r: &Report) -> Option<Component> {
+    let id = r.identity.component_id()?;
+    let text = |v: &Option<String>| v.as_deref().unwrap_or_default().trim().to_owned();
+    Some(Component {
+        id,
+        kind: match r.protocol {
+            smart::Protocol::Nvme => "nvme",
+            _ => "disk",
+        }
+        .into(),
+        model: text(&r.identity.model),
+        serial: text(&r.identity.serial),
+        firmware: text(&r.identity.firmware),
+        power_on_hours: r.power_on_hours.unwrap_or(0),
+    })
 }
 
 /// The series of one report; `None` without a stable component id.

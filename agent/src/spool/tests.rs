@@ -25,6 +25,7 @@ fn batch(seq: u64, n: u32, stats: Stats) -> pb::SampleBatch {
         }],
         stats: Some(stats.to_proto()),
         events: vec![],
+        components: vec![],
     }
 }
 

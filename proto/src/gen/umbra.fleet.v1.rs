@@ -247,6 +247,35 @@ pub struct ListHardwareEventsResponse {
     #[prost(message, repeated, tag = "1")]
     pub events: ::prost::alloc::vec::Vec<HardwareEvent>,
 }
+#[derive(Clone, PartialEq, ::prost::Message)]
+pub struct ListComponentsRequest {
+    #[prost(string, tag = "1")]
+    pub host_id: ::prost::alloc::string::String,
+}
+/// A host's field-replaceable components: its profile's, and what its
+/// collectors discovered (disks with model, serial, firmware, power-on hours).
+#[derive(Clone, PartialEq, ::prost::Message)]
+pub struct Component {
+    #[prost(string, tag = "1")]
+    pub id: ::prost::alloc::string::String,
+    #[prost(string, tag = "2")]
+    pub kind: ::prost::alloc::string::String,
+    #[prost(string, tag = "3")]
+    pub model: ::prost::alloc::string::String,
+    #[prost(string, tag = "4")]
+    pub serial: ::prost::alloc::string::String,
+    #[prost(string, tag = "5")]
+    pub firmware: ::prost::alloc::string::String,
+    #[prost(int64, tag = "6")]
+    pub installed_unix_s: i64,
+    #[prost(uint64, tag = "7")]
+    pub power_on_hours: u64,
+}
+#[derive(Clone, PartialEq, ::prost::Message)]
+pub struct ListComponentsResponse {
+    #[prost(message, repeated, tag = "1")]
+    pub components: ::prost::alloc::vec::Vec<Component>,
+}
 /// Generated client implementations.
 pub mod fleet_client {
     #![allow(
@@ -519,6 +548,30 @@ pub mod fleet_client {
                 .insert(GrpcMethod::new("umbra.fleet.v1.Fleet", "ListHardwareEvents"));
             self.inner.unary(req, path, codec).await
         }
+        pub async fn list_components(
+            &mut self,
+            request: impl tonic::IntoRequest<super::ListComponentsRequest>,
+        ) -> std::result::Result<
+            tonic::Response<super::ListComponentsResponse>,
+            tonic::Status,
+        > {
+            self.inner
+                .ready()
+                .await
+                .map_err(|e| {
+                    tonic::Status::unknown(
+                        format!("Service was not ready: {}", e.into()),
+                    )
+                })?;
+            let codec = tonic::codec::ProstCodec::default();
+            let path = http::uri::PathAndQuery::from_static(
+                "/umbra.fleet.v1.Fleet/ListComponents",
+            );
+            let mut req = request.into_request();
+            req.extensions_mut()
+                .insert(GrpcMethod::new("umbra.fleet.v1.Fleet", "ListComponents"));
+            self.inner.unary(req, path, codec).await
+        }
     }
 }
 /// Generated server implementations.
@@ -594,6 +647,13 @@ pub mod fleet_server {
             request: tonic::Request<super::ListHardwareEventsRequest>,
         ) -> std::result::Result<
             tonic::Response<super::ListHardwareEventsResponse>,
+            tonic::Status,
+        >;
+        async fn list_components(
+            &self,
+            request: tonic::Request<super::ListComponentsRequest>,
+        ) -> std::result::Result<
+            tonic::Response<super::ListComponentsResponse>,
             tonic::Status,
         >;
     }
@@ -1007,6 +1067,51 @@ pub mod fleet_server {
                     let inner = self.inner.clone();
                     let fut = async move {
                         let method = ListHardwareEventsSvc(inner);
+                        let codec = tonic::codec::ProstCodec::default();
+                        let mut grpc = tonic::server::Grpc::new(codec)
+                            .apply_compression_config(
+                                accept_compression_encodings,
+                                send_compression_encodings,
+                            )
+                            .apply_max_message_size_config(
+                                max_decoding_message_size,
+                                max_encoding_message_size,
+                            );
+                        let res = grpc.unary(method, req).await;
+                        Ok(res)
+                    };
+                    Box::pin(fut)
+                }
+                "/umbra.fleet.v1.Fleet/ListComponents" => {
+                    #[allow(non_camel_case_types)]
+                    struct ListComponentsSvc<T: Fleet>(pub Arc<T>);
+                    impl<
+                        T: Fleet,
+                    > tonic::server::UnaryService<super::ListComponentsRequest>
+                    for ListComponentsSvc<T> {
+                        type Response = super::ListComponentsResponse;
+                        type Future = BoxFuture<
+                            tonic::Response<Self::Response>,
+                            tonic::Status,
+                        >;
+                        fn call(
+                            &mut self,
+                            request: tonic::Request<super::ListComponentsRequest>,
+                        ) -> Self::Future {
+                            let inner = Arc::clone(&self.0);
+                            let fut = async move {
+                                <T as Fleet>::list_components(&inner, request).await
+                            };
+                            Box::pin(fut)
+                        }
+                    }
+                    let accept_compression_encodings = self.accept_compression_encodings;
+                    let send_compression_encodings = self.send_compression_encodings;
+                    let max_decoding_message_size = self.max_decoding_message_size;
+                    let max_encoding_message_size = self.max_encoding_message_size;
+                    let inner = self.inner.clone();
+                    let fut = async move {
+                        let method = ListComponentsSvc(inner);
                         let codec = tonic::codec::ProstCodec::default();
                         let mut grpc = tonic::server::Grpc::new(codec)
                             .apply_compression_config(

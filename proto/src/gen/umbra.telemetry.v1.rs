@@ -173,6 +173,12 @@ pub struct SampleBatch {
     /// at-least-once delivery, and are stored exactly once with it.
     #[prost(message, repeated, tag = "5")]
     pub events: ::prost::alloc::vec::Vec<HardwareEvent>,
+    /// Components the agent discovered (disks, ...) or whose details changed
+    /// (firmware, power-on hours) since it last sent them; upserted by id into
+    /// the host's inventory. `Hello.components` carries the whole set known at
+    /// connect time.
+    #[prost(message, repeated, tag = "6")]
+    pub components: ::prost::alloc::vec::Vec<Component>,
 }
 /// Something a device logged, as opposed to a sampled value.
 #[derive(Clone, PartialEq, ::prost::Message)]

@@ -257,3 +257,82 @@ async fn bmc_sel_events_reach_umbractl_once() -> Result<()> {
     agent.await??;
     c.stop().await
 }
+
+/// Disks a collector discovers join the host's inventory (with model, serial,
+/// firmware and power-on hours, the failure model's covariates) next to the
+/// profile's components, and `umbractl inventory` shows them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn discovered_disks_join_the_host_inventory() -> Result<()> {
+    let c = InProcessCoordinator::start("[tls]\ninsecure_plaintext = true", "").await?;
+    let url = c.plaintext_url();
+    let dir = tempfile::tempdir()?;
+    // A stand-in smartctl (this machine has no disks) printing a real output.
+    let fixture = repo_root().join("firmware-shims/tests/data/smartctl/ata-seagate-exos-x16.json");
+    let smartctl = dir.path().join("smartctl");
+    std::fs::write(
+        &smartctl,
+        format!(
+            "#!/bin/sh\ncase \"$*\" in *--scan-open*) echo '{{\"smartctl\":{{\"exit_status\":0}},\"devices\":[{{\"name\":\"/dev/sda\",\"type\":\"sat\"}}]}}'; exit 0;; esac\ncat '{}'\n",
+            fixture.display()
+        ),
+    )?;
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&smartctl, std::fs::Permissions::from_mode(0o755))?;
+    let text = format!(
+        "host_id = \"inv-host\"\nhwprofile = \"umbra/sim-1u\"\nstate_dir = {:?}\n[coordinator]\nurl = \"{url}\"\ninsecure_plaintext = true\n[spool]\nfsync = false\n[[collector]]\nprotocol = \"smart\"\ninterval = \"1s\"\nsmartctl = {:?}\n",
+        dir.path().join("state").display().to_string(),
+        smartctl.display().to_string()
+    );
+    let cfg = agent::config::RawConfig::parse(&text, "t")?.validate()?;
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let agent = tokio::spawn(agent::run(cfg, async {
+        let _ = stop_rx.await;
+    }));
+    let inventory = eventually("the disk in the inventory", Duration::from_secs(20), || {
+        let url = url.clone();
+        async move {
+            let out = ctl_out(
+                &url,
+                Command::Inventory {
+                    host: "inv-host".into(),
+                    json: true,
+                },
+            )
+            .await
+            .unwrap_or_default();
+            let v: serde_json::Value = serde_json::from_str(&out).unwrap_or_default();
+            let has_disk = v.as_array().is_some_and(|a| {
+                a.iter()
+                    .any(|c| c["id"].as_str().is_some_and(|id| id.starts_with("disk:")))
+            });
+            Ok(has_disk.then_some(v))
+        }
+    })
+    .await?;
+    let all = inventory.as_array().unwrap();
+    let disk = all
+        .iter()
+        .find(|c| c["id"].as_str().unwrap().starts_with("disk:"))
+        .unwrap();
+    assert_eq!(disk["kind"], "disk");
+    assert!(
+        disk["model"].as_str().unwrap().starts_with("ST16000NM"),
+        "{disk}"
+    );
+    assert_eq!(disk["power_on_hours"], 13114);
+    assert!(!disk["serial"].as_str().unwrap().is_empty());
+    // The profile's components are still there.
+    assert!(all.iter().any(|c| c["id"] == "PSU1"), "{inventory}");
+    let table = ctl_out(
+        &url,
+        Command::Inventory {
+            host: "inv-host".into(),
+            json: false,
+        },
+    )
+    .await?;
+    assert!(table.contains("13114") && table.contains("PSU1"), "{table}");
+    stop_tx.send(()).ok();
+    agent.await??;
+    c.stop().await
+}

@@ -114,6 +114,16 @@ async fn discovered_disks_are_read_by_stable_identity() {
         value(&p, MICRON, "disk_temperature_celsius", None),
         Some((22.0, Quality::Ok))
     );
+    // Both disks are inventory components, under the ids their series use.
+    let seagate = p.components.iter().find(|c| c.id == SEAGATE).unwrap();
+    assert_eq!(
+        (seagate.kind.as_str(), seagate.power_on_hours),
+        ("disk", 13114)
+    );
+    assert!(seagate.model.starts_with("ST16000NM"), "{seagate:?}");
+    assert!(!seagate.serial.is_empty() && !seagate.firmware.is_empty());
+    let micron = p.components.iter().find(|c| c.id == MICRON).unwrap();
+    assert_eq!(micron.kind, "nvme");
     // Never wakes a sleeping disk; passes the scanned -d type along.
     let calls = std::fs::read_to_string(dir.path().join("calls")).unwrap();
     let reads: Vec<&str> = calls
