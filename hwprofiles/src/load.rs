@@ -140,10 +140,13 @@ mod tests {
                 .filter(|s| s.kind == crate::SensorKind::Fan)
                 .count();
             assert_eq!(fan_sensors, fans, "{id}");
-            // Every sensor is addressed by an SDR ID string that fits the SDR.
-            assert!(p.sensors.iter().all(
-                |s| matches!(&s.source, Some(crate::Source::Ipmi { sensor }) if sensor.len() <= 16)
-            ));
+            // Every sensor is addressed: an SDR ID string that fits the SDR,
+            // or a SMART attribute read from every disk.
+            assert!(p.sensors.iter().all(|s| match &s.source {
+                Some(crate::Source::Ipmi { sensor }) => sensor.len() <= 16,
+                Some(crate::Source::Smart { .. }) => true,
+                _ => false,
+            }));
         }
     }
 

@@ -152,8 +152,14 @@ pub enum Source {
     },
     /// SMART: an ATA attribute id (raw value).
     Smart { attribute: u8 },
-    /// I2C: 7-bit address and driver on the host's bus.
-    I2c { address: u8, driver: String },
+    /// I2C: 7-bit address and driver, on `bus` (e.g. `/dev/i2c-1`) or, when
+    /// the profile cannot know it, on the bus the `i2c` collector names.
+    I2c {
+        #[serde(default)]
+        bus: Option<String>,
+        address: u8,
+        driver: String,
+    },
 }
 
 /// A field-replaceable component listed in the profile's inventory.

@@ -188,6 +188,9 @@ fn check_source(id: &str, src: &Source) -> Result<(), ProfileError> {
         {
             bad("I2C driver must be pmbus, tmp75, adxl345 or max31790")
         }
+        Source::I2c { bus: Some(b), .. } if !b.starts_with("/dev/i2c-") => {
+            bad("I2C bus must be a /dev/i2c-N path")
+        }
         _ => Ok(()),
     }
 }

@@ -19,7 +19,12 @@ use std::time::Duration;
 pub struct Config {
     #[serde(default = "default_interval", with = "humantime_serde")]
     pub interval: Duration,
+    /// Chips to read. Empty: the host profile's `i2c` sources.
+    #[serde(default)]
     pub devices: Vec<Device>,
+    /// Bus of profile sources that do not name one.
+    #[serde(default)]
+    pub bus: Option<PathBuf>,
 }
 
 const fn default_interval() -> Duration {
@@ -66,8 +71,62 @@ pub enum Driver {
 }
 
 impl Config {
-    pub fn validate(&self) -> Result<(), String> {
-        for d in &self.devices {
+    /// The devices to read: configured ones, else the profile's `i2c`
+    /// sources (one device per bus and address; its component is the first
+    /// sensor's that names it).
+    pub fn devices(&self, profile: &hwprofiles::Profile) -> Result<Vec<Device>, String> {
+        if !self.devices.is_empty() {
+            return Ok(self.devices.clone());
+        }
+        let mut out: Vec<Device> = Vec::new();
+        for s in &profile.sensors {
+            let Some(hwprofiles::Source::I2c {
+                bus,
+                address,
+                driver,
+            }) = &s.source
+            else {
+                continue;
+            };
+            let bus = match (bus, &self.bus) {
+                (Some(b), _) => PathBuf::from(b),
+                (None, Some(b)) => b.clone(),
+                (None, None) => {
+                    return Err(format!(
+                        "i2c: hwprofile {} sensor {} names no bus: set `bus` in the collector",
+                        profile.id, s.id
+                    ))
+                }
+            };
+            if out.iter().any(|d| d.bus == bus && d.address == *address) {
+                continue;
+            }
+            let driver: Driver = Deserialize::deserialize(serde::de::value::StrDeserializer::<
+                serde::de::value::Error,
+            >::new(driver))
+            .map_err(|e| format!("i2c: hwprofile {} sensor {}: {e}", profile.id, s.id))?;
+            out.push(Device {
+                bus,
+                address: *address,
+                driver,
+                component: s.component.clone(),
+                fans: Vec::new(),
+                pulses_per_rev: default_pulses(),
+                window: default_window(),
+            });
+        }
+        if out.is_empty() {
+            return Err(format!(
+                "i2c: no devices configured and hwprofile {} names none",
+                profile.id
+            ));
+        }
+        Ok(out)
+    }
+
+    pub fn validate(&self, profile: &hwprofiles::Profile) -> Result<(), String> {
+        let devices = self.devices(profile)?;
+        for d in &devices {
             if d.address > 0x77 || d.address < 0x08 {
                 return Err(format!(
                     "i2c: address 0x{:02x} is outside 0x08..=0x77",
@@ -179,6 +238,13 @@ impl I2cCollector {
     pub fn new(cfg: Config) -> I2cCollector {
         let known = vec![BTreeSet::new(); cfg.devices.len()];
         I2cCollector { cfg, known }
+    }
+
+    /// With the devices of [`Config::devices`] (validated configurations
+    /// always have some; otherwise there is nothing to read).
+    pub fn with_profile(mut cfg: Config, profile: &hwprofiles::Profile) -> I2cCollector {
+        cfg.devices = cfg.devices(profile).unwrap_or_default();
+        I2cCollector::new(cfg)
     }
 }
 
@@ -298,6 +364,7 @@ mod tests {
                 bus: "/nonexistent/i2c-9".into(),
                 ..device(Driver::Tmp75, 0x48)
             }],
+            bus: None,
         });
         let p = c.poll(0).await;
         assert!(p.readings.is_empty());
@@ -314,7 +381,47 @@ mod tests {
             "[[devices]]\nbus = \"/dev/i2c-1\"\naddress = 0x78\ndriver = \"tmp75\"\ncomponent = \"T1\"\n",
         )
         .unwrap();
-        assert!(bad.validate().unwrap_err().contains("0x78"));
+        let empty = hwprofiles::parse(hwprofiles::builtin::SIM_1U, "sim").unwrap();
+        assert!(bad.validate(&empty).unwrap_err().contains("0x78"));
         assert!(toml::from_str::<Config>("[[devices]]\nbus = \"/dev/i2c-1\"\naddress = 0x48\ndriver = \"lm99\"\ncomponent = \"T1\"\n").is_err());
+        // Nothing configured and nothing in the profile: nothing to read.
+        let none: Config = toml::from_str("").unwrap();
+        assert!(none.validate(&empty).unwrap_err().contains("names none"));
+    }
+
+    #[test]
+    fn profile_i2c_sources_become_devices() {
+        let text = "vendor = \"acme\"\nmodel = \"x1\"\n\
+            [[sensor]]\nid = \"psu1_vin\"\nmetric = \"psu_input_voltage_volts\"\nkind = \"voltage\"\nunit = \"volts\"\ncomponent = \"PSU1\"\nsource = { protocol = \"i2c\", address = 0x58, driver = \"pmbus\" }\n\
+            [[sensor]]\nid = \"psu1_temp\"\nmetric = \"psu_temperature_celsius\"\nkind = \"temperature\"\nunit = \"celsius\"\ncomponent = \"PSU1\"\nsource = { protocol = \"i2c\", address = 0x58, driver = \"pmbus\" }\n\
+            [[sensor]]\nid = \"inlet\"\nmetric = \"inlet_temperature_celsius\"\nkind = \"temperature\"\nunit = \"celsius\"\ncomponent = \"BOARD\"\nsource = { protocol = \"i2c\", bus = \"/dev/i2c-3\", address = 0x48, driver = \"tmp75\" }\n";
+        let profile = hwprofiles::parse(text, "acme.toml").unwrap();
+        let no_bus: Config = toml::from_str("").unwrap();
+        assert!(no_bus
+            .devices(&profile)
+            .unwrap_err()
+            .contains("psu1_vin names no bus"));
+        let cfg: Config = toml::from_str("bus = \"/dev/i2c-1\"").unwrap();
+        cfg.validate(&profile).unwrap();
+        let d = cfg.devices(&profile).unwrap();
+        let got: Vec<_> = d
+            .iter()
+            .map(|d| {
+                (
+                    d.bus.to_str().unwrap(),
+                    d.address,
+                    d.driver,
+                    d.component.as_str(),
+                )
+            })
+            .collect();
+        assert_eq!(
+            got,
+            [
+                ("/dev/i2c-1", 0x58, Driver::Pmbus, "PSU1"),
+                ("/dev/i2c-3", 0x48, Driver::Tmp75, "BOARD")
+            ],
+            "one device per bus and address"
+        );
     }
 }

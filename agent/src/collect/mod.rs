@@ -181,7 +181,7 @@ impl CollectorConfig {
             CollectorConfig::Sim(c) => c.validate(profile),
             CollectorConfig::Smart(c) => c.validate(),
             CollectorConfig::Snmp(c) => c.validate(),
-            CollectorConfig::I2c(c) => c.validate(),
+            CollectorConfig::I2c(c) => c.validate(profile),
             CollectorConfig::Ipmi(c) => c.validate(),
         }
     }
@@ -195,11 +195,16 @@ impl CollectorConfig {
             CollectorConfig::Sim(c) => {
                 AnyCollector::Sim(sim::SimCollector::new(c.clone(), host_id, profile))
             }
-            CollectorConfig::Smart(c) => AnyCollector::Smart(smart::SmartCollector::new(c.clone())),
+            CollectorConfig::Smart(c) => AnyCollector::Smart(smart::SmartCollector::with_profile(
+                c.clone(),
+                Some(profile),
+            )),
             CollectorConfig::Snmp(c) => {
                 AnyCollector::Snmp(Box::new(snmp::SnmpCollector::new(c.clone())))
             }
-            CollectorConfig::I2c(c) => AnyCollector::I2c(i2c::I2cCollector::new(c.clone())),
+            CollectorConfig::I2c(c) => {
+                AnyCollector::I2c(i2c::I2cCollector::with_profile(c.clone(), profile))
+            }
             CollectorConfig::Ipmi(c) => AnyCollector::Ipmi(Box::new(ipmi::IpmiCollector::new(
                 c.clone(),
                 Some(profile.clone()),

@@ -65,8 +65,41 @@ impl Config {
     }
 }
 
+/// A profile's name for an ATA attribute's raw value.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Mapped {
+    pub attribute: u8,
+    /// Profile sensor id (for mismatch reports).
+    pub sensor: String,
+    pub metric: String,
+    pub unit: String,
+}
+
+/// The `smart` sources of a host profile.
+/// The first sensor naming an attribute wins (disks are found at run time,
+/// so a profile names an attribute once for all of them).
+pub fn mapped_attributes(profile: &hwprofiles::Profile) -> Vec<Mapped> {
+    let mut out: Vec<Mapped> = Vec::new();
+    for s in &profile.sensors {
+        if let Some(hwprofiles::Source::Smart { attribute }) = s.source {
+            if !out.iter().any(|m| m.attribute == attribute) {
+                out.push(Mapped {
+                    attribute,
+                    sensor: s.id.clone(),
+                    metric: s.metric.clone(),
+                    unit: s.unit.as_str().to_owned(),
+                });
+            }
+        }
+    }
+    out
+}
+
 pub struct SmartCollector {
     cfg: Config,
+    /// Attributes the host profile names (read even if not configured).
+    mapped: Vec<Mapped>,
+    profile_id: String,
     /// Series last reported per device path, to mark them stale/unreadable
     /// when the device sleeps or fails.
     last: BTreeMap<String, Vec<SeriesKey>>,
@@ -74,8 +107,22 @@ pub struct SmartCollector {
 
 impl SmartCollector {
     pub fn new(cfg: Config) -> SmartCollector {
+        SmartCollector::with_profile(cfg, None)
+    }
+
+    /// `profile`: the host's hwprofile; its `smart` sources name attributes'
+    /// raw values (metric and unit), and are reported when a disk lacks them.
+    pub fn with_profile(mut cfg: Config, profile: Option<&hwprofiles::Profile>) -> SmartCollector {
+        let mapped = profile.map(mapped_attributes).unwrap_or_default();
+        for m in &mapped {
+            if !cfg.ata_attributes.contains(&m.attribute) {
+                cfg.ata_attributes.push(m.attribute);
+            }
+        }
         SmartCollector {
             cfg,
+            mapped,
+            profile_id: profile.map(|p| p.id.clone()).unwrap_or_default(),
             last: BTreeMap::new(),
         }
     }
@@ -142,19 +189,35 @@ impl Collector for SmartCollector {
                 .await
                 .and_then(|out| smart::parse(&out).map_err(|e| e.to_string()));
             match outcome {
-                Ok(Outcome::Report(r)) => match readings(&r, &self.cfg.ata_attributes) {
-                    Some(rs) => {
-                        poll.components.extend(component(&r));
-                        self.last
-                            .insert(device, rs.iter().map(|r| r.series.clone()).collect());
-                        poll.readings.extend(rs);
+                Ok(Outcome::Report(r)) => {
+                    match readings(&r, &self.cfg.ata_attributes, &self.mapped) {
+                        Some(rs) => {
+                            if r.protocol == smart::Protocol::Ata {
+                                for m in &self.mapped {
+                                    if !r.ata_attributes.iter().any(|a| a.id == m.attribute) {
+                                        poll.faults.push(SensorFault {
+                                        sensor: device.clone(),
+                                        reason: format!(
+                                            "hwprofile {}: sensor {} (SMART attribute {}) is not reported by this disk",
+                                            self.profile_id, m.sensor, m.attribute
+                                        ),
+                                    });
+                                    }
+                                }
+                            }
+                            poll.components.extend(component(&r));
+                            self.last
+                                .insert(device, rs.iter().map(|r| r.series.clone()).collect());
+                            poll.readings.extend(rs);
+                        }
+                        None => poll.faults.push(SensorFault {
+                            sensor: device,
+                            reason:
+                                "no stable identity (no WWN, EUI-64 or model+serial): not reported"
+                                    .into(),
+                        }),
                     }
-                    None => poll.faults.push(SensorFault {
-                        sensor: device,
-                        reason: "no stable identity (no WWN, EUI-64 or model+serial): not reported"
-                            .into(),
-                    }),
-                },
+                }
                 Ok(Outcome::Standby { mode, .. }) => {
                     tracing::debug!(%device, %mode, "disk asleep: not woken");
                     poll.gap(self.last.get(&device).into_iter().flatten(), Quality::Stale);
@@ -191,7 +254,9 @@ pub fn component(r: &Report) -> Option<Component> {
 }
 
 /// The series of one report; `None` without a stable component id.
-pub fn readings(r: &Report, attributes: &[u8]) -> Option<Vec<Reading>> {
+/// Attributes in `mapped` have their raw value under the profile's metric
+/// and unit instead of `smart_attribute_raw`.
+pub fn readings(r: &Report, attributes: &[u8], mapped: &[Mapped]) -> Option<Vec<Reading>> {
     let component = r.identity.component_id()?;
     let mut out = Vec::new();
     let mut push = |metric: &str, unit: &str, labels: &[(&str, String)], value: f64| {
@@ -233,7 +298,10 @@ pub fn readings(r: &Report, attributes: &[u8]) -> Option<Vec<Reading>> {
         .filter(|a| attributes.contains(&a.id))
     {
         let id = [("id", a.id.to_string())];
-        push("smart_attribute_raw", "raw", &id, f(a.raw));
+        match mapped.iter().find(|m| m.attribute == a.id) {
+            Some(m) => push(&m.metric, &m.unit, &id, f(a.raw)),
+            None => push("smart_attribute_raw", "raw", &id, f(a.raw)),
+        }
         push(
             "smart_attribute_normalized",
             "normalized",

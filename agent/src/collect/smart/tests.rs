@@ -140,6 +140,44 @@ async fn discovered_disks_are_read_by_stable_identity() {
     assert!(reads[0].contains("--device sat /dev/sda"), "{calls}");
 }
 
+/// The host profile names attribute raw values; an attribute a disk lacks is
+/// a fault naming the profile sensor (not fatal), and NVMe disks (no ATA
+/// attributes) are not held to ATA sources.
+#[tokio::test]
+async fn profile_smart_sources_name_attributes_and_report_missing_ones() {
+    let dir = tempfile::tempdir().unwrap();
+    let bin = fake_smartctl(dir.path());
+    set(dir.path(), "sda", "ata-seagate-exos-x16.json 0");
+    set(dir.path(), "nvme0", "nvme-micron-7300.json 0");
+    let text = "vendor = \"acme\"\nmodel = \"x1\"\n\
+        [[sensor]]\nid = \"realloc\"\nmetric = \"disk_reallocated_sectors\"\nkind = \"smart_attribute\"\nunit = \"count\"\ncomponent = \"DISKS\"\nsource = { protocol = \"smart\", attribute = 5 }\n\
+        [[sensor]]\nid = \"helium\"\nmetric = \"disk_helium_level\"\nkind = \"smart_attribute\"\nunit = \"percent\"\ncomponent = \"DISKS\"\nsource = { protocol = \"smart\", attribute = 22 }\n";
+    let profile = hwprofiles::parse(text, "acme.toml").unwrap();
+    let mut c = SmartCollector::with_profile(cfg(bin, &["/dev/sda", "/dev/nvme0"]), Some(&profile));
+    let p = c.poll(0).await;
+    assert_eq!(
+        value(&p, SEAGATE, "disk_reallocated_sectors", Some("5")),
+        Some((0.0, Quality::Ok))
+    );
+    assert_eq!(
+        value(&p, SEAGATE, "smart_attribute_raw", Some("5")),
+        None,
+        "renamed"
+    );
+    assert_eq!(
+        value(&p, SEAGATE, "smart_attribute_normalized", Some("5")),
+        Some((100.0, Quality::Ok))
+    );
+    // Attribute 22 (helium) is not on this drive: reported once, for sda only.
+    assert_eq!(p.faults.len(), 1, "{:?}", p.faults);
+    assert_eq!(p.faults[0].sensor, "/dev/sda");
+    assert!(
+        p.faults[0].reason.contains("helium (SMART attribute 22)"),
+        "{:?}",
+        p.faults
+    );
+}
+
 #[tokio::test]
 async fn sleeping_failing_and_hung_disks_cost_only_their_own_readings() {
     let dir = tempfile::tempdir().unwrap();
