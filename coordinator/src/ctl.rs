@@ -97,6 +97,54 @@ pub enum Command {
     },
     /// Store statistics.
     Stats,
+    /// Evaluate prediction methods on a public dataset (local files; no
+    /// coordinator needed).
+    Eval {
+        #[command(subcommand)]
+        dataset: EvalDataset,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum EvalDataset {
+    /// Backblaze daily SMART snapshots: a directory of YYYY-MM-DD.csv[.gz].
+    Backblaze { path: PathBuf },
+}
+
+/// A one-line progress bar on stderr (only when it is a terminal).
+fn progress(what: &str) -> impl FnMut(usize, usize) + '_ {
+    use std::io::IsTerminal;
+    let tty = std::io::stderr().is_terminal();
+    move |done, total| {
+        if tty {
+            let width = 30;
+            let filled = (done * width)
+                .checked_div(total)
+                .unwrap_or(width)
+                .min(width);
+            eprint!(
+                "\r{what} [{}{}] {done}/{total}",
+                "#".repeat(filled),
+                " ".repeat(width - filled)
+            );
+            if done == total {
+                eprintln!();
+            }
+        }
+    }
+}
+
+fn eval(dataset: EvalDataset, out: &mut (dyn Write + Send)) -> Result<()> {
+    match dataset {
+        EvalDataset::Backblaze { path } => {
+            let fleet = predict::data::backblaze::load(&path, progress("loading"))
+                .with_context(|| format!("reading {}", path.display()))?;
+            let report =
+                predict::eval::backblaze::run(&fleet, &[&predict::eval::backblaze::RuleOfThumb]);
+            write!(out, "{report}")?;
+            Ok(())
+        }
+    }
 }
 
 pub async fn connect(conn: &Connection) -> Result<FleetClient<Channel>> {
@@ -126,6 +174,9 @@ pub async fn connect(conn: &Connection) -> Result<FleetClient<Channel>> {
 }
 
 pub async fn run(cli: Cli, out: &mut (dyn Write + Send)) -> Result<()> {
+    if let Command::Eval { dataset } = cli.command {
+        return eval(dataset, out);
+    }
     let mut client = connect(&cli.conn).await?;
     match cli.command {
         Command::Hosts { json } => hosts(&mut client, json, out).await,
@@ -244,6 +295,7 @@ pub async fn run(cli: Cli, out: &mut (dyn Write + Send)) -> Result<()> {
             }
             table(&rows, out)
         }
+        Command::Eval { .. } => unreachable!("handled before connecting"),
         Command::Stats => {
             let s = client
                 .store_stats(pb::StoreStatsRequest {})

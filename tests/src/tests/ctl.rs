@@ -336,3 +336,38 @@ async fn discovered_disks_join_the_host_inventory() -> Result<()> {
     agent.await??;
     c.stop().await
 }
+
+/// `umbractl eval backblaze` needs no coordinator: it reads the files,
+/// splits by serial and time, and prints the rule-of-thumb baseline.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn eval_backblaze_prints_the_baseline_on_real_rows() -> Result<()> {
+    use coordinator::ctl::EvalDataset;
+    let out = ctl_out(
+        "http://127.0.0.1:9",
+        Command::Eval {
+            dataset: EvalDataset::Backblaze {
+                path: repo_root().join("predict/tests/data/backblaze"),
+            },
+        },
+    )
+    .await?;
+    assert!(
+        out.contains("899 drive-days, 46 drives, 6 failures"),
+        "{out}"
+    );
+    assert!(out.contains("test: 11 drives, 3 failures"), "{out}");
+    let baseline: Vec<&str> = out
+        .lines()
+        .skip_while(|l| !l.starts_with("baseline"))
+        .collect();
+    // N = 7 and 14: two of the three test failures show reallocations first.
+    assert!(
+        baseline[2].trim_start().starts_with("7 ") && baseline[2].contains("2/3"),
+        "{out}"
+    );
+    assert!(
+        baseline[3].trim_start().starts_with("14 ") && baseline[3].contains("2/3"),
+        "{out}"
+    );
+    Ok(())
+}

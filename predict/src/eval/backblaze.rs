@@ -1,0 +1,282 @@
+//! The Backblaze protocol: per-drive daily alarms, caught failures 1..=N
+//! days ahead (N = 7 and 14), on drives and days the methods never trained
+//! on.
+//!
+//! Split, by drive serial AND by time: a stable hash of the serial puts 30%
+//! of drives in the test set; the day range is cut in the middle. Methods
+//! train on train drives before the cut (with labels whose horizon ends
+//! before the cut, so no future leaks in) and are scored on test drives from
+//! the cut on. The Backblaze rule of thumb (any raw value > 0 of SMART 5,
+//! 187, 188, 197, 198) is always reported on the same days.
+
+use crate::data::backblaze::{attribute_index, Drive, Fleet};
+use crate::metrics::{evaluate, wilson, AlarmReport, DriveAlarms};
+use std::fmt;
+
+/// Share of drives (by serial hash) held out for testing, in percent.
+pub const TEST_PERCENT: u64 = 30;
+pub const HORIZONS: [i32; 2] = [7, 14];
+
+/// FNV-1a of the serial: stable across runs, platforms and versions.
+fn serial_hash(serial: &str) -> u64 {
+    serial.bytes().fold(0xcbf2_9ce4_8422_2325, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+    })
+}
+
+pub fn is_test_drive(serial: &str) -> bool {
+    serial_hash(serial) % 100 < TEST_PERCENT
+}
+
+/// Where train ends and test begins.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Split {
+    pub first_day: i32,
+    /// First test day; train days are before it.
+    pub cut_day: i32,
+    pub last_day: i32,
+}
+
+impl Split {
+    pub fn of(fleet: &Fleet) -> Split {
+        let span = fleet.last_day - fleet.first_day + 1;
+        Split {
+            first_day: fleet.first_day,
+            cut_day: fleet.first_day + span / 2,
+            last_day: fleet.last_day,
+        }
+    }
+}
+
+/// A way of raising alarms, trained on the training part of a fleet.
+pub trait Method {
+    fn name(&self) -> String;
+    /// Alarm per day of `drive`, each decided from that day's and earlier data.
+    fn alarms(&self, drive: &Drive) -> Vec<bool>;
+}
+
+/// Backblaze's published rule of thumb: any raw value > 0 of SMART 5
+/// (reallocated sectors), 187 (reported uncorrectable), 188 (command
+/// timeouts), 197 (pending sectors) or 198 (offline uncorrectable).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct RuleOfThumb;
+
+impl Method for RuleOfThumb {
+    fn name(&self) -> String {
+        "baseline: any raw SMART 5/187/188/197/198 > 0".into()
+    }
+    fn alarms(&self, drive: &Drive) -> Vec<bool> {
+        let idx: Vec<usize> = [5, 187, 188, 197, 198]
+            .iter()
+            .filter_map(|&a| attribute_index(a))
+            .collect();
+        drive
+            .raw
+            .iter()
+            .map(|r| idx.iter().any(|&i| r[i] > 0.0))
+            .collect()
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct MethodResult {
+    pub name: String,
+    pub by_horizon: Vec<AlarmReport>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Report {
+    pub split: Split,
+    pub drives: usize,
+    pub rows: usize,
+    pub failures: usize,
+    pub train_drives: usize,
+    pub train_failures: usize,
+    pub test_drives: usize,
+    pub test_failures: usize,
+    pub methods: Vec<MethodResult>,
+}
+
+/// Score `methods` on the test part of `fleet`.
+pub fn run(fleet: &Fleet, methods: &[&dyn Method]) -> Report {
+    let split = Split::of(fleet);
+    let (test, train): (Vec<&Drive>, Vec<&Drive>) =
+        fleet.drives.iter().partition(|d| is_test_drive(&d.serial));
+    let failed_in = |ds: &[&Drive], lo: i32, hi: i32| {
+        ds.iter()
+            .filter(|d| d.failed_on.is_some_and(|f| (lo..=hi).contains(&f)))
+            .count()
+    };
+    let methods = methods
+        .iter()
+        .map(|m| {
+            let alarms: Vec<Vec<bool>> = test.iter().map(|d| m.alarms(d)).collect();
+            let by_horizon = HORIZONS
+                .iter()
+                .map(|&h| {
+                    evaluate(
+                        h,
+                        split.cut_day,
+                        split.last_day,
+                        test.iter().zip(&alarms).map(|(d, a)| DriveAlarms {
+                            days: &d.days,
+                            alarms: a,
+                            failed_on: d.failed_on,
+                        }),
+                    )
+                })
+                .collect();
+            MethodResult {
+                name: m.name(),
+                by_horizon,
+            }
+        })
+        .collect();
+    Report {
+        split,
+        drives: fleet.drives.len(),
+        rows: fleet.rows,
+        failures: fleet.failures(),
+        train_drives: train.len(),
+        train_failures: failed_in(&train, split.first_day, split.cut_day - 1),
+        test_drives: test.len(),
+        test_failures: failed_in(&test, split.cut_day, split.last_day),
+        methods,
+    }
+}
+
+fn pct(x: f64) -> String {
+    if x.is_nan() {
+        "-".into()
+    } else {
+        format!("{:.1}%", 100.0 * x)
+    }
+}
+
+impl fmt::Display for Report {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let s = &self.split;
+        writeln!(
+            f,
+            "Backblaze: {} drive-days, {} drives, {} failures; days {}..={} (cut at {})",
+            self.rows, self.drives, self.failures, s.first_day, s.last_day, s.cut_day
+        )?;
+        writeln!(
+            f,
+            "train: {} drives ({}% by serial hash), {} failures before the cut; test: {} drives, {} failures from the cut on",
+            self.train_drives,
+            100 - TEST_PERCENT,
+            self.train_failures,
+            self.test_drives,
+            self.test_failures
+        )?;
+        for m in &self.methods {
+            writeln!(f, "\n{}", m.name)?;
+            writeln!(
+                f,
+                "  {:>3}  {:>7} {:>17}  {:>7} {:>17}  {:>8}  {:>13}  {:>11}",
+                "N",
+                "recall",
+                "95% CI",
+                "prec.",
+                "95% CI",
+                "caught",
+                "false/1k d-d",
+                "lead d min/med/max"
+            )?;
+            for r in &m.by_horizon {
+                let (rl, rh) = wilson(r.caught, r.failures);
+                let (pl, ph) = wilson(r.true_alarm_days, r.alarm_days);
+                let lead = r
+                    .lead_time_summary()
+                    .map_or("-".into(), |(a, b, c)| format!("{a}/{b}/{c}"));
+                writeln!(
+                    f,
+                    "  {:>3}  {:>7} {:>17}  {:>7} {:>17}  {:>8}  {:>13.2}  {:>11}",
+                    r.horizon,
+                    pct(r.recall()),
+                    format!("[{}, {}]", pct(rl), pct(rh)),
+                    pct(r.precision()),
+                    format!("[{}, {}]", pct(pl), pct(ph)),
+                    format!("{}/{}", r.caught, r.failures),
+                    r.false_alarms_per_1000_drive_days(),
+                    lead
+                )?;
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::data::backblaze::ATTRIBUTES;
+
+    fn drive(
+        serial: &str,
+        days: std::ops::Range<i32>,
+        failed: bool,
+        bad_from: Option<i32>,
+    ) -> Drive {
+        let i5 = attribute_index(5).unwrap();
+        let days: Vec<i32> = days.collect();
+        let raw = days
+            .iter()
+            .map(|&d| {
+                let mut r = [0.0; ATTRIBUTES.len()];
+                if bad_from.is_some_and(|b| d >= b) {
+                    r[i5] = 8.0;
+                }
+                r
+            })
+            .collect();
+        Drive {
+            serial: serial.into(),
+            model: "M".into(),
+            capacity_bytes: 1,
+            failed_on: failed.then(|| *days.last().unwrap()),
+            days,
+            raw,
+        }
+    }
+
+    #[test]
+    fn the_rule_of_thumb_is_scored_on_test_drives_after_the_cut() {
+        // Serials chosen so that both sides of the hash split are used.
+        let serials: Vec<String> = (0..40).map(|i| format!("S{i}")).collect();
+        let test: Vec<&String> = serials.iter().filter(|s| is_test_drive(s)).collect();
+        assert!(test.len() >= 5 && test.len() < 40);
+        let mut drives = Vec::new();
+        for s in &serials {
+            drives.push(drive(s, 0..20, false, None));
+        }
+        // A test drive that fails on day 18 with reallocations from day 14: caught (lead 4).
+        drives[serials.iter().position(|s| s == test[0]).unwrap()] =
+            drive(test[0], 0..19, true, Some(14));
+        // A test drive failing silently on day 17: missed.
+        drives[serials.iter().position(|s| s == test[1]).unwrap()] =
+            drive(test[1], 0..18, true, None);
+        // A healthy test drive with reallocated sectors: false alarms every test day.
+        drives[serials.iter().position(|s| s == test[2]).unwrap()] =
+            drive(test[2], 0..20, false, Some(0));
+        let fleet = Fleet {
+            rows: drives.iter().map(|d| d.days.len()).sum(),
+            drives,
+            first_day: 0,
+            last_day: 19,
+        };
+        let r = run(&fleet, &[&RuleOfThumb]);
+        assert_eq!(r.split.cut_day, 10);
+        assert_eq!(r.test_failures, 2);
+        let h7 = &r.methods[0].by_horizon[0];
+        assert_eq!(
+            (h7.failures, h7.caught, h7.lead_times.clone()),
+            (2, 1, vec![4])
+        );
+        // Alarms: the failing drive on days 14..=17 (4 true), the healthy one on 10..=19 (10 false).
+        assert_eq!((h7.alarm_days, h7.true_alarm_days), (14, 4));
+        let text = r.to_string();
+        assert!(text.contains("baseline") && text.contains("1/2"), "{text}");
+    }
+}

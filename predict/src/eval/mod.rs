@@ -1,0 +1,4 @@
+//! Evaluation protocols, one per public dataset. Each scores methods on data
+//! they were not trained on and returns a report that prints as text.
+
+pub mod backblaze;

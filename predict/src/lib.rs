@@ -1,0 +1,14 @@
+//! Umbra's prediction engine, free of I/O beyond reading dataset files:
+//! the coordinator feeds it stored series, `umbractl eval` feeds it public
+//! datasets.
+//!
+//! - [`data`]: loaders (Backblaze SMART snapshots, ...).
+//! - [`metrics`]: alarm evaluation against failure labels (precision,
+//!   recall, lead time, false alarms per 1,000 drive-days) with Wilson
+//!   intervals, because the public failure counts are small.
+//! - [`eval`]: the evaluation protocols, one per dataset, printing a report.
+#![forbid(unsafe_code)]
+
+pub mod data;
+pub mod eval;
+pub mod metrics;
