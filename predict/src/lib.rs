@@ -7,8 +7,12 @@
 //!   recall, lead time, false alarms per 1,000 drive-days) with Wilson
 //!   intervals, because the public failure counts are small.
 //! - [`eval`]: the evaluation protocols, one per dataset, printing a report.
+//! - [`forecast`]: the LSTM forecaster (Gaussian per step), shared per
+//!   metric family; [`nn`]: candle helpers (seeded init, weight export).
 #![forbid(unsafe_code)]
 
 pub mod data;
 pub mod eval;
+pub mod forecast;
 pub mod metrics;
+pub mod nn;
