@@ -109,6 +109,46 @@ pub enum Command {
 pub enum EvalDataset {
     /// Backblaze daily SMART snapshots: a directory of YYYY-MM-DD.csv[.gz].
     Backblaze { path: PathBuf },
+    /// Numenta Anomaly Benchmark: a directory with data/ and combined_windows.json.
+    Nab {
+        path: PathBuf,
+        #[command(flatten)]
+        alarm: AlarmArgs,
+    },
+    /// Skoltech Anomaly Benchmark: a directory of experiment CSVs (and anomaly-free/).
+    Skab {
+        path: PathBuf,
+        #[command(flatten)]
+        alarm: AlarmArgs,
+    },
+}
+
+/// The anomaly alarm's hysteresis.
+#[derive(Args, Debug, Clone, Copy)]
+pub struct AlarmArgs {
+    /// Tail probability at or below which a step counts as anomalous.
+    #[arg(long, default_value_t = 0.01)]
+    pub alpha: f64,
+    /// Anomalous steps needed ...
+    #[arg(long, default_value_t = 3)]
+    pub confirm: usize,
+    /// ... among this many latest steps to raise the alarm.
+    #[arg(long, default_value_t = 5)]
+    pub over: usize,
+    /// Calm steps in a row that clear it.
+    #[arg(long, default_value_t = 10)]
+    pub quiet: usize,
+}
+
+impl AlarmArgs {
+    fn hysteresis(self) -> predict::anomaly::Hysteresis {
+        predict::anomaly::Hysteresis {
+            alpha: self.alpha,
+            confirm: self.confirm,
+            over: self.over,
+            quiet: self.quiet,
+        }
+    }
 }
 
 /// A one-line progress bar on stderr (only when it is a terminal).
@@ -141,6 +181,51 @@ fn eval(dataset: EvalDataset, out: &mut (dyn Write + Send)) -> Result<()> {
                 .with_context(|| format!("reading {}", path.display()))?;
             let report =
                 predict::eval::backblaze::run(&fleet, &[&predict::eval::backblaze::RuleOfThumb]);
+            write!(out, "{report}")?;
+            Ok(())
+        }
+        EvalDataset::Nab { path, alarm } => {
+            let series = predict::data::nab::load(&path)
+                .with_context(|| format!("reading {}", path.display()))?;
+            let mut train = progress("training");
+            let mut score = progress("scoring");
+            let report = predict::eval::nab::run(
+                &series,
+                &predict::eval::nab::Config {
+                    hysteresis: alarm.hysteresis(),
+                    ..predict::eval::nab::Config::default()
+                },
+                |phase, done, total| {
+                    if phase == "train" {
+                        train(done, total);
+                    } else {
+                        score(done, total);
+                    }
+                },
+            )?;
+            write!(out, "{report}")?;
+            Ok(())
+        }
+        EvalDataset::Skab { path, alarm } => {
+            let (runs, free) = predict::data::skab::load(&path)
+                .with_context(|| format!("reading {}", path.display()))?;
+            let mut train = progress("training");
+            let mut score = progress("scoring");
+            let report = predict::eval::skab::run(
+                &runs,
+                free.as_ref(),
+                &predict::eval::skab::Config {
+                    hysteresis: alarm.hysteresis(),
+                    ..predict::eval::skab::Config::default()
+                },
+                |phase, done, total| {
+                    if phase == "train" {
+                        train(done, total);
+                    } else {
+                        score(done, total);
+                    }
+                },
+            )?;
             write!(out, "{report}")?;
             Ok(())
         }

@@ -83,6 +83,15 @@ fn fill(window: &[f32]) -> Option<Vec<f32>> {
     )
 }
 
+/// Normalised values are clipped to ±CLIP: a jump out of a flat window
+/// (spread at its floor) would otherwise be thousands of "spreads" and one
+/// such window dominates the loss.
+const CLIP: f32 = 20.0;
+
+fn norm(v: f32, sc: Scale) -> f32 {
+    ((v - sc.centre) / sc.spread).clamp(-CLIP, CLIP)
+}
+
 fn scale_of(w: &[f32]) -> Scale {
     #[allow(clippy::cast_precision_loss)]
     let n = w.len() as f32;
@@ -161,8 +170,8 @@ impl Forecaster {
                     target.iter().all(|v| v.is_finite()),
                 ) {
                     let sc = scale_of(&input);
-                    xs.extend(input.iter().map(|v| (v - sc.centre) / sc.spread));
-                    ys.extend(target.iter().map(|v| (v - sc.centre) / sc.spread));
+                    xs.extend(input.iter().map(|&v| norm(v, sc)));
+                    ys.extend(target.iter().map(|&v| norm(v, sc)));
                 }
                 start += self.cfg.stride.max(1);
             }
@@ -239,7 +248,7 @@ impl Forecaster {
             match fill(win) {
                 Some(f) => {
                     let sc = scale_of(&f);
-                    xs.extend(f.iter().map(|v| (v - sc.centre) / sc.spread));
+                    xs.extend(f.iter().map(|&v| norm(v, sc)));
                     scales.push(Some(sc));
                 }
                 None => scales.push(None),

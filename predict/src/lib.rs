@@ -11,6 +11,7 @@
 //!   metric family; [`nn`]: candle helpers (seeded init, weight export).
 #![forbid(unsafe_code)]
 
+pub mod anomaly;
 pub mod data;
 pub mod eval;
 pub mod forecast;

@@ -3,6 +3,8 @@
 //! the file and line, never a panic.
 
 pub mod backblaze;
+pub mod nab;
+pub mod skab;
 
 use std::path::{Path, PathBuf};
 

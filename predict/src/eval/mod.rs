@@ -2,3 +2,5 @@
 //! they were not trained on and returns a report that prints as text.
 
 pub mod backblaze;
+pub mod nab;
+pub mod skab;
