@@ -179,9 +179,20 @@ fn eval(dataset: EvalDataset, out: &mut (dyn Write + Send)) -> Result<()> {
         EvalDataset::Backblaze { path } => {
             let fleet = predict::data::backblaze::load(&path, progress("loading"))
                 .with_context(|| format!("reading {}", path.display()))?;
-            let report =
-                predict::eval::backblaze::run(&fleet, &[&predict::eval::backblaze::RuleOfThumb]);
+            use predict::eval::backblaze as bb;
+            let model = bb::LstmFailure::train(&fleet, 1, progress("training"))
+                .context("training the failure model")?;
+            let report = bb::run(&fleet, &[&bb::RuleOfThumb, &model]);
             write!(out, "{report}")?;
+            let r = bb::test_reliability(&fleet, &model);
+            writeln!(
+                out,
+                "\nP(fail within 7 d) on test drive-days: Brier {:.5}, ECE {:.5}; reliability (mean predicted, observed, n):",
+                r.brier, r.ece
+            )?;
+            for (p, o, n) in &r.curve {
+                writeln!(out, "  {p:.2e}  {o:.2e}  {n}")?;
+            }
             Ok(())
         }
         EvalDataset::Nab { path, alarm } => {

@@ -12,8 +12,10 @@
 #![forbid(unsafe_code)]
 
 pub mod anomaly;
+pub mod calibrate;
 pub mod data;
 pub mod eval;
+pub mod failure;
 pub mod forecast;
 pub mod metrics;
 pub mod nn;

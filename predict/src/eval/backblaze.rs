@@ -9,8 +9,11 @@
 //! the cut on. The Backblaze rule of thumb (any raw value > 0 of SMART 5,
 //! 187, 188, 197, 198) is always reported on the same days.
 
-use crate::data::backblaze::{attribute_index, Drive, Fleet};
+use crate::calibrate::Reliability;
+use crate::data::backblaze::{attribute_index, Drive, Fleet, ATTRIBUTES};
+use crate::failure::{self, Example, FailureModel};
 use crate::metrics::{evaluate, wilson, AlarmReport, DriveAlarms};
+use crate::nn::Result;
 use std::fmt;
 
 /// Share of drives (by serial hash) held out for testing, in percent.
@@ -76,6 +79,217 @@ impl Method for RuleOfThumb {
             .map(|r| idx.iter().any(|&i| r[i] > 0.0))
             .collect()
     }
+}
+
+/// Sequence length (days) the failure model reads.
+pub const SEQ_DAYS: usize = 14;
+/// Horizons of the failure model: 1 day (≈ 24 h) and 7 days.
+pub const MODEL_HORIZONS: [u32; 2] = [1, 7];
+/// Healthy drive-days allowed to alarm, per 1,000 (sets the threshold).
+pub const ALARM_BUDGET_PER_1000: f64 = 10.0;
+
+/// Model input of a drive at day index `i`: the last [`SEQ_DAYS`] days of
+/// log1p(raw SMART) (padded with the first day), and covariates: power-on
+/// years and log2 capacity in TB.
+pub fn example(d: &Drive, i: usize, labels: Vec<bool>, weight: f32) -> Example {
+    let n = ATTRIBUTES.len();
+    let mut seq = Vec::with_capacity(SEQ_DAYS * n);
+    for k in 0..SEQ_DAYS {
+        let j = (i + k + 1).saturating_sub(SEQ_DAYS);
+        seq.extend(d.raw[j].iter().map(|&v| {
+            if v.is_finite() {
+                v.max(0.0).ln_1p()
+            } else {
+                f32::NAN
+            }
+        }));
+    }
+    let hours = d.raw[i][attribute_index(9).expect("9 is read")];
+    #[allow(clippy::cast_precision_loss, clippy::cast_possible_truncation)]
+    let tb = (d.capacity_bytes as f64 / 1e12).max(1e-3).log2() as f32;
+    Example {
+        seq,
+        statics: vec![hours / 8766.0, tb],
+        labels,
+        weight,
+    }
+}
+
+fn labels(d: &Drive, day: i32) -> Vec<bool> {
+    MODEL_HORIZONS
+        .iter()
+        .map(|&h| {
+            d.failed_on
+                .is_some_and(|f| (1..=i32::try_from(h).unwrap_or(i32::MAX)).contains(&(f - day)))
+        })
+        .collect()
+}
+
+type DayRef = (usize, usize);
+
+/// The LSTM failure model as an alarm method: alarm when the 7-day score
+/// reaches the threshold that lets [`ALARM_BUDGET_PER_1000`] of the
+/// training set's healthy drive-days alarm.
+pub struct LstmFailure {
+    pub model: FailureModel,
+    /// On the raw 7-day logit.
+    pub threshold: f64,
+    pub train_examples: usize,
+    pub train_positives: usize,
+}
+
+impl LstmFailure {
+    /// Train on train drives before the cut (labels complete: day + 7 <
+    /// cut), every positive and a weighted sample of negatives; calibrate on
+    /// a fifth of the train drives held out by a second hash.
+    pub fn train(
+        fleet: &Fleet,
+        seed: u64,
+        mut progress: impl FnMut(usize, usize),
+    ) -> Result<LstmFailure> {
+        let split = Split::of(fleet);
+        let horizon =
+            i32::try_from(*MODEL_HORIZONS.iter().max().expect("horizons")).unwrap_or(i32::MAX);
+        let mut rng = fastrand::Rng::with_seed(seed);
+        // (drive index, day index) of positive and negative examples.
+        let (mut pos, mut neg): (Vec<DayRef>, Vec<DayRef>) = (Vec::new(), Vec::new());
+        for (di, d) in fleet.drives.iter().enumerate() {
+            if is_test_drive(&d.serial) {
+                continue;
+            }
+            for (i, &day) in d.days.iter().enumerate() {
+                if day + horizon >= split.cut_day || d.failed_on.is_some_and(|f| day >= f) {
+                    continue;
+                }
+                if labels(d, day).iter().any(|&y| y) {
+                    pos.push((di, i));
+                } else {
+                    neg.push((di, i));
+                }
+            }
+        }
+        #[allow(clippy::cast_precision_loss)]
+        let rate = ((pos.len() * 50) as f64 / neg.len().max(1) as f64).min(1.0);
+        #[allow(clippy::cast_possible_truncation)]
+        let weight = (1.0 / rate) as f32;
+        let (mut fit, mut held) = (Vec::new(), Vec::new());
+        for &(di, i) in pos.iter().chain(neg.iter()) {
+            let d = &fleet.drives[di];
+            let y = labels(d, d.days[i]);
+            let positive = y.iter().any(|&b| b);
+            if !positive && rng.f64() >= rate {
+                continue;
+            }
+            let e = example(d, i, y, if positive { 1.0 } else { weight });
+            if (serial_hash(&d.serial) / 100).is_multiple_of(5) {
+                held.push(e);
+            } else {
+                fit.push(e);
+            }
+        }
+        let cfg = failure::Config {
+            seq_len: SEQ_DAYS,
+            features: ATTRIBUTES.len(),
+            statics: 2,
+            horizons: MODEL_HORIZONS.to_vec(),
+            hidden: 16,
+            epochs: 30,
+            batch: 64,
+            learning_rate: 3e-3,
+            seed,
+        };
+        let epochs = cfg.epochs;
+        let mut model = FailureModel::new(cfg)?;
+        model.train(&fit)?;
+        progress(epochs, epochs);
+        // Platt needs positives: with fewer than 10 held out, calibrate on
+        // all training examples (in-sample, so somewhat optimistic; the
+        // report's reliability on test drives shows how much).
+        let held_pos = held.iter().filter(|e| e.labels.iter().any(|&y| y)).count();
+        if held_pos >= 10 {
+            model.calibrate(&held)?;
+        } else {
+            let all: Vec<Example> = fit.iter().chain(&held).cloned().collect();
+            model.calibrate(&all)?;
+        }
+        // Threshold on the raw 7-day logit (calibration is monotone, and a
+        // flat calibration must not erase the ranking): the weighted
+        // (1 − budget) quantile over the fit set's healthy days.
+        let z = model.logits(&fit)?;
+        let mut healthy: Vec<(f64, f32)> = fit
+            .iter()
+            .zip(&z)
+            .filter(|(e, _)| !e.labels.iter().any(|&y| y))
+            .map(|(e, z)| (z[1], e.weight))
+            .collect();
+        healthy.sort_by(|a, b| b.0.total_cmp(&a.0));
+        let total: f64 = healthy.iter().map(|h| f64::from(h.1)).sum();
+        let budget = total * ALARM_BUDGET_PER_1000 / 1000.0;
+        let mut acc = 0.0;
+        let mut threshold = f64::INFINITY;
+        for (z, w) in healthy {
+            acc += f64::from(w);
+            if acc > budget {
+                break;
+            }
+            threshold = z;
+        }
+        Ok(LstmFailure {
+            train_positives: fit.iter().filter(|e| e.labels.iter().any(|&y| y)).count(),
+            train_examples: fit.len(),
+            model,
+            threshold,
+        })
+    }
+
+    fn examples(d: &Drive) -> Vec<Example> {
+        (0..d.days.len())
+            .map(|i| example(d, i, vec![false; MODEL_HORIZONS.len()], 1.0))
+            .collect()
+    }
+
+    /// Calibrated P(fail within each horizon) for every day of `d`.
+    pub fn probabilities(&self, d: &Drive) -> Vec<Vec<f64>> {
+        self.model
+            .predict(&Self::examples(d))
+            .unwrap_or_else(|_| vec![vec![f64::NAN; MODEL_HORIZONS.len()]; d.days.len()])
+    }
+}
+
+impl Method for LstmFailure {
+    fn name(&self) -> String {
+        format!(
+            "LSTM failure model, 7-day score at the threshold for {} healthy alarm-days per 1,000 in training ({} train examples, {} positive)",
+            ALARM_BUDGET_PER_1000, self.train_examples, self.train_positives
+        )
+    }
+    fn alarms(&self, drive: &Drive) -> Vec<bool> {
+        match self.model.logits(&Self::examples(drive)) {
+            Ok(z) => z.iter().map(|z| z[1] >= self.threshold).collect(),
+            Err(_) => vec![false; drive.days.len()],
+        }
+    }
+}
+
+/// Calibration of P(7 d) on the test drives' days whose 7-day future is in
+/// the data.
+pub fn test_reliability(fleet: &Fleet, m: &LstmFailure) -> Reliability {
+    let split = Split::of(fleet);
+    let (mut probs, mut ys) = (Vec::new(), Vec::new());
+    for d in fleet.drives.iter().filter(|d| is_test_drive(&d.serial)) {
+        let p = m.probabilities(d);
+        for (i, &day) in d.days.iter().enumerate() {
+            if day < split.cut_day
+                || day + 7 > split.last_day
+                || d.failed_on.is_some_and(|f| day >= f)
+            {
+                continue;
+            }
+            probs.push(p[i][1]);
+            ys.push(labels(d, day)[1]);
+        }
+    }
+    Reliability::of(&probs, &ys, 10)
 }
 
 #[derive(Debug, Clone)]
@@ -211,7 +425,6 @@ impl fmt::Display for Report {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::data::backblaze::ATTRIBUTES;
 
     fn drive(
         serial: &str,
