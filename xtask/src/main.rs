@@ -20,6 +20,9 @@ fn main() -> Result<()> {
         Some("bench") if args.get(1).map(String::as_str) == Some("agent") => {
             bench::run_agent(&root(), &args[2..])
         }
+        Some("bench") if args.get(1).map(String::as_str) == Some("predict") => {
+            bench::run_predict(&root(), &args[2..])
+        }
         Some("bench") if args.get(1).map(String::as_str) == Some("ipmi") => {
             bench::run_ipmi(&root(), &args[2..])
         }

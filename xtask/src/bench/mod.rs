@@ -8,6 +8,7 @@
 mod agent;
 mod data;
 mod ipmi;
+mod predict;
 mod proc;
 mod snmp;
 mod umbra;
@@ -92,6 +93,15 @@ pub fn run_agent(root: &Path, args: &[String]) -> Result<()> {
 /// `cargo xtask bench ipmi [ROUNDS]`.
 pub fn run_ipmi(root: &Path, args: &[String]) -> Result<()> {
     save_report(root, "ipmi.md", &ipmi::run(root, count_arg(args, 15)?)?)
+}
+
+/// `cargo xtask bench predict [SERIES]`.
+pub fn run_predict(root: &Path, args: &[String]) -> Result<()> {
+    save_report(
+        root,
+        "predict.md",
+        &predict::run(root, count_arg(args, 20_000)?)?,
+    )
 }
 
 /// `cargo xtask bench snmp [ROUNDS]`.
