@@ -432,10 +432,10 @@ fn fast_exp(x: f32) -> f32 {
     let i = (t + MAGIC) - MAGIC;
     let f = t - i;
     let p = 1.0
-        + f * (0.693_147_2
+        + f * (std::f32::consts::LN_2
             + f * (0.240_226_5 + f * (0.055_504_1 + f * (0.009_618_13 + f * 0.001_333_36))));
     #[allow(clippy::cast_possible_truncation)]
-    let bits = ((i as i32 + 127) as u32) << 23;
+    let bits = (i as i32 + 127).cast_unsigned() << 23;
     f32::from_bits(bits) * p
 }
 
