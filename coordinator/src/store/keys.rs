@@ -11,6 +11,9 @@
 //!          'd' window(8) key(8)              -> window has partial chunks (compaction queue)
 //!          'c' name                          -> counters / allocators (u64 BE)
 //!          'e' host 0x00 identity(8)         -> HardwareEvent (JSON; events.rs)
+//!          'M' kind 0x00 version(8)          -> model bytes (models.rs)
+//!          'm' kind 0x00 version(8)          -> ModelRecord (JSON)
+//!          'a' kind                          -> active model version (u64 BE)
 //! ```
 //!
 //! Timestamps are i64 milliseconds stored with the sign bit flipped so that

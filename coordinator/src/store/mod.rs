@@ -14,6 +14,7 @@ pub mod chunk;
 pub mod events;
 mod keys;
 pub mod ledger;
+pub mod models;
 pub mod rollup;
 
 pub use rollup::{Bucket, Resolution};
@@ -21,6 +22,7 @@ pub use rollup::{Bucket, Resolution};
 use crate::model::{HostRecord, Sample, SeriesId, SeriesMeta};
 pub use events::{HardwareEvent, Severity};
 use ledger::Ledger;
+pub use models::ModelRecord;
 use rocksdb::{
     ColumnFamilyDescriptor, Direction, IteratorMode, Options, WriteBatch, WriteOptions, DB,
 };
@@ -374,6 +376,92 @@ impl Store {
         out.sort_by(|a, b| b.time_ms.cmp(&a.time_ms).then(a.host.cmp(&b.host)));
         out.truncate(limit);
         Ok(out)
+    }
+
+    /// Store a new version of a model kind; returns its record. The
+    /// version is one past the newest stored; the model is not activated.
+    pub fn put_model(
+        &self,
+        kind: &str,
+        bytes: &[u8],
+        trained_on: &str,
+        evaluation: serde_json::Value,
+        now_ms: i64,
+    ) -> Result<ModelRecord, StoreError> {
+        if !models::kind_ok(kind) {
+            return Err(StoreError::Corrupt(format!(
+                "model kind {kind:?}: want 1..=128 of [a-z0-9-_./]"
+            )));
+        }
+        // One writer at a time picks the version (model writes are rare).
+        let _guard = self.catalog.lock().expect("poisoned");
+        let version = self.models(kind)?.last().map_or(1, |r| r.version + 1);
+        let record = ModelRecord {
+            kind: kind.to_owned(),
+            version,
+            created_ms: now_ms,
+            trained_on: trained_on.to_owned(),
+            evaluation,
+            bytes: bytes.len() as u64,
+        };
+        let meta = self.cf(CF_META);
+        let mut b = WriteBatch::default();
+        b.put_cf(meta, models::blob_key(kind, version), bytes);
+        b.put_cf(
+            meta,
+            models::record_key(kind, version),
+            serde_json::to_vec(&record).expect("serialisable"),
+        );
+        self.db.write_opt(b, &self.write_opts)?;
+        Ok(record)
+    }
+
+    /// Every stored version of `kind`, oldest first.
+    pub fn models(&self, kind: &str) -> Result<Vec<ModelRecord>, StoreError> {
+        let prefix = models::prefix(b'm', kind);
+        let mut out = Vec::new();
+        for item in self.db.prefix_iterator_cf(self.cf(CF_META), &prefix) {
+            let (k, v) = item?;
+            if !k.starts_with(&prefix) {
+                break;
+            }
+            out.push(
+                serde_json::from_slice(&v)
+                    .map_err(|e| StoreError::Corrupt(format!("model record {kind}: {e}")))?,
+            );
+        }
+        Ok(out)
+    }
+
+    /// A stored model's bytes.
+    pub fn model_bytes(&self, kind: &str, version: u64) -> Result<Option<Vec<u8>>, StoreError> {
+        Ok(self
+            .db
+            .get_cf(self.cf(CF_META), models::blob_key(kind, version))?)
+    }
+
+    /// Make `version` the one inference uses (it must exist).
+    pub fn activate_model(&self, kind: &str, version: u64) -> Result<(), StoreError> {
+        if self.model_bytes(kind, version)?.is_none() {
+            return Err(StoreError::Corrupt(format!(
+                "no model {kind} version {version}"
+            )));
+        }
+        self.db.put_cf_opt(
+            self.cf(CF_META),
+            models::active_key(kind),
+            version.to_be_bytes(),
+            &self.write_opts,
+        )?;
+        Ok(())
+    }
+
+    /// The active version of `kind`, if any.
+    pub fn active_model(&self, kind: &str) -> Result<Option<u64>, StoreError> {
+        Ok(self
+            .db
+            .get_cf(self.cf(CF_META), models::active_key(kind))?
+            .and_then(|v| keys::u64_from_be(&v)))
     }
 
     /// Persist a host record on its own (hello, disconnect).

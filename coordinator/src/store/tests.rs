@@ -340,3 +340,58 @@ fn hardware_events_are_stored_once_listed_newest_first_and_expire() {
     store.enforce_retention(later - 500).unwrap();
     assert_eq!(store.events(None, 0, Severity::Info, 10).unwrap(), vec![b]);
 }
+
+#[test]
+fn models_are_versioned_with_their_evaluation_and_one_is_active() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path(), StoreConfig::default()).unwrap();
+    let kind = "forecaster/temperature";
+    assert!(store.models(kind).unwrap().is_empty());
+    assert_eq!(store.active_model(kind).unwrap(), None);
+    let v1 = store
+        .put_model(
+            kind,
+            b"weights-1",
+            "hosts a..c",
+            serde_json::json!({"mae": 0.3}),
+            10,
+        )
+        .unwrap();
+    let v2 = store
+        .put_model(
+            kind,
+            b"weights-22",
+            "hosts a..d",
+            serde_json::json!({"mae": 0.2}),
+            20,
+        )
+        .unwrap();
+    assert_eq!((v1.version, v2.version, v2.bytes), (1, 2, 10));
+    // Another kind counts its own versions.
+    assert_eq!(
+        store
+            .put_model("failure/disk", b"x", "", serde_json::json!({}), 30)
+            .unwrap()
+            .version,
+        1
+    );
+    assert_eq!(store.models(kind).unwrap(), vec![v1.clone(), v2.clone()]);
+    assert_eq!(
+        store.model_bytes(kind, 1).unwrap().as_deref(),
+        Some(&b"weights-1"[..])
+    );
+    store.activate_model(kind, 2).unwrap();
+    assert_eq!(store.active_model(kind).unwrap(), Some(2));
+    // Rolling back is activating an older version.
+    store.activate_model(kind, 1).unwrap();
+    assert_eq!(store.active_model(kind).unwrap(), Some(1));
+    assert!(store.activate_model(kind, 9).is_err());
+    assert!(store
+        .put_model("Bad Kind", b"", "", serde_json::json!({}), 0)
+        .is_err());
+    // Survives a reopen.
+    drop(store);
+    let store = Store::open(dir.path(), StoreConfig::default()).unwrap();
+    assert_eq!(store.active_model(kind).unwrap(), Some(1));
+    assert_eq!(store.models(kind).unwrap()[1].evaluation["mae"], 0.2);
+}
