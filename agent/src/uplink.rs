@@ -13,7 +13,7 @@
 use crate::config::{UplinkConfig, UplinkTls};
 use crate::pipeline::Shared;
 use prost::Message;
-use proto::telemetry::v1::{self as pb, telemetry_client::TelemetryClient};
+use proto::telemetry::v1 as pb;
 use std::collections::{HashSet, VecDeque};
 use std::sync::Arc;
 use std::time::Duration;
@@ -150,6 +150,56 @@ fn hello_msg(hello: &HelloBase, shared: &Shared) -> pb::AgentMessage {
     }
 }
 
+/// What the agent sends: a message it builds, or a batch exactly as the
+/// spool stored it (already an encoded `SampleBatch`, CRC-checked on read),
+/// framed as `AgentMessage.batch` without decoding and re-encoding it.
+#[derive(Debug)]
+enum Outbound {
+    /// Boxed: a Hello is large and rare, batches are small and frequent.
+    Message(Box<pb::AgentMessage>),
+    Batch(Vec<u8>),
+}
+
+/// The `Telemetry.Stream` codec with [`Outbound`] on the way out.
+#[derive(Debug, Clone, Copy, Default)]
+struct SpoolCodec;
+
+impl tonic::codec::Codec for SpoolCodec {
+    type Encode = Outbound;
+    type Decode = pb::CoordinatorMessage;
+    type Encoder = SpoolCodec;
+    type Decoder = <tonic::codec::ProstCodec<pb::AgentMessage, pb::CoordinatorMessage> as tonic::codec::Codec>::Decoder;
+    fn encoder(&mut self) -> SpoolCodec {
+        SpoolCodec
+    }
+    fn decoder(&mut self) -> Self::Decoder {
+        tonic::codec::ProstCodec::<pb::AgentMessage, pb::CoordinatorMessage>::default().decoder()
+    }
+}
+
+impl tonic::codec::Encoder for SpoolCodec {
+    type Item = Outbound;
+    type Error = tonic::Status;
+    fn encode(
+        &mut self,
+        item: Outbound,
+        dst: &mut tonic::codec::EncodeBuf<'_>,
+    ) -> Result<(), tonic::Status> {
+        match item {
+            Outbound::Message(m) => m
+                .encode(dst)
+                .map_err(|e| tonic::Status::internal(format!("encoding: {e}"))),
+            Outbound::Batch(bytes) => {
+                // AgentMessage field 2 (`batch`), length-delimited.
+                prost::encoding::encode_key(2, prost::encoding::WireType::LengthDelimited, dst);
+                prost::encoding::encode_varint(bytes.len() as u64, dst);
+                prost::bytes::BufMut::put_slice(dst, &bytes);
+                Ok(())
+            }
+        }
+    }
+}
+
 /// One connection. Returns Ok(()) when drained during shutdown.
 async fn session(
     cfg: &UplinkConfig,
@@ -159,13 +209,23 @@ async fn session(
     mut deadline: Option<tokio::time::Instant>,
 ) -> Result<(), UplinkError> {
     let ch = channel(cfg).await?;
-    let mut client = TelemetryClient::new(ch).max_decoding_message_size(16 * 1024 * 1024);
-    let (tx, rx) = mpsc::channel::<pb::AgentMessage>(cfg.max_in_flight + 1);
-    tx.send(hello_msg(hello, shared))
+    let mut client = tonic::client::Grpc::new(ch).max_decoding_message_size(16 * 1024 * 1024);
+    let (tx, rx) = mpsc::channel::<Outbound>(cfg.max_in_flight + 1);
+    tx.send(Outbound::Message(Box::new(hello_msg(hello, shared))))
         .await
         .map_err(|_| UplinkError::Protocol("outbound closed".into()))?;
+    client
+        .ready()
+        .await
+        .map_err(|e| UplinkError::Protocol(format!("channel not ready: {e}")))?;
     let mut inbound = client
-        .stream(tokio_stream::wrappers::ReceiverStream::new(rx))
+        .streaming(
+            tonic::Request::new(tokio_stream::wrappers::ReceiverStream::new(rx)),
+            tonic::codegen::http::uri::PathAndQuery::from_static(
+                "/umbra.telemetry.v1.Telemetry/Stream",
+            ),
+            SpoolCodec,
+        )
         .await?
         .into_inner();
     let welcome = match inbound.message().await?.and_then(|m| m.msg) {
@@ -205,11 +265,11 @@ async fn session(
                 batches = query.len(),
                 "asking the coordinator about in-doubt batches"
             );
-            tx.send(pb::AgentMessage {
+            tx.send(Outbound::Message(Box::new(pb::AgentMessage {
                 msg: Some(pb::agent_message::Msg::InDoubt(pb::InDoubt {
                     sequences: query,
                 })),
-            })
+            })))
             .await
             .map_err(|_| UplinkError::Protocol("outbound closed".into()))?;
             in_flight.push_back(Outstanding::Query);
@@ -227,25 +287,12 @@ async fn session(
             sent_through = seq;
             let payload = shared.spool.lock().expect("poisoned").read(seq)?;
             let Some(payload) = payload else { continue }; // dropped meanwhile
-            match pb::SampleBatch::decode(payload.as_slice()) {
-                Ok(batch) => {
-                    shared.spool.lock().expect("poisoned").mark_sent(seq)?;
-                    asked.insert(seq);
-                    tx.send(pb::AgentMessage {
-                        msg: Some(pb::agent_message::Msg::Batch(batch)),
-                    })
-                    .await
-                    .map_err(|_| UplinkError::Protocol("outbound closed".into()))?;
-                    in_flight.push_back(Outstanding::Batch(seq));
-                }
-                Err(e) => {
-                    shared
-                        .spool
-                        .lock()
-                        .expect("poisoned")
-                        .reject(seq, &format!("undecodable spool record: {e}"))?;
-                }
-            }
+            shared.spool.lock().expect("poisoned").mark_sent(seq)?;
+            asked.insert(seq);
+            tx.send(Outbound::Batch(payload))
+                .await
+                .map_err(|_| UplinkError::Protocol("outbound closed".into()))?;
+            in_flight.push_back(Outstanding::Batch(seq));
         }
         if deadline.is_some() && in_flight.is_empty() && backlog(shared) == 0 {
             return Ok(());
