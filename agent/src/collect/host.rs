@@ -99,7 +99,8 @@ pub fn read_hwmon(root: &Path) -> Poll {
                 &component,
                 unit,
                 &[("chip", &chip), ("sensor", attr), ("hwmon", &dev_name)],
-            );
+            )
+            .into();
             match std::fs::read_to_string(dev.join(&file)).map(|s| s.trim().parse::<f64>()) {
                 Ok(Ok(raw)) => poll.readings.push(Reading {
                     series,
@@ -146,7 +147,7 @@ impl Collector for HostCollector {
         let mut poll = read_hwmon(&self.cfg.hwmon_root);
         let load = sysinfo::System::load_average();
         let h = |m: &str, u: &str, v: f64| Reading {
-            series: key(m, "HOST", u, &[]),
+            series: key(m, "HOST", u, &[]).into(),
             value: v,
             quality: Quality::Ok,
         };

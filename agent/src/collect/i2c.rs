@@ -289,7 +289,7 @@ impl Collector for I2cCollector {
                         let series = key(d, metric, unit, component);
                         known.insert(series.clone());
                         poll.readings.push(Reading {
-                            series,
+                            series: series.into(),
                             value,
                             quality: Quality::Ok,
                         });

@@ -486,7 +486,7 @@ impl Collector for IpmiCollector {
                 for (series, value, quality) in values {
                     self.known.insert(series.clone());
                     poll.readings.push(Reading {
-                        series,
+                        series: series.into(),
                         value,
                         quality,
                     });

@@ -19,6 +19,7 @@ pub mod snmp;
 use serde::Deserialize;
 use std::collections::BTreeMap;
 use std::future::Future;
+use std::sync::Arc;
 use std::time::Duration;
 
 /// Identity of a series as the agent knows it (the catalog maps it to a compact id).
@@ -41,7 +42,9 @@ pub enum Quality {
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct Reading {
-    pub series: SeriesKey,
+    /// Shared: a collector that keeps its keys hands out a reference per
+    /// poll instead of copying strings and label maps.
+    pub series: Arc<SeriesKey>,
     pub value: f64,
     pub quality: Quality,
 }
@@ -103,7 +106,7 @@ impl Poll {
     /// Every series in `series` as a gap (NaN) of the given quality.
     pub fn gap<'a>(&mut self, series: impl IntoIterator<Item = &'a SeriesKey>, quality: Quality) {
         self.readings.extend(series.into_iter().map(|s| Reading {
-            series: s.clone(),
+            series: Arc::new(s.clone()),
             value: f64::NAN,
             quality,
         }));

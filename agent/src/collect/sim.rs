@@ -60,7 +60,7 @@ impl Config {
 
 struct SimSensor {
     id: String,
-    key: SeriesKey,
+    key: std::sync::Arc<SeriesKey>,
     sim: SimBehaviour,
 }
 
@@ -87,12 +87,12 @@ impl SimCollector {
             .filter_map(|s| {
                 s.sim.map(|sim| SimSensor {
                     id: s.id.clone(),
-                    key: SeriesKey {
+                    key: std::sync::Arc::new(SeriesKey {
                         metric: s.metric.clone(),
                         component: s.component.clone(),
                         unit: s.unit.as_str().to_owned(),
                         labels: [("sensor".to_owned(), s.id.clone())].into(),
-                    },
+                    }),
                     sim,
                 })
             })

@@ -207,7 +207,7 @@ impl Collector for SmartCollector {
                             }
                             poll.components.extend(component(&r));
                             self.last
-                                .insert(device, rs.iter().map(|r| r.series.clone()).collect());
+                                .insert(device, rs.iter().map(|r| (*r.series).clone()).collect());
                             poll.readings.extend(rs);
                         }
                         None => poll.faults.push(SensorFault {
@@ -261,7 +261,7 @@ pub fn readings(r: &Report, attributes: &[u8], mapped: &[Mapped]) -> Option<Vec<
     let mut out = Vec::new();
     let mut push = |metric: &str, unit: &str, labels: &[(&str, String)], value: f64| {
         out.push(Reading {
-            series: SeriesKey {
+            series: std::sync::Arc::new(SeriesKey {
                 metric: metric.to_owned(),
                 component: component.clone(),
                 unit: unit.to_owned(),
@@ -269,7 +269,7 @@ pub fn readings(r: &Report, attributes: &[u8], mapped: &[Mapped]) -> Option<Vec<
                     .iter()
                     .map(|(k, v)| ((*k).to_owned(), v.clone()))
                     .collect(),
-            },
+            }),
             value,
             quality: Quality::Ok,
         });

@@ -324,7 +324,7 @@ impl Collector for SnmpCollector {
         let mut push = |s: &mut Self, series: SeriesKey, value: f64, quality: Quality| {
             s.known.insert(series.clone());
             poll.readings.push(Reading {
-                series,
+                series: series.into(),
                 value,
                 quality,
             });
