@@ -34,7 +34,9 @@ fn profile() -> String {
 }
 
 pub fn run(root: &Path, seconds: u64) -> Result<String> {
-    super::build_release(root, &["-p", "agent", "-p", "coordinator", "--bins"])?;
+    super::build_release(root, &["-p", "coordinator", "--bins"])?;
+    // The agent as it is packaged: the size-optimised `agent-release` profile.
+    super::build_profile(root, "agent-release", &["-p", "agent", "--bin", "umbra-agent"])?;
     let work = tempfile::tempdir()?;
     let dir = work.path();
     std::fs::create_dir_all(dir.join("profiles"))?;
@@ -70,7 +72,7 @@ pub fn run(root: &Path, seconds: u64) -> Result<String> {
     wait_for("coordinator", Duration::from_secs(20), || {
         std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
     })?;
-    let agent_bin = root.join("target/release/umbra-agent");
+    let agent_bin = root.join("target/agent-release/umbra-agent");
     let agent = Peer::spawn(
         "umbra-agent",
         Command::new(&agent_bin)

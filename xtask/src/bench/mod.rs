@@ -132,8 +132,13 @@ fn save_report(root: &Path, name: &str, report: &str) -> Result<()> {
 
 /// `cargo build --release` with these arguments, from the workspace root.
 fn build_release(root: &Path, args: &[&str]) -> Result<()> {
+    build_profile(root, "release", args)
+}
+
+/// `cargo build --profile PROFILE` with these arguments.
+fn build_profile(root: &Path, profile: &str, args: &[&str]) -> Result<()> {
     let status = Command::new(env!("CARGO"))
-        .args(["build", "--release"])
+        .args(["build", "--profile", profile])
         .args(args)
         .current_dir(root)
         .status()?;
