@@ -193,6 +193,10 @@ fn eval(dataset: EvalDataset, out: &mut (dyn Write + Send)) -> Result<()> {
             for (p, o, n) in &r.curve {
                 writeln!(out, "  {p:.2e}  {o:.2e}  {n}")?;
             }
+            writeln!(out, "\nhighest 7-day risks among test drives (last observed day); per attribute: trend of log1p(raw) relative to its level, and the drop in P when it is replaced by its training mean:")?;
+            for line in bb::top_risks(&fleet, &model, 5) {
+                writeln!(out, "  {line}")?;
+            }
             Ok(())
         }
         EvalDataset::Nab { path, alarm } => {

@@ -43,6 +43,47 @@ pub struct Example {
     pub weight: f32,
 }
 
+/// One feature's part in a risk (see [`FailureModel::explain`]).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Contribution {
+    /// Index of the sequence feature.
+    pub feature: usize,
+    /// Probability minus the probability with this feature at its mean.
+    pub delta_p: f64,
+    /// Least-squares slope per step divided by the mean |level| (NaN when
+    /// fewer than two finite values or a zero level).
+    pub trend_per_step: f64,
+}
+
+fn relative_slope(ys: &[f64]) -> f64 {
+    let pts: Vec<(f64, f64)> = ys
+        .iter()
+        .enumerate()
+        .filter(|(_, y)| y.is_finite())
+        .map(|(x, &y)| {
+            #[allow(clippy::cast_precision_loss)]
+            let x = x as f64;
+            (x, y)
+        })
+        .collect();
+    if pts.len() < 2 {
+        return f64::NAN;
+    }
+    #[allow(clippy::cast_precision_loss)]
+    let n = pts.len() as f64;
+    let (mx, my) = (
+        pts.iter().map(|p| p.0).sum::<f64>() / n,
+        pts.iter().map(|p| p.1).sum::<f64>() / n,
+    );
+    let sxx: f64 = pts.iter().map(|p| (p.0 - mx).powi(2)).sum();
+    let sxy: f64 = pts.iter().map(|p| (p.0 - mx) * (p.1 - my)).sum();
+    let level = pts.iter().map(|p| p.1.abs()).sum::<f64>() / n;
+    if sxx == 0.0 || level == 0.0 {
+        return f64::NAN;
+    }
+    sxy / sxx / level
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 struct Standard {
     mean: Vec<f32>,
@@ -297,6 +338,42 @@ impl FailureModel {
             .collect())
     }
 
+    /// Why the model gives `example` its risk for horizon `h`: for each
+    /// sequence feature, how much the probability drops when that feature's
+    /// history is replaced by its training mean (occlusion), and its trend
+    /// over the sequence (least-squares slope per step, relative to its
+    /// mean level, so "−4 %/day" reads as it sounds). Sorted by the drop,
+    /// largest first.
+    pub fn explain(&self, example: &Example, h: usize) -> Result<Vec<Contribution>> {
+        self.check(example)?;
+        if h >= self.cfg.horizons.len() {
+            return Err(ModelError::Data(format!("no horizon {h}")));
+        }
+        let (l, f) = (self.cfg.seq_len, self.cfg.features);
+        let mut variants = vec![example.clone()];
+        for j in 0..f {
+            let mut e = example.clone();
+            for t in 0..l {
+                e.seq[t * f + j] = self.seq_norm.mean[j];
+            }
+            variants.push(e);
+        }
+        let p = self.predict(&variants)?;
+        let base = p[0][h];
+        let mut out: Vec<Contribution> = (0..f)
+            .map(|j| {
+                let ys: Vec<f64> = (0..l).map(|t| f64::from(example.seq[t * f + j])).collect();
+                Contribution {
+                    feature: j,
+                    delta_p: base - p[j + 1][h],
+                    trend_per_step: relative_slope(&ys),
+                }
+            })
+            .collect();
+        out.sort_by(|a, b| b.delta_p.total_cmp(&a.delta_p));
+        Ok(out)
+    }
+
     pub fn to_bytes(&self) -> Result<Vec<u8>> {
         #[derive(Serialize)]
         struct Saved<'a> {
@@ -437,6 +514,26 @@ mod tests {
         let r = crate::calibrate::Reliability::of(&p7, &y, 10);
         assert!(r.ece < 0.05, "{r:?}");
         assert!(p7.iter().all(|v| (0.0..=1.0).contains(v)));
+    }
+
+    #[test]
+    fn explanations_name_the_degrading_metric_and_its_trend() {
+        let mut m = FailureModel::new(cfg()).unwrap();
+        m.train(&fleet(600, 1)).unwrap();
+        m.calibrate(&fleet(400, 2)).unwrap();
+        let failing = fleet(200, 8)
+            .into_iter()
+            .find(|e| e.labels[1] && e.seq.iter().all(|v| v.is_finite()))
+            .unwrap();
+        let why = m.explain(&failing, 1).unwrap();
+        assert_eq!(why[0].feature, 0, "{why:?}");
+        assert!(why[0].delta_p > 0.1, "{why:?}");
+        // Feature 0 ramps by 0.8 per step from ~0.5: a strong upward trend.
+        assert!(why[0].trend_per_step > 0.1, "{why:?}");
+        assert!(why[1].delta_p < why[0].delta_p / 2.0, "{why:?}");
+        assert!(m.explain(&failing, 5).is_err());
+        assert!((relative_slope(&[1.0, 2.0, 3.0]) - 0.5).abs() < 1e-12);
+        assert!(relative_slope(&[f64::NAN, 1.0]).is_nan());
     }
 
     #[test]

@@ -271,6 +271,59 @@ impl Method for LstmFailure {
     }
 }
 
+/// The `k` test drives with the highest P(fail within 7 d) on their last
+/// observed day, each with its explanation, e.g. `S1F0… ST3000DM001:
+/// P(fail 7d)=0.29; SMART 197 +12.0%/day (Δp 0.21), ...` (trends are of the
+/// model's log1p(raw) features, relative to their level).
+pub fn top_risks(fleet: &Fleet, m: &LstmFailure, k: usize) -> Vec<String> {
+    let mut scored: Vec<(f64, &Drive)> = fleet
+        .drives
+        .iter()
+        .filter(|d| is_test_drive(&d.serial) && !d.days.is_empty())
+        .filter_map(|d| {
+            let last = d.days.len() - 1;
+            let e = example(d, last, vec![false; MODEL_HORIZONS.len()], 1.0);
+            let p = m.model.predict(std::slice::from_ref(&e)).ok()?;
+            Some((p[0][1], d))
+        })
+        .collect();
+    scored.sort_by(|a, b| b.0.total_cmp(&a.0));
+    scored
+        .into_iter()
+        .take(k)
+        .map(|(p, d)| {
+            let last = d.days.len() - 1;
+            let e = example(d, last, vec![false; MODEL_HORIZONS.len()], 1.0);
+            let why = m.model.explain(&e, 1).unwrap_or_default();
+            let parts: Vec<String> = why
+                .iter()
+                .take(3)
+                .map(|c| {
+                    let trend = if c.trend_per_step.is_finite() {
+                        format!("{:+.1}%/day", 100.0 * c.trend_per_step)
+                    } else {
+                        "flat".into()
+                    };
+                    format!(
+                        "SMART {} {trend} (Δp {:.3})",
+                        ATTRIBUTES[c.feature], c.delta_p
+                    )
+                })
+                .collect();
+            let outcome = match d.failed_on {
+                Some(f) => format!("failed on day {f}"),
+                None => "no failure in the data".into(),
+            };
+            format!(
+                "{} {}: P(fail 7d)={p:.3}; {} [{outcome}]",
+                d.serial,
+                d.model,
+                parts.join(", ")
+            )
+        })
+        .collect()
+}
+
 /// Calibration of P(7 d) on the test drives' days whose 7-day future is in
 /// the data.
 pub fn test_reliability(fleet: &Fleet, m: &LstmFailure) -> Reliability {

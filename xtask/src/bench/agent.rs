@@ -36,7 +36,11 @@ fn profile() -> String {
 pub fn run(root: &Path, seconds: u64) -> Result<String> {
     super::build_release(root, &["-p", "coordinator", "--bins"])?;
     // The agent as it is packaged: the size-optimised `agent-release` profile.
-    super::build_profile(root, "agent-release", &["-p", "agent", "--bin", "umbra-agent"])?;
+    super::build_profile(
+        root,
+        "agent-release",
+        &["-p", "agent", "--bin", "umbra-agent"],
+    )?;
     let work = tempfile::tempdir()?;
     let dir = work.path();
     std::fs::create_dir_all(dir.join("profiles"))?;
