@@ -368,17 +368,31 @@ impl Spool {
         samples: u32,
         build: impl FnOnce(u64, Stats) -> pb::SampleBatch,
     ) -> Result<u64, SpoolError> {
+        self.append_encoded(samples, |seq, stats, buf| {
+            build(seq, stats)
+                .encode(buf)
+                .expect("a Vec grows as needed");
+        })
+    }
+
+    /// Append a batch whose encoded `SampleBatch` `write` puts into the
+    /// buffer itself (the pipeline's hot path, which skips building the
+    /// message structs); otherwise as [`Spool::append`].
+    pub fn append_encoded(
+        &mut self,
+        samples: u32,
+        write: impl FnOnce(u64, Stats, &mut Vec<u8>),
+    ) -> Result<u64, SpoolError> {
         let seq = self.next_seq;
         let mut stats = self.stats();
         stats.produced_samples += u64::from(samples);
-        let payload = build(seq, stats).encode_to_vec();
         let produced_total = self.state.produced_samples + u64::from(samples);
-        let mut rec = Vec::with_capacity(HEADER + META + payload.len());
+        let mut rec = Vec::with_capacity(HEADER + META + 64 * samples as usize + 256);
         rec.extend_from_slice(&[0; HEADER]);
         rec.extend_from_slice(&seq.to_le_bytes());
         rec.extend_from_slice(&samples.to_le_bytes());
         rec.extend_from_slice(&produced_total.to_le_bytes());
-        rec.extend_from_slice(&payload);
+        write(seq, stats, &mut rec);
         let body_len = rec.len() - HEADER;
         if rec.len() > MAX_RECORD || rec.len() as u64 > self.cfg.max_bytes {
             return Err(SpoolError::TooLarge(rec.len()));
