@@ -174,6 +174,18 @@ fn progress(what: &str) -> impl FnMut(usize, usize) + '_ {
     }
 }
 
+/// Progress of an anomaly evaluation: a "training" bar, then a "scoring" one.
+fn phased_progress() -> impl FnMut(&str, usize, usize) {
+    let (mut train, mut score) = (progress("training"), progress("scoring"));
+    move |phase, done, total| {
+        if phase == "train" {
+            train(done, total);
+        } else {
+            score(done, total);
+        }
+    }
+}
+
 fn eval(dataset: EvalDataset, out: &mut (dyn Write + Send)) -> Result<()> {
     match dataset {
         EvalDataset::Backblaze { path } => {
@@ -202,21 +214,13 @@ fn eval(dataset: EvalDataset, out: &mut (dyn Write + Send)) -> Result<()> {
         EvalDataset::Nab { path, alarm } => {
             let series = predict::data::nab::load(&path)
                 .with_context(|| format!("reading {}", path.display()))?;
-            let mut train = progress("training");
-            let mut score = progress("scoring");
             let report = predict::eval::nab::run(
                 &series,
                 &predict::eval::nab::Config {
                     hysteresis: alarm.hysteresis(),
                     ..predict::eval::nab::Config::default()
                 },
-                |phase, done, total| {
-                    if phase == "train" {
-                        train(done, total);
-                    } else {
-                        score(done, total);
-                    }
-                },
+                phased_progress(),
             )?;
             write!(out, "{report}")?;
             Ok(())
@@ -224,8 +228,6 @@ fn eval(dataset: EvalDataset, out: &mut (dyn Write + Send)) -> Result<()> {
         EvalDataset::Skab { path, alarm } => {
             let (runs, free) = predict::data::skab::load(&path)
                 .with_context(|| format!("reading {}", path.display()))?;
-            let mut train = progress("training");
-            let mut score = progress("scoring");
             let report = predict::eval::skab::run(
                 &runs,
                 free.as_ref(),
@@ -233,13 +235,7 @@ fn eval(dataset: EvalDataset, out: &mut (dyn Write + Send)) -> Result<()> {
                     hysteresis: alarm.hysteresis(),
                     ..predict::eval::skab::Config::default()
                 },
-                |phase, done, total| {
-                    if phase == "train" {
-                        train(done, total);
-                    } else {
-                        score(done, total);
-                    }
-                },
+                phased_progress(),
             )?;
             write!(out, "{report}")?;
             Ok(())

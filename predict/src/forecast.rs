@@ -232,6 +232,26 @@ impl Forecaster {
         Ok(history)
     }
 
+    /// Build and train a model on `series` with at most about
+    /// `max_windows` training windows: the stride of `cfg` is raised as far
+    /// as needed, so training time stays bounded however long the data is.
+    pub fn train_capped(
+        cfg: Config,
+        series: &[Vec<f32>],
+        max_windows: usize,
+        progress: impl FnMut(Epoch),
+    ) -> Result<(Forecaster, Vec<Epoch>)> {
+        let possible: usize = series
+            .iter()
+            .map(|t| t.len().saturating_sub(cfg.window + cfg.horizon))
+            .sum();
+        let mut cfg = cfg;
+        cfg.stride = cfg.stride.max(possible.div_ceil(max_windows.max(1))).max(1);
+        let mut model = Forecaster::new(cfg)?;
+        let epochs = model.train(series, progress)?;
+        Ok((model, epochs))
+    }
+
     /// Forecast the steps after each window (each `config().window` long), in
     /// one batch. `None` for a window that is mostly missing.
     pub fn predict(&self, windows: &[&[f32]]) -> Result<Vec<Option<Forecast>>> {
@@ -333,20 +353,7 @@ impl Forecaster {
                     h[j] = o * c[j].tanh();
                 }
             }
-            let head = |r: usize| -> f32 {
-                head_b[r]
-                    + head_w[r * hd..(r + 1) * hd]
-                        .iter()
-                        .zip(&h)
-                        .map(|(w, x)| w * x)
-                        .sum::<f32>()
-            };
-            out.push(Some(Forecast {
-                mean: (0..k).map(|r| head(r) * sc.spread + sc.centre).collect(),
-                std: (0..k)
-                    .map(|r| (0.5 * head(k + r).clamp(-8.0, 8.0)).exp() * sc.spread)
-                    .collect(),
-            }));
+            out.push(Some(head_forecast(head_w, head_b, &h, k, sc)));
         }
         Ok(out)
     }
@@ -402,6 +409,28 @@ impl Forecaster {
         let f = Forecaster::new(s.config)?;
         nn::import(&f.varmap, &s.weights)?;
         Ok(f)
+    }
+}
+
+/// The output layer on the last hidden state `h`, mapped back to the
+/// series' units: `k` means, then `k` log-variances (clamped as in
+/// training) as standard deviations. Shared by the plain reference and the
+/// kernel; the candle path does the same with tensors.
+fn head_forecast(head_w: &[f32], head_b: &[f32], h: &[f32], k: usize, sc: Scale) -> Forecast {
+    let hd = h.len();
+    let head = |r: usize| -> f32 {
+        head_b[r]
+            + head_w[r * hd..(r + 1) * hd]
+                .iter()
+                .zip(h)
+                .map(|(w, x)| w * x)
+                .sum::<f32>()
+    };
+    Forecast {
+        mean: (0..k).map(|r| head(r) * sc.spread + sc.centre).collect(),
+        std: (0..k)
+            .map(|r| (0.5 * head(k + r).clamp(-8.0, 8.0)).exp() * sc.spread)
+            .collect(),
     }
 }
 
@@ -518,20 +547,7 @@ impl Kernel {
                     h[j] = fast_sigmoid(o_g[j]) * fast_tanh(cj);
                 }
             }
-            let head = |r: usize| -> f32 {
-                self.head_b[r]
-                    + self.head_w[r * hd..(r + 1) * hd]
-                        .iter()
-                        .zip(&h)
-                        .map(|(w, x)| w * x)
-                        .sum::<f32>()
-            };
-            out.push(Some(Forecast {
-                mean: (0..k).map(|r| head(r) * sc.spread + sc.centre).collect(),
-                std: (0..k)
-                    .map(|r| (0.5 * head(k + r).clamp(-8.0, 8.0)).exp() * sc.spread)
-                    .collect(),
-            }));
+            out.push(Some(head_forecast(&self.head_w, &self.head_b, &h, k, sc)));
         }
         Ok(out)
     }

@@ -5,7 +5,7 @@
 //! runs on the blocking pool; a device that fails costs only its own
 //! readings (marked `Unreadable`, with the reason).
 
-use super::{Collector, Poll, Quality, Reading, SeriesKey};
+use super::{Collector, Poll, Quality, SeriesKey};
 use crate::transport::i2c::{LinuxBus, Mode};
 use embedded_hal::i2c::I2c;
 use firmware_shims::i2c::{adxl345, max31790, pmbus, tmp75, Error};
@@ -286,13 +286,7 @@ impl Collector for I2cCollector {
             match result {
                 Ok(values) => {
                     for (metric, unit, component, value) in values {
-                        let series = key(d, metric, unit, component);
-                        known.insert(series.clone());
-                        poll.readings.push(Reading {
-                            series: series.into(),
-                            value,
-                            quality: Quality::Ok,
-                        });
+                        poll.push_known(known, key(d, metric, unit, component), value, Quality::Ok);
                     }
                 }
                 Err(reason) => {

@@ -7,7 +7,7 @@
 //! and re-read only when its change stamp moves. A BMC that hangs or answers
 //! garbage costs only its own readings (marked `Unreadable`, with the reason).
 
-use super::{Collector, Event, Poll, Quality, Reading, SensorFault, SeriesKey, Severity};
+use super::{Collector, Event, Poll, Quality, SensorFault, SeriesKey, Severity};
 use crate::transport::ipmi::{BmcClient, IpmiError, LanConfig};
 use firmware_shims::ipmi::lan::Privilege;
 use firmware_shims::ipmi::sdr::{self, AnalogFormat, Record, Sensor, ThresholdStatus};
@@ -484,12 +484,7 @@ impl Collector for IpmiCollector {
         match self.read().await {
             Ok(values) => {
                 for (series, value, quality) in values {
-                    self.known.insert(series.clone());
-                    poll.readings.push(Reading {
-                        series: series.into(),
-                        value,
-                        quality,
-                    });
+                    poll.push_known(&mut self.known, series, value, quality);
                 }
                 for m in &self.mismatches {
                     poll.faults.push(SensorFault {

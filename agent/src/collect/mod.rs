@@ -17,7 +17,7 @@ pub mod smart;
 pub mod snmp;
 
 use serde::Deserialize;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
@@ -110,6 +110,23 @@ impl Poll {
             value: f64::NAN,
             quality,
         }));
+    }
+
+    /// A reading of a series the collector remembers in `known`, so that
+    /// [`Poll::device_failed`] can mark it unreadable when the device goes.
+    pub fn push_known(
+        &mut self,
+        known: &mut BTreeSet<SeriesKey>,
+        series: SeriesKey,
+        value: f64,
+        quality: Quality,
+    ) {
+        known.insert(series.clone());
+        self.readings.push(Reading {
+            series: series.into(),
+            value,
+            quality,
+        });
     }
 
     /// A device that could not be read: every series it reported before

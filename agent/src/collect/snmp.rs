@@ -7,7 +7,7 @@
 //! its own readings: every series it reported before is marked
 //! `Unreadable`, with the reason as a fault.
 
-use super::{Collector, Poll, Quality, Reading, SensorFault, SeriesKey};
+use super::{Collector, Poll, Quality, SensorFault, SeriesKey};
 use crate::transport::snmp::{ClientConfig, SnmpClient, SnmpError, V3User};
 use firmware_shims::snmp::ber::Oid;
 use firmware_shims::snmp::mib::{self, CounterRate, SensorKind, SensorStatus, Table};
@@ -321,21 +321,13 @@ impl Collector for SnmpCollector {
                 return poll;
             }
         };
-        let mut push = |s: &mut Self, series: SeriesKey, value: f64, quality: Quality| {
-            s.known.insert(series.clone());
-            poll.readings.push(Reading {
-                series: series.into(),
-                value,
-                quality,
-            });
-        };
         for i in &snap.interfaces {
             let port = format!("port:{}", i.name);
             let idx = [("ifindex", i.index.to_string())];
             for (metric, v) in [("if_admin_up", i.admin_up), ("if_oper_up", i.oper_up)] {
                 if let Some(v) = v {
                     let k = self.key(metric, &port, "bool", &idx);
-                    push(self, k, f64::from(u8::from(v)), Quality::Ok);
+                    poll.push_known(&mut self.known, k, f64::from(u8::from(v)), Quality::Ok);
                 }
             }
             let counters: [CounterColumn; 6] = [
@@ -355,7 +347,7 @@ impl Collector for SnmpCollector {
                 #[allow(clippy::cast_precision_loss)]
                 let total = value as f64;
                 let k = self.key(&format!("{metric}_total"), &port, unit, &idx);
-                push(self, k, total, Quality::Ok);
+                poll.push_known(&mut self.known, k, total, Quality::Ok);
                 let rate = self
                     .rates
                     .entry((port.clone(), metric))
@@ -368,7 +360,7 @@ impl Collector for SnmpCollector {
                         &format!("{unit}/s"),
                         &idx,
                     );
-                    push(self, k, r, Quality::Ok);
+                    poll.push_known(&mut self.known, k, r, Quality::Ok);
                 }
             }
         }
@@ -381,10 +373,10 @@ impl Collector for SnmpCollector {
                 _ => (f64::NAN, Quality::Unreadable),
             };
             let k = self.key(metric, &component, unit, &idx);
-            push(self, k, value, quality);
+            poll.push_known(&mut self.known, k, value, quality);
             let k = self.key("sensor_status_ok", &component, "bool", &idx);
-            push(
-                self,
+            poll.push_known(
+                &mut self.known,
                 k,
                 f64::from(u8::from(s.status == SensorStatus::Ok)),
                 Quality::Ok,
@@ -406,9 +398,14 @@ impl Collector for SnmpCollector {
                 &[("profile_sensor", sensor.id.clone())],
             );
             match value.as_f64() {
-                Some(v) => push(self, k, v / 10f64.powi(i32::from(*decimals)), Quality::Ok),
+                Some(v) => poll.push_known(
+                    &mut self.known,
+                    k,
+                    v / 10f64.powi(i32::from(*decimals)),
+                    Quality::Ok,
+                ),
                 None => {
-                    push(self, k, f64::NAN, Quality::Unreadable);
+                    poll.push_known(&mut self.known, k, f64::NAN, Quality::Unreadable);
                     poll.faults.push(SensorFault {
                         sensor: format!("{}/{}", self.cfg.device, sensor.component),
                         reason: format!(

@@ -76,17 +76,11 @@ pub fn run(
         .iter()
         .map(|s| s.values[..prefix(s)].to_vec())
         .collect();
-    let possible: usize = train
-        .iter()
-        .map(|t| {
-            t.len()
-                .saturating_sub(cfg.forecast.window + cfg.forecast.horizon)
-        })
-        .sum();
-    let mut fc = cfg.forecast;
-    fc.stride = possible.div_ceil(cfg.max_train_windows.max(1)).max(1);
-    let mut model = Forecaster::new(fc)?;
-    let epochs = model.train(&train, |e| progress("train", e.epoch, fc.epochs))?;
+    let epochs_total = cfg.forecast.epochs;
+    let (model, epochs) =
+        Forecaster::train_capped(cfg.forecast, &train, cfg.max_train_windows, |e| {
+            progress("train", e.epoch, epochs_total);
+        })?;
     let mut r = Report {
         series: data.len(),
         train_windows: epochs.last().map_or(0, |e| e.windows),
