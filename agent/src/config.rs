@@ -4,6 +4,7 @@
 use crate::collect::CollectorConfig;
 use crate::spool::SpoolConfig;
 use serde::Deserialize;
+use service::secret::KeyFile;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -32,6 +33,8 @@ pub enum ConfigError {
     Profile(#[from] hwprofiles::LoadError),
     #[error("{0}")]
     Invalid(String),
+    #[error("{0}")]
+    Secret(#[from] service::secret::SecretError),
 }
 
 #[derive(Debug, Deserialize)]
@@ -52,6 +55,8 @@ pub struct RawConfig {
     pub coordinator: RawCoordinator,
     #[serde(default)]
     pub spool: RawSpool,
+    #[serde(default)]
+    pub metrics: RawMetrics,
     #[serde(rename = "collector")]
     pub collectors: Vec<CollectorConfig>,
 }
@@ -76,6 +81,14 @@ pub struct RawFailureDomain {
     pub tor: String,
 }
 
+/// `[metrics]`: the Prometheus endpoint.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawMetrics {
+    /// Serve `/metrics` here (e.g. `127.0.0.1:9647`); absent: no listener.
+    pub listen: Option<std::net::SocketAddr>,
+}
+
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawCoordinator {
@@ -85,7 +98,8 @@ pub struct RawCoordinator {
     pub ca: Option<PathBuf>,
     /// Client certificate and key for mutual TLS.
     pub cert: Option<PathBuf>,
-    pub key: Option<PathBuf>,
+    /// A path, or `{ credential = "agent.key" }` (systemd LoadCredential=).
+    pub key: Option<KeyFile>,
     /// Name to verify in the coordinator's certificate (default: URL host).
     pub server_name: Option<String>,
     /// Allow `http://` (loopback only).
@@ -151,7 +165,7 @@ pub enum UplinkTls {
     InsecurePlaintext,
     Tls {
         ca: Option<PathBuf>,
-        identity: Option<(PathBuf, PathBuf)>,
+        identity: Option<(PathBuf, KeyFile)>,
         server_name: Option<String>,
     },
 }
@@ -176,6 +190,8 @@ pub struct Config {
     pub uplink: UplinkConfig,
     pub spool: SpoolConfig,
     pub collectors: Vec<CollectorConfig>,
+    /// Where `/metrics` is served, if anywhere.
+    pub metrics_listen: Option<std::net::SocketAddr>,
 }
 
 impl Config {
@@ -254,10 +270,13 @@ impl RawConfig {
                 (None, None) => None,
                 _ => return bad("coordinator.cert and coordinator.key go together".into()),
             };
-            for p in c.ca.iter().chain(identity.iter().flat_map(|(a, b)| [a, b])) {
+            for p in c.ca.iter().chain(identity.iter().map(|(cert, _)| cert)) {
                 if !p.is_file() {
                     return bad(format!("TLS file {} does not exist", p.display()));
                 }
+            }
+            if let Some((_, key)) = &identity {
+                key.check()?;
             }
             UplinkTls::Tls {
                 ca: c.ca,
@@ -290,6 +309,7 @@ impl RawConfig {
                 fsync: s.fsync,
             },
             collectors: self.collectors,
+            metrics_listen: self.metrics.listen,
         })
     }
 }
@@ -300,7 +320,16 @@ pub fn load(path: &Path) -> Result<Config, ConfigError> {
         path: path.to_owned(),
         source,
     })?;
-    RawConfig::parse(&text, &path.display().to_string())?.validate()
+    let cfg = RawConfig::parse(&text, &path.display().to_string())?.validate()?;
+    // A password written into the config makes the config a secret.
+    if cfg
+        .collectors
+        .iter()
+        .any(CollectorConfig::has_inline_secret)
+    {
+        service::secret::check_private(path)?;
+    }
+    Ok(cfg)
 }
 
 #[cfg(test)]
@@ -323,10 +352,62 @@ mod tests {
 
     #[test]
     fn packaged_config_parses_and_only_lacks_tls_files() {
-        let path = packaged("agent.toml");
-        let raw = RawConfig::parse(&std::fs::read_to_string(&path).unwrap(), "agent.toml").unwrap();
+        use std::os::unix::fs::PermissionsExt as _;
+        // The packaged key is a systemd credential: without the unit's
+        // $CREDENTIALS_DIRECTORY that is the complaint...
+        std::env::remove_var(service::secret::CREDENTIALS_DIRECTORY);
+        let text = std::fs::read_to_string(packaged("agent.toml")).unwrap();
+        let err = RawConfig::parse(&text, "agent.toml")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("CREDENTIALS_DIRECTORY is not set"), "{err}");
+        // ...and with it, only the certificates under /etc/umbra/tls are missing.
+        let creds = tempfile::tempdir().unwrap();
+        let key = creds.path().join("agent.key");
+        std::fs::write(&key, "KEY").unwrap();
+        std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o400)).unwrap();
+        std::env::set_var(service::secret::CREDENTIALS_DIRECTORY, creds.path());
+        let raw = RawConfig::parse(&text, "agent.toml").unwrap();
+        std::env::remove_var(service::secret::CREDENTIALS_DIRECTORY);
+        assert_eq!(raw.metrics.listen, Some("0.0.0.0:9647".parse().unwrap()));
         let err = raw.validate().unwrap_err().to_string();
         assert!(err.contains("/etc/umbra/tls/"), "{err}");
+    }
+
+    #[test]
+    fn an_inline_password_needs_a_private_config() {
+        use std::os::unix::fs::PermissionsExt as _;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("agent.toml");
+        let text = format!(
+            "hwprofile = \"umbra/sim-1u\"\nstate_dir = {:?}\n[coordinator]\nurl = \"http://127.0.0.1:1\"\ninsecure_plaintext = true\n[[collector]]\nprotocol = \"ipmi\"\ndevice = \"bmc\"\ntarget = \"127.0.0.1:623\"\nuser = \"u\"\npassword = \"inline-secret\"\n",
+            dir.path()
+        );
+        std::fs::write(&path, &text).unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
+        let err = load(&path).unwrap_err().to_string();
+        assert!(err.contains("readable by every user"), "{err}");
+        assert!(
+            !err.contains("inline-secret"),
+            "the error leaks the secret: {err}"
+        );
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o640)).unwrap();
+        load(&path).unwrap();
+        // The same password from a private file: the config may be public.
+        let pw = dir.path().join("bmc.pw");
+        std::fs::write(&pw, "from-file\n").unwrap();
+        std::fs::set_permissions(&pw, std::fs::Permissions::from_mode(0o600)).unwrap();
+        std::fs::write(
+            &path,
+            text.replace("\"inline-secret\"", &format!("{{ file = {pw:?} }}")),
+        )
+        .unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
+        let cfg = load(&path).unwrap();
+        let CollectorConfig::Ipmi(c) = &cfg.collectors[0] else {
+            panic!("not ipmi")
+        };
+        assert_eq!(c.password.expose(), "from-file");
     }
 
     #[test]

@@ -15,8 +15,10 @@
 #![deny(unsafe_code)]
 
 pub mod catalog;
+pub mod cli;
 pub mod collect;
 pub mod config;
+pub mod metrics;
 pub mod pipeline;
 pub mod spool;
 pub mod transport;
@@ -60,6 +62,11 @@ pub enum RunError {
     Spool(#[from] spool::SpoolError),
     #[error(transparent)]
     Catalog(#[from] catalog::CatalogError),
+    #[error("metrics listener {addr}: {source}")]
+    Metrics {
+        addr: std::net::SocketAddr,
+        source: std::io::Error,
+    },
     #[error("creating {path}: {source}")]
     StateDir {
         path: String,
@@ -127,12 +134,34 @@ pub async fn run(cfg: Config, shutdown: impl Future<Output = ()> + Send) -> Resu
                 .collect(),
         ),
         appended: tokio::sync::Notify::new(),
+        metrics: metrics::AgentMetrics::new(
+            cfg.collectors
+                .iter()
+                .map(|c| metrics::CollectorMetrics::new(c.protocol(), c.device()))
+                .collect(),
+        ),
     });
     let (stop_tx, stop_rx) = watch::channel(false);
     let mut tasks = Vec::new();
-    for c in &cfg.collectors {
+    if let Some(addr) = cfg.metrics_listen {
+        let listener = tokio::net::TcpListener::bind(addr)
+            .await
+            .map_err(|source| RunError::Metrics { addr, source })?;
+        tracing::info!(%addr, "serving /metrics");
+        let s = shared.clone();
+        let mut stop = stop_rx.clone();
+        tasks.push(tokio::spawn(service::http::serve_metrics(
+            listener,
+            Arc::new(move || metrics::render(&s)),
+            async move {
+                let _ = stop.wait_for(|stopped| *stopped).await;
+            },
+        )));
+    }
+    for (slot, c) in cfg.collectors.iter().enumerate() {
         let collector = c.build(&cfg.host_id, &cfg.profile);
         tasks.push(tokio::spawn(pipeline::run_collector(
+            slot,
             collector,
             c.interval(),
             c.timeout(),

@@ -1,73 +1,8 @@
 //! umbra-agent: parse args, init tracing, load + validate config, run.
 
+use agent::cli::{Cli, Command, EXIT_CONFIG};
 use anyhow::Context;
-use clap::{Parser, Subcommand};
-use std::path::PathBuf;
-
-/// Exit status for an invalid configuration (sysexits EX_USAGE).
-const EXIT_CONFIG: i32 = 64;
-
-#[derive(Parser)]
-#[command(
-    name = "umbra-agent",
-    version,
-    about = "Umbra host agent: hardware telemetry with a durable spool"
-)]
-struct Cli {
-    /// Configuration file.
-    #[arg(
-        long,
-        short,
-        global = true,
-        default_value = "/etc/umbra/agent.toml",
-        env = "UMBRA_AGENT_CONFIG"
-    )]
-    config: PathBuf,
-    #[command(subcommand)]
-    command: Option<Command>,
-}
-
-#[derive(Subcommand)]
-enum Command {
-    /// Collect and stream (the default).
-    Run,
-    /// Check the configuration and exit (0 = valid, 64 = invalid).
-    Validate,
-    /// Poll every configured collector once and print what it read:
-    /// `collector metric component value quality` lines, then `FAULT` lines
-    /// (exit 0 even with faults; they are the point of a probe).
-    Probe,
-    /// Print the spool's accounting as JSON (refuses while an agent runs).
-    SpoolStatus,
-    /// Walk an SNMP subtree with the agent's own v2c client (no config
-    /// needed): `OID = value` lines, for checking a device before adding it.
-    Snmpwalk {
-        /// host:port of the SNMP agent.
-        target: String,
-        /// Subtree root, numeric (e.g. 1.3.6.1.2.1.2.2).
-        oid: String,
-        #[arg(long, default_value = "public")]
-        community: String,
-        #[arg(long, default_value_t = 25)]
-        max_repetitions: u32,
-    },
-    /// Read every sensor of a BMC with the agent's own IPMI client, over LAN
-    /// (RMCP+) or in-band: `name | value | unit-code | status` lines.
-    IpmiSensors {
-        /// host:port of the BMC, or a device path such as /dev/ipmi0 for the
-        /// host's own BMC in-band.
-        target: String,
-        /// User (LAN only).
-        #[arg(long, short = 'U', default_value = "")]
-        user: String,
-        /// Password (LAN only; or set UMBRA_IPMI_PASSWORD).
-        #[arg(long, short = 'P', env = "UMBRA_IPMI_PASSWORD", default_value = "")]
-        password: String,
-        /// Cipher suite: 3 or 17.
-        #[arg(long, default_value_t = 3)]
-        cipher_suite: u8,
-    },
-}
+use clap::Parser;
 
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
@@ -261,12 +196,4 @@ fn ipmi_sensors(target: &str, user: &str, password: &str, cipher_suite: u8) -> a
         writeln!(out, "{l}")?;
     }
     Ok(())
-}
-
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn cli_definition_is_consistent() {
-        <super::Cli as clap::CommandFactory>::command().debug_assert();
-    }
 }

@@ -6,6 +6,7 @@ use crate::collect::{AnyCollector, Collector, Component, Poll, Quality, Severity
 use crate::spool::{Spool, SpoolError};
 use proto::telemetry::v1 as pb;
 use std::collections::BTreeMap;
+use std::sync::atomic::Ordering::Relaxed;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::{watch, Notify};
@@ -20,6 +21,8 @@ pub struct Shared {
     pub inventory: Mutex<BTreeMap<String, pb::Component>>,
     /// Signalled after every append.
     pub appended: Notify,
+    /// The agent's own counters (`/metrics`).
+    pub metrics: crate::metrics::AgentMetrics,
 }
 
 /// Milliseconds since the Unix epoch.
@@ -212,7 +215,10 @@ fn encode_batch(
 }
 
 /// Poll `collector` every `interval` until `shutdown` flips to true.
+///
+/// `slot` is the collector's index in `shared.metrics.collectors`.
 pub async fn run_collector(
+    slot: usize,
     mut collector: AnyCollector,
     interval: Duration,
     timeout: Duration,
@@ -228,6 +234,7 @@ pub async fn run_collector(
     let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + delay, interval);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
     let name = collector.name();
+    let m = &shared.metrics.collectors[slot];
     loop {
         tokio::select! {
             _ = tick.tick() => {}
@@ -239,9 +246,11 @@ pub async fn run_collector(
         let now = now_ms();
         let ts = now - now.rem_euclid(interval_ms);
         let started = tokio::time::Instant::now();
+        m.polls.fetch_add(1, Relaxed);
         let poll = match tokio::time::timeout(timeout, collector.poll(ts)).await {
             Ok(p) => p,
             Err(_) => {
+                m.timeouts.fetch_add(1, Relaxed);
                 tracing::warn!(
                     collector = name,
                     ?timeout,
@@ -250,11 +259,21 @@ pub async fn run_collector(
                 continue;
             }
         };
+        m.duration.observe_duration(started.elapsed());
+        m.last_poll_unix_s.store(now_ms() / 1000, Relaxed);
+        m.faults.store(poll.faults.len() as u64, Relaxed);
         for f in &poll.faults {
             tracing::debug!(collector = name, sensor = %f.sensor, reason = %f.reason, "sensor unreadable");
         }
         match shared.record(&poll, ts) {
             Ok(_) => {
+                m.readings.fetch_add(poll.readings.len() as u64, Relaxed);
+                let bad = poll
+                    .readings
+                    .iter()
+                    .filter(|r| r.quality != Quality::Ok || r.value.is_nan());
+                m.bad_readings.fetch_add(bad.count() as u64, Relaxed);
+                m.events.fetch_add(poll.events.len() as u64, Relaxed);
                 tracing::trace!(collector = name, readings = poll.readings.len(), took = ?started.elapsed(), "polled")
             }
             Err(e) => tracing::error!(collector = name, error = %e, "could not spool a poll"),

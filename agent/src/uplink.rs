@@ -15,6 +15,7 @@ use crate::pipeline::Shared;
 use prost::Message;
 use proto::telemetry::v1 as pb;
 use std::collections::{HashSet, VecDeque};
+use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::{mpsc, watch};
@@ -57,7 +58,7 @@ pub async fn channel(cfg: &UplinkConfig) -> Result<Channel, UplinkError> {
         server_name,
     } = &cfg.tls
     {
-        let read = |p: &std::path::PathBuf| {
+        let read = |p: &std::path::Path| {
             std::fs::read(p).map_err(|source| UplinkError::Tls {
                 path: p.display().to_string(),
                 source,
@@ -68,7 +69,7 @@ pub async fn channel(cfg: &UplinkConfig) -> Result<Channel, UplinkError> {
             tls = tls.ca_certificate(Certificate::from_pem(read(ca)?));
         }
         if let Some((cert, key)) = identity {
-            tls = tls.identity(Identity::from_pem(read(cert)?, read(key)?));
+            tls = tls.identity(Identity::from_pem(read(cert)?, read(key.path())?));
         }
         if let Some(n) = server_name {
             tls = tls.domain_name(n.clone());
@@ -98,9 +99,12 @@ pub async fn run(
             }
         }
         let session = session(&cfg, &hello, &shared, shutdown.clone(), deadline);
-        match session.await {
+        let result = session.await;
+        shared.metrics.uplink.connected.store(false, Relaxed);
+        match result {
             Ok(()) => backoff = Duration::from_millis(100),
             Err(e) => {
+                shared.metrics.uplink.failures.fetch_add(1, Relaxed);
                 let sleep = backoff.mul_f64(0.5 + fastrand::f64() * 0.5);
                 tracing::warn!(error = %e, retry_in = ?sleep, backlog = backlog(&shared), "uplink down");
                 let until = tokio::time::Instant::now() + sleep;
@@ -245,6 +249,8 @@ async fn session(
         }
         spool.stats().consumed_through
     };
+    shared.metrics.uplink.connected.store(true, Relaxed);
+    shared.metrics.uplink.connects.fetch_add(1, Relaxed);
     tracing::info!(coordinator = %welcome.coordinator_id, resume_after = sent_through, url = %cfg.url, "uplink connected");
     let mut in_flight: VecDeque<Outstanding> = VecDeque::new();
     // In-doubt sequences already asked about (or in flight) on this stream.
@@ -306,6 +312,7 @@ async fn session(
                     Some(pb::coordinator_message::Msg::Ack(ack)) => {
                         expect_front(&mut in_flight, Outstanding::Batch(ack.sequence))?;
                         shared.spool.lock().expect("poisoned").ack(ack.sequence)?;
+                        shared.metrics.uplink.acked_batches.fetch_add(1, Relaxed);
                     }
                     Some(pb::coordinator_message::Msg::Resolution(r)) => {
                         expect_front(&mut in_flight, Outstanding::Query)?;

@@ -3,6 +3,7 @@
 
 use crate::store::StoreConfig;
 use serde::Deserialize;
+use service::secret::KeyFile;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -30,6 +31,8 @@ pub enum ConfigError {
     },
     #[error("{0}")]
     Invalid(String),
+    #[error("{0}")]
+    Secret(#[from] service::secret::SecretError),
 }
 
 #[derive(Debug, Deserialize)]
@@ -43,6 +46,16 @@ pub struct RawConfig {
     pub storage: RawStorage,
     #[serde(default)]
     pub limits: RawLimits,
+    #[serde(default)]
+    pub metrics: RawMetrics,
+}
+
+/// `[metrics]`: the Prometheus endpoint.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawMetrics {
+    /// Serve `/metrics` here (e.g. `127.0.0.1:9648`); absent: no listener.
+    pub listen: Option<SocketAddr>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -74,8 +87,9 @@ fn default_listen() -> String {
 pub struct RawTls {
     /// PEM server certificate chain.
     pub cert: Option<PathBuf>,
-    /// PEM private key (keep it mode 0600 or in a systemd credential).
-    pub key: Option<PathBuf>,
+    /// PEM private key: a path (not readable by every user) or
+    /// `{ credential = "coordinator.key" }` (systemd LoadCredential=).
+    pub key: Option<KeyFile>,
     /// PEM CA bundle for client certificates: when set, every client must
     /// present a certificate signed by it (mutual TLS).
     pub client_ca: Option<PathBuf>,
@@ -180,7 +194,7 @@ pub enum Tls {
     InsecurePlaintext,
     Server {
         cert: PathBuf,
-        key: PathBuf,
+        key: KeyFile,
         client_ca: Option<PathBuf>,
     },
 }
@@ -198,6 +212,8 @@ pub struct Config {
     pub max_streams_per_connection: u32,
     pub max_samples_per_second_per_agent: u32,
     pub max_samples_per_batch: u32,
+    /// Where `/metrics` is served, if anywhere.
+    pub metrics_listen: Option<SocketAddr>,
 }
 
 impl RawConfig {
@@ -227,7 +243,7 @@ impl RawConfig {
                 return bad("tls.insecure_plaintext conflicts with tls.cert/tls.key".into())
             }
             (false, Some(cert), Some(key)) => {
-                for p in [Some(&cert), Some(&key), self.tls.client_ca.as_ref()]
+                for p in [Some(&cert), self.tls.client_ca.as_ref()]
                     .into_iter()
                     .flatten()
                 {
@@ -235,6 +251,7 @@ impl RawConfig {
                         return bad(format!("TLS file {} does not exist", p.display()));
                     }
                 }
+                key.check()?;
                 Tls::Server {
                     cert,
                     key,
@@ -292,6 +309,7 @@ impl RawConfig {
             max_streams_per_connection: l.max_concurrent_streams_per_connection,
             max_samples_per_second_per_agent: l.max_samples_per_second_per_agent,
             max_samples_per_batch: l.max_samples_per_batch,
+            metrics_listen: self.metrics.listen,
         })
     }
 }
@@ -315,7 +333,16 @@ mod tests {
             env!("CARGO_MANIFEST_DIR"),
             "/../packaging/config/coordinator.toml"
         );
+        use std::os::unix::fs::PermissionsExt as _;
+        // The key is a systemd credential (LoadCredential= in the unit).
+        let creds = tempfile::tempdir().unwrap();
+        let key = creds.path().join("coordinator.key");
+        std::fs::write(&key, "KEY").unwrap();
+        std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o400)).unwrap();
+        std::env::set_var(service::secret::CREDENTIALS_DIRECTORY, creds.path());
         let raw = RawConfig::parse(&std::fs::read_to_string(path).unwrap(), path).unwrap();
+        std::env::remove_var(service::secret::CREDENTIALS_DIRECTORY);
+        assert_eq!(raw.metrics.listen, Some("0.0.0.0:9648".parse().unwrap()));
         // The packaged file points at /etc/umbra/tls/*, absent here: exactly that must be the complaint.
         let err = raw.validate().unwrap_err().to_string();
         assert!(err.contains("/etc/umbra/tls/"), "{err}");

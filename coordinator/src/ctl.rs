@@ -11,7 +11,15 @@ use std::time::Duration;
 use tonic::transport::{Certificate, Channel, ClientTlsConfig, Identity};
 
 #[derive(Parser, Debug)]
-#[command(name = "umbractl", version, about = "Umbra fleet CLI")]
+#[command(
+    name = "umbractl",
+    version,
+    about = "Umbra fleet CLI",
+    long_about = "Umbra fleet CLI: hosts, series, hardware events, inventory and store \
+statistics from a coordinator's fleet API, and offline evaluation of the \
+prediction models on public datasets (umbractl eval). Connection settings \
+come from flags or UMBRA_COORDINATOR, UMBRA_CA, UMBRA_CERT, UMBRA_KEY."
+)]
 pub struct Cli {
     #[command(flatten)]
     pub conn: Connection,
@@ -46,6 +54,9 @@ pub struct Connection {
 
 #[derive(Subcommand, Debug)]
 pub enum Command {
+    /// Print a shell completion script (bash, zsh, fish, elvish,
+    /// powershell), e.g. `umbractl completions bash > /etc/bash_completion.d/umbractl`.
+    Completions { shell: clap_complete::Shell },
     /// Table of hosts: profile, last seen, sample rate, spool backlog.
     Hosts {
         #[arg(long)]
@@ -270,6 +281,11 @@ pub async fn connect(conn: &Connection) -> Result<FleetClient<Channel>> {
 }
 
 pub async fn run(cli: Cli, out: &mut (dyn Write + Send)) -> Result<()> {
+    if let Command::Completions { shell } = cli.command {
+        let mut cmd = <Cli as clap::CommandFactory>::command();
+        clap_complete::generate(shell, &mut cmd, "umbractl", out);
+        return Ok(());
+    }
     if let Command::Eval { dataset } = cli.command {
         return eval(dataset, out);
     }
@@ -391,7 +407,9 @@ pub async fn run(cli: Cli, out: &mut (dyn Write + Send)) -> Result<()> {
             }
             table(&rows, out)
         }
-        Command::Eval { .. } => unreachable!("handled before connecting"),
+        Command::Eval { .. } | Command::Completions { .. } => {
+            unreachable!("handled before connecting")
+        }
         Command::Stats => {
             let s = client
                 .store_stats(pb::StoreStatsRequest {})

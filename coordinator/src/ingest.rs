@@ -20,6 +20,11 @@ use tokio::sync::mpsc;
 use tokio_stream::{wrappers::ReceiverStream, Stream};
 use tonic::{Request, Response, Status, Streaming};
 
+/// Store write latency buckets (seconds): a WAL fsync on SSD is ~0.1-2 ms.
+const WRITE_BUCKETS: &[f64] = &[
+    0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0,
+];
+
 /// Ingest counters since start.
 #[derive(Debug, Default)]
 pub struct Counters {
@@ -71,6 +76,8 @@ pub struct Ingest {
     pub store: Arc<Store>,
     pub bus: Bus,
     pub counters: Counters,
+    /// Batch writes to the store.
+    pub write_latency: service::metrics::Histogram,
     coordinator_id: String,
     max_samples_per_batch: u64,
     rate: f64,
@@ -90,12 +97,18 @@ impl Ingest {
             store,
             bus,
             counters: Counters::default(),
+            write_latency: service::metrics::Histogram::new(WRITE_BUCKETS),
             coordinator_id,
             max_samples_per_batch: u64::from(max_samples_per_batch),
             rate: f64::from(rate),
             slots: Mutex::new(HashMap::new()),
             connected: Mutex::new(HashSet::new()),
         }
+    }
+
+    /// Hosts with an open stream.
+    pub fn connected_hosts(&self) -> HashSet<String> {
+        self.connected.lock().expect("poisoned").clone()
     }
 
     pub fn is_connected(&self, host: &str) -> bool {
@@ -684,7 +697,9 @@ async fn handle_batch(
             })
         }
     };
+    let started = std::time::Instant::now();
     let outcome = blocking(ingest, write).await?;
+    ingest.write_latency.observe_duration(started.elapsed());
     drop(bucket);
     ingest.counters.batches.fetch_add(1, Ordering::Relaxed);
     Ok(match outcome {

@@ -11,11 +11,13 @@
 //! [`run`] is what `main.rs` calls; tests call [`serve`] with their own listener.
 #![forbid(unsafe_code)]
 
+pub mod cli;
 pub mod config;
 pub mod ctl;
 pub mod events;
 pub mod fleet;
 pub mod ingest;
+pub mod metrics;
 pub mod model;
 pub mod store;
 
@@ -120,7 +122,7 @@ pub async fn serve(
             client_ca,
         } => {
             let mut tls =
-                ServerTlsConfig::new().identity(Identity::from_pem(read(cert)?, read(key)?));
+                ServerTlsConfig::new().identity(Identity::from_pem(read(cert)?, read(key.path())?));
             if let Some(ca) = client_ca {
                 tls = tls.client_ca_root(Certificate::from_pem(read(ca)?));
                 tracing::info!("mutual TLS: client certificates are required");
@@ -131,6 +133,21 @@ pub async fn serve(
         }
     }
 
+    let metrics = match config.metrics_listen {
+        Some(addr) => {
+            let listener = TcpListener::bind(addr)
+                .await
+                .map_err(|source| RunError::Bind { addr, source })?;
+            tracing::info!(%addr, "serving /metrics");
+            let ingest = ingest.clone();
+            Some(tokio::spawn(service::http::serve_metrics(
+                listener,
+                Arc::new(move || metrics::render(&ingest)),
+                std::future::pending(),
+            )))
+        }
+        None => None,
+    };
     let maintenance = tokio::spawn(maintenance(store.clone(), config.compaction_interval));
     let addr = listener.local_addr().ok();
     tracing::info!(?addr, data_dir = %config.data_dir.display(), "umbra-coordinator serving");
@@ -153,6 +170,9 @@ pub async fn serve(
         )
         .await;
     maintenance.abort();
+    if let Some(m) = metrics {
+        m.abort();
+    }
     result?;
     tracing::info!("umbra-coordinator stopped");
     Ok(())

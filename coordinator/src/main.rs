@@ -1,39 +1,8 @@
 //! umbra-coordinator: parse args, init tracing, load + validate config, run.
 
 use anyhow::Context;
-use clap::{Parser, Subcommand};
-use std::path::PathBuf;
-
-/// sysexits EX_USAGE / EX_CONFIG-style exit for an invalid configuration.
-const EXIT_CONFIG: i32 = 64;
-
-#[derive(Parser)]
-#[command(
-    name = "umbra-coordinator",
-    version,
-    about = "Umbra coordinator: telemetry ingest, series store, fleet API"
-)]
-struct Cli {
-    /// Configuration file.
-    #[arg(
-        long,
-        short,
-        global = true,
-        default_value = "/etc/umbra/coordinator.toml",
-        env = "UMBRA_COORDINATOR_CONFIG"
-    )]
-    config: PathBuf,
-    #[command(subcommand)]
-    command: Option<Command>,
-}
-
-#[derive(Subcommand)]
-enum Command {
-    /// Serve (the default).
-    Run,
-    /// Check the configuration and exit (0 = valid, 64 = invalid).
-    Validate,
-}
+use clap::Parser;
+use coordinator::cli::{Cli, Command, EXIT_CONFIG};
 
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();

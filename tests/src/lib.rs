@@ -197,7 +197,14 @@ impl TestPki {
         };
         let (ca_cert, ca_key) = ca("umbra test CA")?;
         let (rogue_ca, rogue_key) = ca("rogue CA")?;
-        let write = |name: &str, body: &str| std::fs::write(dir.path().join(name), body);
+        // Private keys 0600: the daemons refuse world-readable keys.
+        let write = |name: &str, body: &str| -> std::io::Result<()> {
+            use std::os::unix::fs::PermissionsExt as _;
+            let p = dir.path().join(name);
+            std::fs::write(&p, body)?;
+            let mode = if name.ends_with(".key") { 0o600 } else { 0o644 };
+            std::fs::set_permissions(&p, std::fs::Permissions::from_mode(mode))
+        };
         write("ca.crt", &ca_cert.pem())?;
         let (c, k) = leaf(
             vec!["localhost".into()],

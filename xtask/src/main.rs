@@ -5,6 +5,7 @@ use anyhow::{bail, Context, Result};
 use std::path::{Path, PathBuf};
 
 mod bench;
+mod dist;
 
 mod codegen {
     include!("../../proto/src/codegen.rs");
@@ -27,7 +28,8 @@ fn main() -> Result<()> {
             bench::run_ipmi(&root(), &args[2..])
         }
         Some("bench") => bench::run(&root(), &bench::Options::parse(&root(), &args[1..])?),
-        _ => bail!("usage: cargo xtask codegen | cargo xtask bench [--help]"),
+        Some("dist") => dist::docs(&root().join("target/dist")),
+        _ => bail!("usage: cargo xtask codegen | cargo xtask bench [--help] | cargo xtask dist"),
     }
 }
 

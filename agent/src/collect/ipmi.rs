@@ -14,6 +14,7 @@ use firmware_shims::ipmi::sdr::{self, AnalogFormat, Record, Sensor, ThresholdSta
 use firmware_shims::ipmi::sel::{self, SelEntry};
 use hwprofiles::Quirk;
 use serde::Deserialize;
+use service::secret::Secret;
 use std::collections::BTreeMap;
 use std::collections::BTreeSet;
 use std::time::Duration;
@@ -36,8 +37,9 @@ pub struct Config {
     pub path: std::path::PathBuf,
     #[serde(default)]
     pub user: String,
-    #[serde(default)]
-    pub password: String,
+    /// A secret: string, `{ file = ".." }` or `{ credential = ".." }`.
+    #[serde(default = "no_password")]
+    pub password: Secret,
     /// `user`, `operator` or `administrator`: the session's explicit privilege.
     #[serde(default = "default_privilege")]
     pub privilege: String,
@@ -68,6 +70,10 @@ const fn default_interval() -> Duration {
 fn default_path() -> std::path::PathBuf {
     "/dev/ipmi0".into()
 }
+fn no_password() -> Secret {
+    Secret::default_value("")
+}
+
 fn default_privilege() -> String {
     "user".into()
 }
@@ -98,7 +104,10 @@ impl Config {
 
     pub fn validate(&self) -> Result<(), String> {
         if self.interface == Interface::Open {
-            if !self.target.is_empty() || !self.user.is_empty() || !self.password.is_empty() {
+            if !self.target.is_empty()
+                || !self.user.is_empty()
+                || !self.password.expose().is_empty()
+            {
                 return Err(
                     "ipmi: interface \"open\" is in-band: target, user and password do not apply"
                         .into(),
@@ -112,7 +121,7 @@ impl Config {
         self.privilege()?;
         firmware_shims::ipmi::lan::CipherSuite::from_id(self.cipher_suite)
             .map_err(|e| format!("ipmi: {e}"))?;
-        if self.password.len() > 20 || self.user.len() > 16 {
+        if self.password.expose().len() > 20 || self.user.len() > 16 {
             return Err("ipmi: user name over 16 or password over 20 characters".into());
         }
         self.validate_device()
@@ -302,7 +311,7 @@ impl IpmiCollector {
                 .ok_or_else(|| format!("target {:?} resolves to nothing", self.cfg.target))?;
             let lan = LanConfig {
                 user: self.cfg.user.clone(),
-                password: self.cfg.password.clone(),
+                password: self.cfg.password.expose().to_owned(),
                 privilege: self.cfg.privilege()?,
                 cipher_suite: self.cfg.cipher_suite,
                 timeout: self.cfg.timeout,

@@ -189,6 +189,43 @@ impl CollectorConfig {
         }
     }
 
+    /// The `protocol` it was configured with (also its collector's name).
+    pub fn protocol(&self) -> &'static str {
+        match self {
+            CollectorConfig::Host(_) => "host",
+            CollectorConfig::Sim(_) => "sim",
+            CollectorConfig::Smart(_) => "smart",
+            CollectorConfig::Snmp(_) => "snmp",
+            CollectorConfig::I2c(_) => "i2c",
+            CollectorConfig::Ipmi(_) => "ipmi",
+        }
+    }
+
+    /// The device label of its metrics: the configured `device`, or
+    /// `local` for collectors of the host's own hardware.
+    pub fn device(&self) -> String {
+        match self {
+            CollectorConfig::Snmp(c) => c.device.clone(),
+            CollectorConfig::Ipmi(c) => c.device.clone(),
+            _ => "local".into(),
+        }
+    }
+
+    /// A password or community written into the config itself.
+    pub fn has_inline_secret(&self) -> bool {
+        match self {
+            CollectorConfig::Snmp(c) => {
+                c.community.is_inline()
+                    || c.v3.as_ref().is_some_and(|v| {
+                        v.auth_password.is_inline()
+                            || v.privacy_password.as_ref().is_some_and(|p| p.is_inline())
+                    })
+            }
+            CollectorConfig::Ipmi(c) => c.password.is_inline(),
+            _ => false,
+        }
+    }
+
     pub fn validate(&self, profile: &hwprofiles::Profile) -> Result<(), String> {
         if self.interval() < Duration::from_millis(10) {
             return Err(format!(

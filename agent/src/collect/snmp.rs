@@ -14,6 +14,7 @@ use firmware_shims::snmp::mib::{self, CounterRate, SensorKind, SensorStatus, Tab
 use firmware_shims::snmp::usm::{AuthProtocol, PrivProtocol};
 use firmware_shims::snmp::Value;
 use serde::Deserialize;
+use service::secret::Secret;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::time::Duration;
 
@@ -26,8 +27,9 @@ pub struct Config {
     pub device: String,
     /// `host:port` of its SNMP agent.
     pub target: String,
+    /// v2c community: a string, `{ file = ".." }` or `{ credential = ".." }`.
     #[serde(default = "default_community")]
-    pub community: String,
+    pub community: Secret,
     #[serde(default = "default_timeout", with = "humantime_serde")]
     pub timeout: Duration,
     #[serde(default = "default_retries")]
@@ -56,12 +58,13 @@ pub struct V3Config {
     pub user: String,
     /// `sha` (HMAC-SHA-96) or `sha256` (HMAC-SHA-256-192).
     pub auth: String,
-    pub auth_password: String,
+    /// A secret: string, `{ file = ".." }` or `{ credential = ".." }`.
+    pub auth_password: Secret,
     /// `aes128` or `aes256` (the latter with `auth = "sha256"`); absent: authNoPriv.
     #[serde(default)]
     pub privacy: Option<String>,
     #[serde(default)]
-    pub privacy_password: Option<String>,
+    pub privacy_password: Option<Secret>,
     /// contextName (snmpsim: the data file's community name).
     #[serde(default)]
     pub context: String,
@@ -80,9 +83,11 @@ impl V3Config {
         };
         let privacy = match (self.privacy.as_deref(), &self.privacy_password) {
             (None, None) => None,
-            (Some("aes128" | "aes"), Some(pw)) => Some((PrivProtocol::Aes128, pw.clone())),
+            (Some("aes128" | "aes"), Some(pw)) => {
+                Some((PrivProtocol::Aes128, pw.expose().to_owned()))
+            }
             (Some("aes256"), Some(pw)) if auth == AuthProtocol::Sha256 => {
-                Some((PrivProtocol::Aes256, pw.clone()))
+                Some((PrivProtocol::Aes256, pw.expose().to_owned()))
             }
             (Some("aes256"), Some(_)) => {
                 return Err("snmp v3: aes256 needs auth = \"sha256\"".into())
@@ -94,7 +99,9 @@ impl V3Config {
             }
             _ => return Err("snmp v3: privacy and privacy_password go together".into()),
         };
-        for pw in std::iter::once(&self.auth_password).chain(privacy.as_ref().map(|p| &p.1)) {
+        for pw in std::iter::once(self.auth_password.expose())
+            .chain(privacy.as_ref().map(|p| p.1.as_str()))
+        {
             if pw.len() < 8 {
                 return Err("snmp v3: passwords must be at least 8 characters (RFC 3414)".into());
             }
@@ -102,7 +109,7 @@ impl V3Config {
         Ok(V3User {
             user: self.user.clone(),
             auth,
-            auth_password: self.auth_password.clone(),
+            auth_password: self.auth_password.expose().to_owned(),
             privacy,
             context: self.context.clone(),
         })
@@ -112,8 +119,8 @@ impl V3Config {
 const fn default_interval() -> Duration {
     Duration::from_secs(30)
 }
-fn default_community() -> String {
-    "public".into()
+fn default_community() -> Secret {
+    Secret::default_value("public")
 }
 const fn default_timeout() -> Duration {
     Duration::from_secs(2)
@@ -215,7 +222,7 @@ impl SnmpCollector {
             let c = SnmpClient::new(
                 addr,
                 ClientConfig {
-                    community: self.cfg.community.clone(),
+                    community: self.cfg.community.expose().to_owned(),
                     timeout: self.cfg.timeout,
                     retries: self.cfg.retries,
                     max_repetitions: self.cfg.max_repetitions,

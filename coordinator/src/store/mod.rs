@@ -464,6 +464,22 @@ impl Store {
             .and_then(|v| keys::u64_from_be(&v)))
     }
 
+    /// Every kind with an active model, and its version.
+    pub fn active_models(&self) -> Result<Vec<(String, u64)>, StoreError> {
+        let mut out = Vec::new();
+        for item in self.db.prefix_iterator_cf(self.cf(CF_META), b"a") {
+            let (k, v) = item?;
+            if k.first() != Some(&b'a') {
+                break;
+            }
+            let kind = String::from_utf8_lossy(&k[1..]).into_owned();
+            let version = keys::u64_from_be(&v)
+                .ok_or_else(|| StoreError::Corrupt(format!("active model of {kind}")))?;
+            out.push((kind, version));
+        }
+        Ok(out)
+    }
+
     /// Persist a host record on its own (hello, disconnect).
     pub fn put_host(&self, record: &HostRecord) -> Result<(), StoreError> {
         self.db.put_cf_opt(

@@ -394,4 +394,9 @@ fn models_are_versioned_with_their_evaluation_and_one_is_active() {
     let store = Store::open(dir.path(), StoreConfig::default()).unwrap();
     assert_eq!(store.active_model(kind).unwrap(), Some(1));
     assert_eq!(store.models(kind).unwrap()[1].evaluation["mae"], 0.2);
+    store.activate_model("failure/disk", 1).unwrap();
+    assert_eq!(
+        store.active_models().unwrap(),
+        vec![("failure/disk".to_owned(), 1), (kind.to_owned(), 1)]
+    );
 }

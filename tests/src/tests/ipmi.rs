@@ -92,7 +92,7 @@ fn collector_config(bmc: &Bmc) -> agent::collect::ipmi::Config {
         target: bmc.addr.to_string(),
         path: "/dev/ipmi0".into(),
         user: "admin".into(),
-        password: "password".into(),
+        password: service::secret::Secret::inline("password"),
         privilege: "user".into(),
         cipher_suite: 3,
         timeout: Duration::from_millis(500),

@@ -3,6 +3,7 @@
 mod conservation;
 mod ctl;
 mod ipmi;
+mod ops;
 mod protocol;
 mod snmp;
 mod tls;

@@ -325,7 +325,7 @@ async fn the_snmp_collector_reads_ports_sensors_and_wrapping_counters() -> Resul
         interval: Duration::from_secs(1),
         device: device.into(),
         target: addr.to_string(),
-        community: community.into(),
+        community: service::secret::Secret::inline(community),
         timeout: Duration::from_secs(2),
         retries: 2,
         max_repetitions: 25,

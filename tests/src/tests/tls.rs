@@ -11,7 +11,7 @@ fn uplink(url: String, pki: &TestPki, identity: Option<(&str, &str)>) -> UplinkC
         url,
         tls: UplinkTls::Tls {
             ca: Some(pki.path("ca.crt")),
-            identity: identity.map(|(c, k)| (pki.path(c), pki.path(k))),
+            identity: identity.map(|(c, k)| (pki.path(c), pki.path(k).into())),
             server_name: Some("localhost".into()),
         },
         max_in_flight: 8,
