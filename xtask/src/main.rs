@@ -28,7 +28,7 @@ fn main() -> Result<()> {
             bench::run_ipmi(&root(), &args[2..])
         }
         Some("bench") => bench::run(&root(), &bench::Options::parse(&root(), &args[1..])?),
-        Some("dist") => dist::docs(&root().join("target/dist")),
+        Some("dist") => dist::docs(&root().join("dist")),
         _ => bail!("usage: cargo xtask codegen | cargo xtask bench [--help] | cargo xtask dist"),
     }
 }
