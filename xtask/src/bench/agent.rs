@@ -33,7 +33,7 @@ fn profile() -> String {
     p
 }
 
-pub fn run(root: &Path, seconds: u64) -> Result<String> {
+pub fn run(root: &Path, seconds: u64, fsync: bool) -> Result<String> {
     super::build_release(root, &["-p", "coordinator", "--bins"])?;
     // The agent as it is packaged: the size-optimised `agent-release` profile.
     super::build_profile(
@@ -60,6 +60,7 @@ pub fn run(root: &Path, seconds: u64) -> Result<String> {
         format!(
             "host_id = \"bench\"\nhwprofile = \"bench/sensors-200\"\nhwprofiles_dir = \"{}\"\nstate_dir = \"{}\"\n\
              [coordinator]\nurl = \"http://127.0.0.1:{port}\"\ninsecure_plaintext = true\n\
+             [spool]\nfsync = {fsync}\n\
              [[collector]]\nprotocol = \"sim\"\ninterval = \"1s\"\n",
             dir.join("profiles").display(),
             dir.join("agent").display()
@@ -155,7 +156,7 @@ pub fn run(root: &Path, seconds: u64) -> Result<String> {
     };
     Ok(format!(
         "{seconds} s at 1 Hz. umbra-agent: {SENSORS} sim sensors, streaming to a local coordinator \
-         (spool on disk). node_exporter: Debian defaults, scraped once a second.\n\n\
+         (spool on disk, fsync per batch: {fsync}). node_exporter: Debian defaults, scraped once a second.\n\n\
          | process | peak RSS MiB | CPU s | samples | CPU µs/sample |\n|---|---:|---:|---:|---:|\n\
          | umbra-agent | {:.1} | {agent_cpu:.2} | {agent_samples:.0} | {a_per:.1} |\n\
          | prometheus-node-exporter | {:.1} | {ne_cpu:.2} | {ne_samples} | {n_per:.1} |\n\n\

@@ -87,7 +87,19 @@ impl Measured {
 
 /// `cargo xtask bench agent [SECONDS]`.
 pub fn run_agent(root: &Path, args: &[String]) -> Result<()> {
-    save_report(root, "agent.md", &agent::run(root, count_arg(args, 60)?)?)
+    // `--no-fsync`: the spool without its per-batch fsync, to measure that
+    // share of the agent's CPU (the default, and what ships, is fsync on).
+    let fsync = !args.iter().any(|a| a == "--no-fsync");
+    let args: Vec<String> = args
+        .iter()
+        .filter(|a| *a != "--no-fsync")
+        .cloned()
+        .collect();
+    save_report(
+        root,
+        "agent.md",
+        &agent::run(root, count_arg(&args, 60)?, fsync)?,
+    )
 }
 
 /// `cargo xtask bench ipmi [ROUNDS]`.
