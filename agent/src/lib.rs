@@ -124,6 +124,11 @@ pub async fn run(cfg: Config, shutdown: impl Future<Output = ()> + Send) -> Resu
     if matches!(cfg.uplink.tls, config::UplinkTls::InsecurePlaintext) {
         tracing::warn!(url = %cfg.uplink.url, "!!! TLS DISABLED: streaming PLAINTEXT to a loopback coordinator (demo mode) !!!");
     }
+    let collectors: Vec<_> = cfg
+        .collectors
+        .iter()
+        .map(|c| c.build(&cfg.host_id, &cfg.profile))
+        .collect();
     let shared = Arc::new(pipeline::Shared {
         spool: Mutex::new(spool),
         catalog: Mutex::new(catalog),
@@ -135,9 +140,13 @@ pub async fn run(cfg: Config, shutdown: impl Future<Output = ()> + Send) -> Resu
         ),
         appended: tokio::sync::Notify::new(),
         metrics: metrics::AgentMetrics::new(
-            cfg.collectors
+            collectors
                 .iter()
-                .map(|c| metrics::CollectorMetrics::new(c.protocol(), c.device()))
+                .zip(&cfg.collectors)
+                .map(|(collector, c)| {
+                    use collect::Collector as _;
+                    metrics::CollectorMetrics::new(collector.name(), c.device())
+                })
                 .collect(),
         ),
     });
@@ -158,8 +167,7 @@ pub async fn run(cfg: Config, shutdown: impl Future<Output = ()> + Send) -> Resu
             },
         )));
     }
-    for (slot, c) in cfg.collectors.iter().enumerate() {
-        let collector = c.build(&cfg.host_id, &cfg.profile);
+    for (slot, (collector, c)) in collectors.into_iter().zip(&cfg.collectors).enumerate() {
         tasks.push(tokio::spawn(pipeline::run_collector(
             slot,
             collector,

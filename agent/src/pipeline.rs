@@ -2,7 +2,7 @@
 //! boundaries, each poll appended to the spool as one batch.
 
 use crate::catalog::Catalog;
-use crate::collect::{AnyCollector, Collector, Component, Poll, Quality, Severity};
+use crate::collect::{AnyCollector, Collector, Component, Poll, Quality, Reading, Severity};
 use crate::spool::{Spool, SpoolError};
 use proto::telemetry::v1 as pb;
 use std::collections::BTreeMap;
@@ -31,6 +31,16 @@ pub fn now_ms() -> i64 {
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap_or_default();
     i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
+}
+
+/// The quality a reading is spooled with: an `Ok` reading whose value is
+/// NaN is `Nan`.
+fn effective_quality(r: &Reading) -> Quality {
+    if r.quality == Quality::Ok && r.value.is_nan() {
+        Quality::Nan
+    } else {
+        r.quality
+    }
 }
 
 fn quality(q: Quality) -> i32 {
@@ -100,11 +110,7 @@ impl Shared {
             for r in &poll.readings {
                 let (id, def) = catalog.resolve(&r.series)?;
                 new_series.extend(def);
-                let mut q = r.quality;
-                if q == Quality::Ok && r.value.is_nan() {
-                    q = Quality::Nan;
-                }
-                samples.push((id, r.value, quality(q)));
+                samples.push((id, r.value, quality(effective_quality(r))));
             }
         }
         let events: Vec<pb::HardwareEvent> = poll
@@ -271,7 +277,7 @@ pub async fn run_collector(
                 let bad = poll
                     .readings
                     .iter()
-                    .filter(|r| r.quality != Quality::Ok || r.value.is_nan());
+                    .filter(|r| effective_quality(r) != Quality::Ok);
                 m.bad_readings.fetch_add(bad.count() as u64, Relaxed);
                 m.events.fetch_add(poll.events.len() as u64, Relaxed);
                 tracing::trace!(collector = name, readings = poll.readings.len(), took = ?started.elapsed(), "polled")

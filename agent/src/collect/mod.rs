@@ -189,18 +189,6 @@ impl CollectorConfig {
         }
     }
 
-    /// The `protocol` it was configured with (also its collector's name).
-    pub fn protocol(&self) -> &'static str {
-        match self {
-            CollectorConfig::Host(_) => "host",
-            CollectorConfig::Sim(_) => "sim",
-            CollectorConfig::Smart(_) => "smart",
-            CollectorConfig::Snmp(_) => "snmp",
-            CollectorConfig::I2c(_) => "i2c",
-            CollectorConfig::Ipmi(_) => "ipmi",
-        }
-    }
-
     /// The device label of its metrics: the configured `device`, or
     /// `local` for collectors of the host's own hardware.
     pub fn device(&self) -> String {
