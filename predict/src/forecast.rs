@@ -83,6 +83,22 @@ fn fill(window: &[f32]) -> Option<Vec<f32>> {
     )
 }
 
+/// One window as every inference path takes it: checked against the
+/// model's window length, gaps filled, with its scale; `Ok(None)` when
+/// mostly missing.
+fn prepare(win: &[f32], window: usize) -> Result<Option<(Vec<f32>, Scale)>> {
+    if win.len() != window {
+        return Err(ModelError::Data(format!(
+            "window of {} steps, the model takes {window}",
+            win.len()
+        )));
+    }
+    Ok(fill(win).map(|f| {
+        let sc = scale_of(&f);
+        (f, sc)
+    }))
+}
+
 /// Normalised values are clipped to ±CLIP: a jump out of a flat window
 /// (spread at its floor) would otherwise be thousands of "spreads" and one
 /// such window dominates the loss.
@@ -259,15 +275,8 @@ impl Forecaster {
         let mut xs = Vec::with_capacity(windows.len() * w);
         let mut scales = Vec::with_capacity(windows.len());
         for win in windows {
-            if win.len() != w {
-                return Err(ModelError::Data(format!(
-                    "window of {} steps, the model takes {w}",
-                    win.len()
-                )));
-            }
-            match fill(win) {
-                Some(f) => {
-                    let sc = scale_of(&f);
+            match prepare(win, w)? {
+                Some((f, sc)) => {
                     xs.extend(f.iter().map(|&v| norm(v, sc)));
                     scales.push(Some(sc));
                 }
@@ -324,14 +333,10 @@ impl Forecaster {
         let mut out = Vec::with_capacity(windows.len());
         let (mut h, mut c, mut gates) = (vec![0f32; hd], vec![0f32; hd], vec![0f32; 4 * hd]);
         for win in windows {
-            if win.len() != self.cfg.window {
-                return Err(ModelError::Data("window length".into()));
-            }
-            let Some(f) = fill(win) else {
+            let Some((f, sc)) = prepare(win, self.cfg.window)? else {
                 out.push(None);
                 continue;
             };
-            let sc = scale_of(&f);
             h.fill(0.0);
             c.fill(0.0);
             for &v in &f {
@@ -514,18 +519,10 @@ impl Kernel {
         let (mut h, mut c, mut gates) = (vec![0f32; hd], vec![0f32; hd], vec![0f32; g4]);
         let mut out = Vec::with_capacity(windows.len());
         for win in windows {
-            if win.len() != self.cfg.window {
-                return Err(ModelError::Data(format!(
-                    "window of {} steps, the model takes {}",
-                    win.len(),
-                    self.cfg.window
-                )));
-            }
-            let Some(f) = fill(win) else {
+            let Some((f, sc)) = prepare(win, self.cfg.window)? else {
                 out.push(None);
                 continue;
             };
-            let sc = scale_of(&f);
             h.fill(0.0);
             c.fill(0.0);
             for &v in &f {
