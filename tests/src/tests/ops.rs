@@ -70,8 +70,7 @@ fn referenced(text: &str) -> BTreeSet<String> {
             .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
             .unwrap_or(tail.len());
         let name = &tail[..end];
-        // `umbra_` inside a longer word (e.g. a job label "umbra-agent" has a
-        // dash, so is not matched) must start at a word boundary.
+        // Only a name that starts at a word boundary (not `my_umbra_z`).
         let boundary =
             i == 0 || !rest[..i].ends_with(|c: char| c.is_ascii_alphanumeric() || c == '_');
         if boundary {
