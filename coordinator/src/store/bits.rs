@@ -105,6 +105,10 @@ impl<'a> BitReader<'a> {
 /// Unary quotients at or above this are escaped to a raw 64-bit value.
 const RICE_ESCAPE: u64 = 24;
 
+/// The largest Rice parameter the encoder picks; a decoder refuses larger
+/// ones (they come only from corrupt chunks, and `q << k` needs `k < 64`).
+pub(crate) const MAX_RICE_K: u32 = 48;
+
 /// Rice code of `z` with parameter `k`.
 pub(crate) fn rice_put(w: &mut BitWriter, z: u64, k: u32) {
     let q = z >> k;
@@ -123,6 +127,9 @@ pub(crate) fn rice_put(w: &mut BitWriter, z: u64, k: u32) {
 }
 
 pub(crate) fn rice_get(r: &mut BitReader<'_>, k: u32) -> Option<u64> {
+    if k > MAX_RICE_K {
+        return None;
+    }
     let mut q = 0u64;
     while r.bit()? {
         q += 1;
@@ -151,7 +158,7 @@ pub(crate) fn best_rice_k(values: &[u64]) -> u32 {
     // Beyond the widest value's bit length a larger k only adds bits.
     let max_k = used
         .last()
-        .map_or(0, |&b| u32::try_from(b).unwrap_or(48).min(48));
+        .map_or(0, |&b| u32::try_from(b).unwrap_or(MAX_RICE_K).min(MAX_RICE_K));
     (0..=max_k)
         .map(|k| {
             let mut cost = 0u128;

@@ -272,12 +272,18 @@ pub fn decode_into(buf: &[u8], out: &mut Vec<Sample>) -> Result<(), ChunkError> 
     let first_ts = bits::unzigzag(bits::varint_get(buf, &mut pos).ok_or(corrupt("first ts"))?);
     let k_ts = u32::from(*buf.get(pos).ok_or(corrupt("k_ts"))?);
     pos += 1;
+    if k_ts > bits::MAX_RICE_K {
+        return Err(corrupt("k_ts"));
+    }
     let decimal = if flags & MODE_XOR == 0 {
         let scale = *buf.get(pos).ok_or(corrupt("scale"))?;
         let k_val = u32::from(*buf.get(pos + 1).ok_or(corrupt("k_val"))?);
         pos += 2;
-        if scale > MAX_SCALE || k_val > 64 {
+        if scale > MAX_SCALE {
             return Err(corrupt("scale"));
+        }
+        if k_val > bits::MAX_RICE_K {
+            return Err(corrupt("k_val"));
         }
         Some((scale, k_val))
     } else {
@@ -435,6 +441,19 @@ mod tests {
                     Ok(d) => prop_assert!(!same(&d, &samples)),
                 }
             }
+        }
+    }
+
+    /// A Rice parameter the encoder never writes (>= 64 made `q << k`
+    /// overflow) is corruption, not a panic. Found by the garbage property.
+    #[test]
+    fn rice_parameters_out_of_range_are_corrupt() {
+        for k in [49u8, 64, 255] {
+            // flags (decimal), count 2, first ts 0, k_ts, scale 0, k_val, payload
+            let bad_ts = [0x00, 0x02, 0x00, k, 0x00, 0x00, 0x00, 0xff, 0xff];
+            assert!(matches!(decode(&bad_ts), Err(ChunkError::Corrupt("k_ts"))));
+            let bad_val = [0x00, 0x02, 0x00, 0x00, 0x00, k, 0x00, 0xff, 0xff];
+            assert!(matches!(decode(&bad_val), Err(ChunkError::Corrupt("k_val"))));
         }
     }
 
