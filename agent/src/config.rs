@@ -134,9 +134,14 @@ pub struct RawSpool {
     pub max_bytes: u64,
     #[serde(default = "default_segment")]
     pub segment_bytes: u64,
-    /// fsync each batch (power-loss safe). Process crashes are safe either way.
+    /// Make batches survive power loss. Process crashes are safe either way.
     #[serde(default = "default_true")]
     pub fsync: bool,
+    /// A batch the coordinator acknowledges within this long is never
+    /// fsynced (the coordinator holds it durably); otherwise it is fsynced
+    /// this long after it was written. "0s" fsyncs every batch.
+    #[serde(default = "default_fsync_delay", with = "humantime_serde")]
+    pub fsync_delay: Duration,
 }
 
 impl Default for RawSpool {
@@ -145,6 +150,7 @@ impl Default for RawSpool {
             max_bytes: DEFAULT_SPOOL_MAX_BYTES,
             segment_bytes: DEFAULT_SEGMENT_BYTES,
             fsync: true,
+            fsync_delay: default_fsync_delay(),
         }
     }
 }
@@ -154,6 +160,9 @@ const fn default_spool_max() -> u64 {
 }
 const fn default_segment() -> u64 {
     DEFAULT_SEGMENT_BYTES
+}
+const fn default_fsync_delay() -> Duration {
+    Duration::from_secs(1)
 }
 const fn default_true() -> bool {
     true
@@ -307,6 +316,7 @@ impl RawConfig {
                 max_bytes: s.max_bytes,
                 segment_bytes: s.segment_bytes,
                 fsync: s.fsync,
+                fsync_delay: s.fsync_delay,
             },
             collectors: self.collectors,
             metrics_listen: self.metrics.listen,

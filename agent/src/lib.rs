@@ -21,6 +21,7 @@ pub mod config;
 pub mod metrics;
 pub mod pipeline;
 pub mod spool;
+pub mod tick;
 pub mod transport;
 pub mod uplink;
 
@@ -139,6 +140,7 @@ pub async fn run(cfg: Config, shutdown: impl Future<Output = ()> + Send) -> Resu
                 .collect(),
         ),
         appended: tokio::sync::Notify::new(),
+        spool_changed: tokio::sync::Notify::new(),
         metrics: metrics::AgentMetrics::new(
             collectors
                 .iter()
@@ -177,6 +179,10 @@ pub async fn run(cfg: Config, shutdown: impl Future<Output = ()> + Send) -> Resu
             stop_rx.clone(),
         )));
     }
+    tasks.push(tokio::spawn(pipeline::run_syncer(
+        shared.clone(),
+        stop_rx.clone(),
+    )));
     let hello = uplink::HelloBase {
         host_id: cfg.host_id.clone(),
         hwprofile_id: cfg.profile.id.clone(),

@@ -19,8 +19,10 @@ pub struct Shared {
     /// The host's components by id: the profile's, plus what collectors
     /// discovered. `Hello` sends all of it; batches send changes.
     pub inventory: Mutex<BTreeMap<String, pb::Component>>,
-    /// Signalled after every append.
+    /// Signalled after every append (wakes the uplink).
     pub appended: Notify,
+    /// Signalled after every append and ack (wakes the spool syncer).
+    pub spool_changed: Notify,
     /// The agent's own counters (`/metrics`).
     pub metrics: crate::metrics::AgentMetrics,
 }
@@ -108,7 +110,7 @@ impl Shared {
         {
             let mut catalog = self.catalog.lock().expect("poisoned");
             for r in &poll.readings {
-                let (id, def) = catalog.resolve(&r.series)?;
+                let (id, def) = catalog.resolve_shared(&r.series)?;
                 new_series.extend(def);
                 samples.push((id, r.value, quality(effective_quality(r))));
             }
@@ -149,6 +151,7 @@ impl Shared {
                     );
                 })?;
         self.appended.notify_one();
+        self.spool_changed.notify_one();
         Ok(Some(seq))
     }
 }
@@ -234,16 +237,17 @@ pub async fn run_collector(
     let interval_ms = i64::try_from(interval.as_millis()).unwrap_or(1000).max(1);
     // Align ticks to wall-clock multiples of the interval: regular timestamps
     // compress to ~1 bit each in the store.
-    let now = now_ms();
-    let first = now - now.rem_euclid(interval_ms) + interval_ms;
-    let delay = Duration::from_millis(u64::try_from(first - now).unwrap_or(0));
-    let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + delay, interval);
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+    let mut tick = crate::tick::Ticker::aligned(interval, now_ms());
     let name = collector.name();
     let m = &shared.metrics.collectors[slot];
     loop {
         tokio::select! {
-            _ = tick.tick() => {}
+            t = tick.tick() => {
+                if let Err(e) = t {
+                    tracing::error!(collector = name, error = %e, "tick source failed; collector stopped");
+                    break;
+                }
+            }
             _ = shutdown.changed() => break,
         }
         if *shutdown.borrow() {
@@ -286,6 +290,29 @@ pub async fn run_collector(
         }
     }
     tracing::debug!(collector = name, "collector stopped");
+}
+
+/// fsync the spool's unacknowledged records when their `fsync_delay` runs
+/// out (records acknowledged before then need none). Runs until `stop`.
+pub async fn run_syncer(shared: Arc<Shared>, mut stop: watch::Receiver<bool>) {
+    loop {
+        let deadline = shared.spool.lock().expect("poisoned").sync_deadline();
+        tokio::select! {
+            _ = stop.changed() => return,
+            // An append sets a deadline, an ack may clear it: look again.
+            () = shared.spool_changed.notified() => {}
+            () = tokio::time::sleep_until(deadline.unwrap_or_else(std::time::Instant::now).into()), if deadline.is_some() => {
+                let now = std::time::Instant::now();
+                let synced = shared.spool.lock().expect("poisoned").sync_if_due(now);
+                if let Err(e) = synced {
+                    // The next append meets the same disk and fails loudly;
+                    // the records stay where they are.
+                    tracing::error!(error = %e, "spool fsync failed");
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                }
+            }
+        }
+    }
 }
 
 #[cfg(test)]

@@ -242,11 +242,7 @@ async fn session(
     };
     let mut sent_through = {
         let mut spool = shared.spool.lock().expect("poisoned");
-        if welcome.last_stored_sequence > spool.stats().consumed_through
-            && welcome.last_stored_sequence < spool.stats().next_seq
-        {
-            spool.ack(welcome.last_stored_sequence)?;
-        }
+        spool.resume_after(welcome.last_stored_sequence)?;
         spool.stats().consumed_through
     };
     shared.metrics.uplink.connected.store(true, Relaxed);
@@ -312,6 +308,7 @@ async fn session(
                     Some(pb::coordinator_message::Msg::Ack(ack)) => {
                         expect_front(&mut in_flight, Outstanding::Batch(ack.sequence))?;
                         shared.spool.lock().expect("poisoned").ack(ack.sequence)?;
+                        shared.spool_changed.notify_one(); // its fsync may be moot now
                         shared.metrics.uplink.acked_batches.fetch_add(1, Relaxed);
                     }
                     Some(pb::coordinator_message::Msg::Resolution(r)) => {

@@ -26,7 +26,17 @@
 //!   across crashes by a durable reservation (`sent_reserved`, raised in steps
 //!   of [`SEND_RESERVATION`] before sending), so a record that may have reached
 //!   the coordinator is never counted as dropped.
-//! - Acknowledgements reach `state.json` lazily (at most every 5 s, and on a
+//! - Durability against power loss (`fsync`): a record is fsynced at most
+//!   `fsync_delay` after it was written *unless the coordinator acknowledged
+//!   it first* (its ack means the batch is durable there, see ARCHITECTURE.md
+//!   invariant 2). In steady state acks arrive within milliseconds and the
+//!   spool never fsyncs; during an outage it fsyncs once per `fsync_delay`.
+//!   A process crash loses nothing either way (the page cache survives it);
+//!   a power loss can lose at most `fsync_delay` of unacknowledged batches.
+//!   Should that happen, the coordinator's `Welcome` names sequences this
+//!   spool forgot and [`Spool::resume_after`] skips past them, so sequence
+//!   numbers are never reused for different data.
+//! - Acknowledgements reach `state.json` lazily (at most every 30 s, and on a
 //!   clean stop): after a crash, recently acknowledged records are pending
 //!   again and are resent; the coordinator's ledger stores them once, and
 //!   if the spool overflows first they are in doubt like any sent record.
@@ -49,7 +59,10 @@ const META: usize = 20;
 /// Records above this size are refused (a batch is never this large).
 pub const MAX_RECORD: usize = 64 * 1024 * 1024;
 /// Longest time an acknowledgement may go unrecorded in state.json.
-const ACK_SAVE_INTERVAL: std::time::Duration = std::time::Duration::from_secs(5);
+/// The coordinator's `Welcome` names the last stored sequence on every
+/// (re)connect, so a stale record here costs resends only while the
+/// coordinator is unreachable.
+const ACK_SAVE_INTERVAL: std::time::Duration = std::time::Duration::from_secs(30);
 
 /// How far ahead of the last sent sequence the durable send reservation runs:
 /// one fsynced state write per this many sends.
@@ -81,8 +94,12 @@ fn io(path: &Path) -> impl FnOnce(std::io::Error) -> SpoolError + '_ {
 pub struct SpoolConfig {
     pub max_bytes: u64,
     pub segment_bytes: u64,
-    /// fsync every append (survives power loss, not only process crashes).
+    /// Make unacknowledged records survive power loss, not only process
+    /// crashes (which the page cache covers either way).
     pub fsync: bool,
+    /// How long an unacknowledged record may wait for its fsync; zero
+    /// fsyncs every append.
+    pub fsync_delay: std::time::Duration,
 }
 
 /// Persistent accounting.
@@ -191,6 +208,9 @@ pub struct Spool {
     sent_through: u64,
     /// When state.json was last written by an ack (acks save lazily).
     last_ack_save: std::time::Instant,
+    /// Records written but neither fsynced nor acknowledged: when the oldest
+    /// was written, and the newest sequence among them.
+    unsynced: Option<(std::time::Instant, u64)>,
     _lock: File,
 }
 
@@ -222,6 +242,7 @@ impl Spool {
             next_seq: 1,
             sent_through: 0,
             last_ack_save: std::time::Instant::now(),
+            unsynced: None,
             _lock: lock,
         };
         spool.recover()?;
@@ -419,10 +440,14 @@ impl Spool {
             _ => true,
         };
         if needs_new {
+            // The segment being left behind gets its pending fsync now: later
+            // syncs only reach the active file.
+            self.sync_now()?;
             let path = self.dir.join(format!("{seq:020}.seg"));
             let f = OpenOptions::new()
                 .create(true)
                 .append(true)
+                .read(true)
                 .open(&path)
                 .map_err(io(&path))?;
             File::open(&self.dir)
@@ -440,7 +465,12 @@ impl Spool {
         let offset = seg.bytes;
         file.write_all(&rec).map_err(io(&seg.path))?;
         if self.cfg.fsync {
-            file.sync_data().map_err(io(&seg.path))?;
+            if self.cfg.fsync_delay.is_zero() {
+                file.sync_data().map_err(io(&seg.path))?;
+            } else {
+                let since = self.unsynced.map_or_else(std::time::Instant::now, |u| u.0);
+                self.unsynced = Some((since, seq));
+            }
         }
         seg.bytes += rec.len() as u64;
         seg.records.push_back(RecordMeta {
@@ -503,10 +533,58 @@ impl Spool {
         Ok(())
     }
 
-    /// Write the latest acknowledgements to state.json (acks save lazily);
-    /// called on a clean stop.
+    /// Write the latest acknowledgements to state.json (acks save lazily)
+    /// and fsync pending records; called on a clean stop.
     pub fn flush(&mut self) -> Result<(), SpoolError> {
+        self.sync_now()?;
         self.save_state(true)
+    }
+
+    /// When the oldest unacknowledged, unsynced record is due for its fsync
+    /// (`None`: nothing is waiting).
+    pub fn sync_deadline(&self) -> Option<std::time::Instant> {
+        self.unsynced.map(|(since, _)| since + self.cfg.fsync_delay)
+    }
+
+    /// fsync the active segment if a record's deadline has passed at `now`;
+    /// returns whether it synced.
+    pub fn sync_if_due(&mut self, now: std::time::Instant) -> Result<bool, SpoolError> {
+        if self.sync_deadline().is_some_and(|d| d <= now) {
+            self.sync_now()?;
+            return Ok(true);
+        }
+        Ok(false)
+    }
+
+    fn sync_now(&mut self) -> Result<(), SpoolError> {
+        if self.unsynced.take().is_some() {
+            if let (Some(file), Some(seg)) = (self.active.as_ref(), self.segments.back()) {
+                file.sync_data().map_err(io(&seg.path))?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Start after the coordinator's highest stored sequence (its `Welcome`):
+    /// everything up to it is consumed. Normally that sequence is one this
+    /// spool still has or already consumed; if it is beyond every record
+    /// here, records the coordinator stored were lost (a power loss inside
+    /// `fsync_delay`), and new batches must not reuse their sequences.
+    pub fn resume_after(&mut self, last_stored: u64) -> Result<(), SpoolError> {
+        if last_stored <= self.state.consumed_through {
+            return Ok(());
+        }
+        if last_stored >= self.next_seq {
+            tracing::warn!(
+                last_stored,
+                next_seq = self.next_seq,
+                "the coordinator has batches this spool no longer holds (lost to a power failure before their fsync?): continuing after them"
+            );
+            self.next_seq = last_stored + 1;
+            self.sent_through = self.sent_through.max(last_stored);
+            return self.consume_through(last_stored, true, true);
+        }
+        self.ack(last_stored)
     }
 
     /// Sequences dropped after being sent, awaiting the coordinator's verdict.
@@ -573,7 +651,16 @@ impl Spool {
         let Some((seg, meta)) = self.find(seq) else {
             return Ok(None);
         };
-        let f = File::open(&seg.path).map_err(io(&seg.path))?;
+        // The uplink reads most records right after their append: from the
+        // active segment, through the handle already open for writing.
+        let opened;
+        let f = match (&self.active, self.segments.back()) {
+            (Some(active), Some(last)) if last.path == seg.path => active,
+            _ => {
+                opened = File::open(&seg.path).map_err(io(&seg.path))?;
+                &opened
+            }
+        };
         let mut buf = vec![0u8; HEADER + meta.len as usize];
         f.read_exact_at(&mut buf, meta.offset)
             .map_err(io(&seg.path))?;
@@ -606,6 +693,10 @@ impl Spool {
     }
 
     fn consume_through(&mut self, seq: u64, durable: bool, save: bool) -> Result<(), SpoolError> {
+        if self.unsynced.is_some_and(|(_, newest)| newest <= seq) {
+            // The coordinator holds all of them durably: no fsync needed.
+            self.unsynced = None;
+        }
         if seq > self.state.consumed_through {
             self.state.consumed_through = seq;
             for seg in &mut self.segments {

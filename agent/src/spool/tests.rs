@@ -9,6 +9,7 @@ fn cfg(max_bytes: u64, segment_bytes: u64) -> SpoolConfig {
         max_bytes,
         segment_bytes,
         fsync: false,
+        fsync_delay: std::time::Duration::ZERO,
     }
 }
 
@@ -437,4 +438,113 @@ fn sequence_numbers_are_never_reused_after_a_crash() {
         append(&mut s, 1) > last,
         "a new batch gets a new sequence number"
     );
+}
+
+fn deferred(delay_ms: u64) -> SpoolConfig {
+    SpoolConfig {
+        fsync: true,
+        fsync_delay: std::time::Duration::from_millis(delay_ms),
+        ..cfg(1 << 20, 4096)
+    }
+}
+
+#[test]
+fn acknowledged_records_need_no_fsync_and_unacknowledged_ones_come_due() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut s = Spool::open(dir.path(), deferred(1000)).unwrap();
+    assert_eq!(s.sync_deadline(), None, "nothing written yet");
+    let before = std::time::Instant::now();
+    append(&mut s, 3);
+    let due = s.sync_deadline().expect("an unacknowledged record waits");
+    assert!(due >= before + std::time::Duration::from_millis(1000));
+    append(&mut s, 3);
+    assert_eq!(
+        s.sync_deadline(),
+        Some(due),
+        "the oldest record sets the deadline"
+    );
+    s.ack(1).unwrap();
+    assert_eq!(
+        s.sync_deadline(),
+        Some(due),
+        "record 2 is still unacknowledged"
+    );
+    assert!(!s
+        .sync_if_due(due - std::time::Duration::from_millis(1))
+        .unwrap());
+    s.ack(2).unwrap();
+    assert_eq!(s.sync_deadline(), None, "the coordinator holds both");
+
+    append(&mut s, 3);
+    let due = s.sync_deadline().unwrap();
+    assert!(s.sync_if_due(due).unwrap(), "due: fsynced");
+    assert_eq!(s.sync_deadline(), None);
+    assert!(!s.sync_if_due(due).unwrap(), "nothing left to sync");
+}
+
+#[test]
+fn a_zero_delay_or_fsync_off_never_leaves_records_waiting() {
+    for c in [deferred(0), cfg(1 << 20, 4096)] {
+        let dir = tempfile::tempdir().unwrap();
+        let mut s = Spool::open(dir.path(), c).unwrap();
+        append(&mut s, 2);
+        assert_eq!(s.sync_deadline(), None);
+    }
+}
+
+#[test]
+fn records_lost_to_power_failure_do_not_get_their_sequences_reused() {
+    // The disk after a power failure: records 1-3 made it, 4-5 (stored by
+    // the coordinator, never fsynced here) did not.
+    let dir = tempfile::tempdir().unwrap();
+    let on_disk = tempfile::tempdir().unwrap();
+    {
+        let mut s = Spool::open(dir.path(), deferred(1000)).unwrap();
+        for _ in 0..3 {
+            append(&mut s, 2);
+        }
+    }
+    copy_dir(dir.path(), on_disk.path());
+    {
+        let mut s = Spool::open(dir.path(), deferred(1000)).unwrap();
+        assert_eq!((append(&mut s, 2), append(&mut s, 2)), (4, 5));
+    }
+    let mut s = Spool::open(on_disk.path(), deferred(1000)).unwrap();
+    assert_eq!(s.stats().next_seq, 4, "the spool alone would reuse 4");
+    s.resume_after(5).unwrap(); // the coordinator's Welcome
+    assert_eq!(
+        s.pending_after(0, 10),
+        Vec::<u64>::new(),
+        "1-3 are stored too"
+    );
+    assert_eq!(append(&mut s, 2), 6);
+    drop(s);
+    let s = Spool::open(on_disk.path(), deferred(1000)).unwrap();
+    assert_eq!(s.pending_after(0, 10), vec![6], "the skip is durable");
+    assert_eq!(s.stats().next_seq, 7);
+}
+
+#[test]
+fn resuming_inside_the_spool_acknowledges_the_prefix() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut s = Spool::open(dir.path(), cfg(1 << 20, 4096)).unwrap();
+    for _ in 0..4 {
+        append(&mut s, 1);
+    }
+    s.resume_after(2).unwrap();
+    assert_eq!(s.pending_after(0, 10), vec![3, 4]);
+    s.resume_after(1).unwrap(); // older news changes nothing
+    assert_eq!(s.pending_after(0, 10), vec![3, 4]);
+    assert_eq!(append(&mut s, 1), 5);
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    for e in std::fs::read_dir(from).unwrap() {
+        let e = e.unwrap();
+        if e.file_type().unwrap().is_file() {
+            std::fs::copy(e.path(), to.join(e.file_name())).unwrap();
+        } else {
+            std::fs::create_dir_all(to.join(e.file_name())).unwrap();
+        }
+    }
 }

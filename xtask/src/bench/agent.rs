@@ -87,9 +87,10 @@ pub fn run(root: &Path, seconds: u64, fsync: bool) -> Result<String> {
         &dir.join("agent.log"),
     )?;
     std::thread::sleep(Duration::from_secs(3)); // start-up and first connection
-    let cpu0 = agent.cpu_s()?;
+    let (cpu0, fine0) = (agent.cpu_s()?, agent.cpu_s_fine()?);
     std::thread::sleep(Duration::from_secs(seconds));
-    let agent_cpu = agent.cpu_s()? - cpu0;
+    let (agent_ticks, agent_cpu) = (agent.cpu_s()? - cpu0, agent.cpu_s_fine()? - fine0);
+    check_fine("umbra-agent", agent_ticks, agent_cpu)?;
     let agent_rss = agent.peak_rss()?;
     agent.stop()?;
     let st = Command::new(&agent_bin)
@@ -132,7 +133,7 @@ pub fn run(root: &Path, seconds: u64, fsync: bool) -> Result<String> {
             .count() as u64)
     };
     scrape(&mut conn)?; // warm-up
-    let cpu0 = ne.cpu_s()?;
+    let (cpu0, fine0) = (ne.cpu_s()?, ne.cpu_s_fine()?);
     let start = Instant::now();
     let mut ne_samples = 0u64;
     for i in 0..seconds {
@@ -142,7 +143,8 @@ pub fn run(root: &Path, seconds: u64, fsync: bool) -> Result<String> {
             std::thread::sleep(wait);
         }
     }
-    let ne_cpu = ne.cpu_s()? - cpu0;
+    let (ne_ticks, ne_cpu) = (ne.cpu_s()? - cpu0, ne.cpu_s_fine()? - fine0);
+    check_fine("node_exporter", ne_ticks, ne_cpu)?;
     let ne_rss = ne.peak_rss()?;
     #[allow(clippy::cast_precision_loss)]
     let (a_per, n_per) = (
@@ -156,14 +158,26 @@ pub fn run(root: &Path, seconds: u64, fsync: bool) -> Result<String> {
     };
     Ok(format!(
         "{seconds} s at 1 Hz. umbra-agent: {SENSORS} sim sensors, streaming to a local coordinator \
-         (spool on disk, fsync per batch: {fsync}). node_exporter: Debian defaults, scraped once a second.\n\n\
+         (spool on disk, fsync of unacknowledged batches: {fsync}). node_exporter: Debian defaults, scraped once a second.\n\n\
+         CPU from /proc/PID/task/*/schedstat (ns); in 10 ms ticks from /proc/PID/stat: \
+         agent {agent_ticks:.2} s, node_exporter {ne_ticks:.2} s.\n\n\
          | process | peak RSS MiB | CPU s | samples | CPU µs/sample |\n|---|---:|---:|---:|---:|\n\
-         | umbra-agent | {:.1} | {agent_cpu:.2} | {agent_samples:.0} | {a_per:.1} |\n\
-         | prometheus-node-exporter | {:.1} | {ne_cpu:.2} | {ne_samples} | {n_per:.1} |\n\n\
+         | umbra-agent | {:.1} | {agent_cpu:.3} | {agent_samples:.0} | {a_per:.2} |\n\
+         | prometheus-node-exporter | {:.1} | {ne_cpu:.3} | {ne_samples} | {n_per:.2} |\n\n\
          ratios (Umbra / node_exporter): RSS **{:.2}x**, CPU per sample **{:.2}x**\n",
         mib(agent_rss),
         mib(ne_rss),
         mib(agent_rss) / mib(ne_rss),
         a_per / n_per
     ))
+}
+
+/// The fine (per-thread) CPU time misses threads that exited during the
+/// window; refuse a result where it falls short of the tick count by more
+/// than the ticks' own resolution.
+fn check_fine(name: &str, ticks: f64, fine: f64) -> Result<()> {
+    if fine + 0.02 < ticks {
+        bail!("{name}: per-thread CPU {fine:.3} s < {ticks:.2} s from /proc/PID/stat (threads exited?)");
+    }
+    Ok(())
 }

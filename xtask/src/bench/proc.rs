@@ -40,6 +40,28 @@ impl Peer {
         Ok(ticks as f64 / self.ticks_per_s)
     }
 
+    /// CPU seconds used so far by the threads alive now, with nanosecond
+    /// resolution (the sum of `/proc/PID/task/*/schedstat`; /proc/PID/stat
+    /// counts in 10 ms ticks). Time of threads that already exited is
+    /// missing, so callers compare it with [`Peer::cpu_s`].
+    pub fn cpu_s_fine(&self) -> Result<f64> {
+        let mut ns = 0u64;
+        for task in std::fs::read_dir(format!("/proc/{}/task", self.child.id()))? {
+            let path = task?.path().join("schedstat");
+            // A thread may exit between the listing and the read.
+            let Ok(text) = std::fs::read_to_string(&path) else {
+                continue;
+            };
+            ns += text
+                .split_whitespace()
+                .next()
+                .context("schedstat format")?
+                .parse::<u64>()?;
+        }
+        #[allow(clippy::cast_precision_loss)]
+        Ok(ns as f64 / 1e9)
+    }
+
     /// Peak resident memory (VmHWM), bytes.
     pub fn peak_rss(&self) -> Result<u64> {
         let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))?;
