@@ -48,6 +48,129 @@ pub struct RawConfig {
     pub limits: RawLimits,
     #[serde(default)]
     pub metrics: RawMetrics,
+    #[serde(default)]
+    pub risk: RawRisk,
+    #[serde(default)]
+    pub shadow: RawShadow,
+}
+
+/// `[shadow]`: the shadow lifecycle (engine policy and safety rails).
+/// Only `off` and `dry-run` exist so far: the executors that act are not
+/// built yet.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawShadow {
+    #[serde(default = "default_shadow_mode")]
+    pub mode: crate::shadow::runtime::Mode,
+    /// P(fail within 7 d) at which a host is at risk.
+    pub enter: Option<f64>,
+    /// P(7 d) under which it is healthy again.
+    pub exit: Option<f64>,
+    /// Risk runs in a row at or above `enter` that confirm it.
+    pub confirm: Option<u32>,
+    /// P(fail within 24 h) that confirms at once.
+    pub critical: Option<f64>,
+    pub mirror_percent: Option<u8>,
+    /// Traffic steps, percent, ending at 100.
+    pub ramp: Option<Vec<u8>>,
+    #[serde(default, with = "humantime_serde")]
+    pub min_dwell: Option<Duration>,
+    #[serde(default, with = "humantime_serde")]
+    pub action_timeout: Option<Duration>,
+    pub max_concurrent_per_domain: Option<usize>,
+    pub max_fraction_per_domain: Option<f64>,
+    pub max_starts_per_hour: Option<usize>,
+    pub pause_unhealthy_fraction: Option<f64>,
+    pub max_confirmed_fraction: Option<f64>,
+}
+
+impl Default for RawShadow {
+    fn default() -> Self {
+        toml::from_str("").expect("all shadow fields have defaults")
+    }
+}
+
+const fn default_shadow_mode() -> crate::shadow::runtime::Mode {
+    crate::shadow::runtime::Mode::DryRun
+}
+
+impl RawShadow {
+    fn settings(self) -> Result<crate::shadow::runtime::Settings, ConfigError> {
+        use crate::shadow::{engine::Policy, rails::Rails};
+        let d = Policy::default();
+        let ms = |v: Option<Duration>, def: i64| {
+            v.map_or(def, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+        };
+        let policy = Policy {
+            enter: self.enter.unwrap_or(d.enter),
+            exit: self.exit.unwrap_or(d.exit),
+            confirm: self.confirm.unwrap_or(d.confirm),
+            critical: self.critical.unwrap_or(d.critical),
+            mirror_percent: self.mirror_percent.unwrap_or(d.mirror_percent),
+            ramp: self.ramp.unwrap_or(d.ramp),
+            min_dwell_ms: ms(self.min_dwell, d.min_dwell_ms),
+            action_timeout_ms: ms(self.action_timeout, d.action_timeout_ms),
+            ..d
+        };
+        policy
+            .validate()
+            .map_err(|m| ConfigError::Invalid(format!("shadow: {m}")))?;
+        let r = Rails::default();
+        let rails = Rails {
+            max_concurrent_per_domain: self
+                .max_concurrent_per_domain
+                .unwrap_or(r.max_concurrent_per_domain),
+            max_fraction_per_domain: self
+                .max_fraction_per_domain
+                .unwrap_or(r.max_fraction_per_domain),
+            max_starts_per_window: self.max_starts_per_hour.unwrap_or(r.max_starts_per_window),
+            window_ms: 3_600_000,
+            pause_unhealthy_fraction: self
+                .pause_unhealthy_fraction
+                .unwrap_or(r.pause_unhealthy_fraction),
+            max_confirmed_fraction: self
+                .max_confirmed_fraction
+                .unwrap_or(r.max_confirmed_fraction),
+        };
+        for (name, f) in [
+            ("max_fraction_per_domain", rails.max_fraction_per_domain),
+            ("pause_unhealthy_fraction", rails.pause_unhealthy_fraction),
+            ("max_confirmed_fraction", rails.max_confirmed_fraction),
+        ] {
+            if f.is_nan() || f <= 0.0 || f > 1.0 {
+                return Err(ConfigError::Invalid(format!(
+                    "shadow.{name} = {f}: want (0, 1]"
+                )));
+            }
+        }
+        Ok(crate::shadow::runtime::Settings {
+            mode: self.mode,
+            policy,
+            rails,
+        })
+    }
+}
+
+/// `[risk]`: failure-risk inference over the stored series.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawRisk {
+    /// How often every disk is scored with the active `failure/disk` model
+    /// (a newly activated model is used from the next run on).
+    #[serde(default = "default_risk_interval", with = "humantime_serde")]
+    pub interval: Duration,
+}
+
+impl Default for RawRisk {
+    fn default() -> Self {
+        RawRisk {
+            interval: default_risk_interval(),
+        }
+    }
+}
+
+const fn default_risk_interval() -> Duration {
+    Duration::from_secs(600)
 }
 
 /// `[metrics]`: the Prometheus endpoint.
@@ -214,6 +337,8 @@ pub struct Config {
     pub max_samples_per_batch: u32,
     /// Where `/metrics` is served, if anywhere.
     pub metrics_listen: Option<SocketAddr>,
+    pub risk_interval: Duration,
+    pub shadow: crate::shadow::runtime::Settings,
 }
 
 impl RawConfig {
@@ -270,6 +395,7 @@ impl RawConfig {
             ("storage.chunk_window", s.chunk_window),
             ("storage.raw_retention", s.raw_retention),
             ("storage.compaction_interval", s.compaction_interval),
+            ("risk.interval", self.risk.interval),
         ] {
             if d.is_zero() {
                 return bad(format!("{name} must be > 0"));
@@ -310,6 +436,8 @@ impl RawConfig {
             max_samples_per_second_per_agent: l.max_samples_per_second_per_agent,
             max_samples_per_batch: l.max_samples_per_batch,
             metrics_listen: self.metrics.listen,
+            risk_interval: self.risk.interval,
+            shadow: self.shadow.settings()?,
         })
     }
 }
@@ -346,6 +474,36 @@ mod tests {
         // The packaged file points at /etc/umbra/tls/*, absent here: exactly that must be the complaint.
         let err = raw.validate().unwrap_err().to_string();
         assert!(err.contains("/etc/umbra/tls/"), "{err}");
+    }
+
+    #[test]
+    fn the_packaged_shadow_section_states_the_defaults_and_bad_ones_are_refused() {
+        let path = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../packaging/config/coordinator.toml"
+        );
+        let text = std::fs::read_to_string(path).unwrap();
+        let packaged: RawShadow = toml::from_str::<toml::Table>(&text).unwrap()["shadow"]
+            .clone()
+            .try_into()
+            .unwrap();
+        let (p, d) = (
+            packaged.settings().unwrap(),
+            RawShadow::default().settings().unwrap(),
+        );
+        assert_eq!((p.mode, &p.policy, &p.rails), (d.mode, &d.policy, &d.rails));
+        for bad in [
+            "exit = 0.6",
+            "ramp = [50, 10, 100]",
+            "mode = \"auto\"",
+            "max_fraction_per_domain = 0.0",
+            "max_confirmed_fraction = nan",
+        ] {
+            let r = toml::from_str::<RawShadow>(bad)
+                .map_err(|e| e.to_string())
+                .and_then(|r| r.settings().map_err(|e| e.to_string()));
+            assert!(r.is_err(), "{bad}");
+        }
     }
 
     #[test]

@@ -2,6 +2,7 @@
 
 use crate::ingest::Ingest;
 use crate::model::{Sample, SeriesMeta};
+use crate::risk::{Board, WINDOWS};
 use crate::store::{Resolution, Severity, Store, StoreError};
 use proto::fleet::v1 as pb;
 use std::pin::Pin;
@@ -11,7 +12,11 @@ use tokio_stream::{wrappers::BroadcastStream, Stream, StreamExt};
 use tonic::{Request, Response, Status};
 
 #[derive(Debug, Clone)]
-pub struct FleetService(pub Arc<Ingest>);
+pub struct FleetService {
+    pub ingest: Arc<Ingest>,
+    pub risks: Arc<Board>,
+    pub shadows: Arc<crate::shadow::runtime::Shadows>,
+}
 
 fn store_status(e: StoreError) -> Status {
     Status::internal(e.to_string())
@@ -63,11 +68,11 @@ impl pb::fleet_server::Fleet for FleetService {
         &self,
         _: Request<pb::ListHostsRequest>,
     ) -> Result<Response<pb::ListHostsResponse>, Status> {
-        let records = with_store(&self.0, |s| s.hosts()).await?;
+        let records = with_store(&self.ingest, |s| s.hosts()).await?;
         let hosts = records
             .into_iter()
             .map(|r| pb::Host {
-                connected: self.0.is_connected(&r.host_id),
+                connected: self.ingest.is_connected(&r.host_id),
                 host_id: r.host_id,
                 hwprofile_id: r.hwprofile_id,
                 agent_version: r.agent_version,
@@ -96,7 +101,7 @@ impl pb::fleet_server::Fleet for FleetService {
         req: Request<pb::ListSeriesRequest>,
     ) -> Result<Response<pb::ListSeriesResponse>, Status> {
         let r = req.into_inner();
-        let metas = with_store(&self.0, move |s| matching(s, &r.host_id, &r.metric)).await?;
+        let metas = with_store(&self.ingest, move |s| matching(s, &r.host_id, &r.metric)).await?;
         Ok(Response::new(pb::ListSeriesResponse {
             series: metas.iter().map(info).collect(),
         }))
@@ -108,7 +113,7 @@ impl pb::fleet_server::Fleet for FleetService {
     ) -> Result<Response<pb::QueryRangeResponse>, Status> {
         let r = req.into_inner();
         let end = if r.end_ms == 0 { i64::MAX } else { r.end_ms };
-        let series = with_store(&self.0, move |s| {
+        let series = with_store(&self.ingest, move |s| {
             let mut out = Vec::new();
             for m in matching(s, &r.host_id, &r.metric)? {
                 let mut samples = s.range(m.key, r.start_ms, end)?;
@@ -131,7 +136,7 @@ impl pb::fleet_server::Fleet for FleetService {
         req: Request<pb::QueryLastRequest>,
     ) -> Result<Response<pb::QueryLastResponse>, Status> {
         let r = req.into_inner();
-        let series = with_store(&self.0, move |s| {
+        let series = with_store(&self.ingest, move |s| {
             let mut out = Vec::new();
             for m in matching(s, &r.host_id, &r.metric)? {
                 let last = s.last(m.key)?;
@@ -158,7 +163,7 @@ impl pb::fleet_server::Fleet for FleetService {
         } else {
             r.end_ms
         };
-        let series = with_store(&self.0, move |s| {
+        let series = with_store(&self.ingest, move |s| {
             let mut out = Vec::new();
             for m in matching(s, &r.host_id, &r.metric)? {
                 let buckets = s.rollup(m.key, res, r.start_ms, end)?;
@@ -186,11 +191,11 @@ impl pb::fleet_server::Fleet for FleetService {
         &self,
         _: Request<pb::StoreStatsRequest>,
     ) -> Result<Response<pb::StoreStatsResponse>, Status> {
-        let (series, disk_bytes) = with_store(&self.0, |s| {
+        let (series, disk_bytes) = with_store(&self.ingest, |s| {
             Ok((s.series(None)?.len() as u64, s.disk_bytes()?))
         })
         .await?;
-        let c = &self.0.counters;
+        let c = &self.ingest.counters;
         Ok(Response::new(pb::StoreStatsResponse {
             series,
             samples_ingested: c.samples.load(Ordering::Relaxed),
@@ -221,7 +226,7 @@ impl pb::fleet_server::Fleet for FleetService {
             n => usize::try_from(n).unwrap_or(usize::MAX).min(100_000),
         };
         let host = (!r.host_id.is_empty()).then_some(r.host_id);
-        let events = with_store(&self.0, move |s| {
+        let events = with_store(&self.ingest, move |s| {
             s.events(host.as_deref(), r.since_ms, min, limit)
         })
         .await?;
@@ -248,7 +253,7 @@ impl pb::fleet_server::Fleet for FleetService {
         req: Request<pb::ListComponentsRequest>,
     ) -> Result<Response<pb::ListComponentsResponse>, Status> {
         let host = req.into_inner().host_id;
-        let record = with_store(&self.0, {
+        let record = with_store(&self.ingest, {
             let host = host.clone();
             move |s| s.host(&host)
         })
@@ -271,13 +276,159 @@ impl pb::fleet_server::Fleet for FleetService {
         }))
     }
 
+    async fn put_model(
+        &self,
+        req: Request<pb::PutModelRequest>,
+    ) -> Result<Response<pb::PutModelResponse>, Status> {
+        let r = req.into_inner();
+        // Only kinds inference knows, and only bytes that load as one.
+        if r.kind != crate::risk::DISK_MODEL {
+            return Err(Status::invalid_argument(format!(
+                "unknown model kind {:?} (known: {})",
+                r.kind,
+                crate::risk::DISK_MODEL
+            )));
+        }
+        predict::failure::FailureModel::from_bytes(&r.model)
+            .map_err(|e| Status::invalid_argument(format!("not a loadable {}: {e}", r.kind)))?;
+        let evaluation: serde_json::Value = if r.evaluation_json.is_empty() {
+            serde_json::Value::Null
+        } else {
+            serde_json::from_str(&r.evaluation_json)
+                .map_err(|e| Status::invalid_argument(format!("evaluation_json: {e}")))?
+        };
+        let record = with_store(&self.ingest, move |s| {
+            let rec = s.put_model(
+                &r.kind,
+                &r.model,
+                &r.trained_on,
+                evaluation,
+                crate::now_ms(),
+            )?;
+            if r.activate {
+                s.activate_model(&r.kind, rec.version)?;
+            }
+            Ok(rec)
+        })
+        .await?;
+        tracing::info!(kind = %record.kind, version = record.version, bytes = record.bytes, "model stored");
+        Ok(Response::new(pb::PutModelResponse {
+            version: record.version,
+        }))
+    }
+
+    async fn list_models(
+        &self,
+        req: Request<pb::ListModelsRequest>,
+    ) -> Result<Response<pb::ListModelsResponse>, Status> {
+        let kind = req.into_inner().kind;
+        let (records, active) = with_store(&self.ingest, move |s| {
+            Ok((s.models(&kind)?, s.active_model(&kind)?))
+        })
+        .await?;
+        Ok(Response::new(pb::ListModelsResponse {
+            models: records
+                .into_iter()
+                .map(|m| pb::ModelVersion {
+                    active: active == Some(m.version),
+                    evaluation_json: m.evaluation.to_string(),
+                    kind: m.kind,
+                    version: m.version,
+                    created_unix_ms: m.created_ms,
+                    trained_on: m.trained_on,
+                    bytes: m.bytes,
+                })
+                .collect(),
+        }))
+    }
+
+    async fn list_risks(
+        &self,
+        req: Request<pb::ListRisksRequest>,
+    ) -> Result<Response<pb::ListRisksResponse>, Status> {
+        let host = req.into_inner().host_id;
+        let host = (!host.is_empty()).then_some(host.as_str());
+        Ok(Response::new(pb::ListRisksResponse {
+            risks: self
+                .risks
+                .ranked(host)
+                .into_iter()
+                .map(|r| pb::Risk {
+                    host_id: r.host,
+                    component: r.component,
+                    windows: WINDOWS
+                        .iter()
+                        .zip(r.probability)
+                        .map(|(w, p)| pb::WindowRisk {
+                            window: (*w).to_owned(),
+                            probability: p,
+                        })
+                        .collect(),
+                    explanation: r.explanation,
+                    model_kind: crate::risk::DISK_MODEL.to_owned(),
+                    model_version: r.model_version,
+                    evaluated_unix_ms: r.evaluated_ms,
+                    history_days: r.history_days,
+                })
+                .collect(),
+            last_run_unix_ms: self.risks.snapshot().last_run_ms,
+        }))
+    }
+
+    async fn list_shadows(
+        &self,
+        _: Request<pb::ListShadowsRequest>,
+    ) -> Result<Response<pb::ListShadowsResponse>, Status> {
+        let state = self.shadows.snapshot();
+        Ok(Response::new(pb::ListShadowsResponse {
+            shadows: state
+                .lifecycles
+                .iter()
+                .map(|(target, lc)| pb::Shadow {
+                    target: target.clone(),
+                    phase: lc.phase.name().to_owned(),
+                    since_unix_ms: lc.since,
+                    p7d: lc.p7d,
+                    verdict: state.verdicts.get(target).cloned().unwrap_or_default(),
+                    pending: lc
+                        .pending
+                        .map(|(a, _)| format!("{a:?}"))
+                        .unwrap_or_default(),
+                })
+                .collect(),
+            mode: self.shadows.mode_name().to_owned(),
+        }))
+    }
+
+    async fn list_audit(
+        &self,
+        req: Request<pb::ListAuditRequest>,
+    ) -> Result<Response<pb::ListAuditResponse>, Status> {
+        let r = req.into_inner();
+        let limit = if r.limit == 0 {
+            1000
+        } else {
+            r.limit.min(100_000)
+        } as usize;
+        let records = with_store(&self.ingest, move |s| s.audit(r.since_ms, limit)).await?;
+        Ok(Response::new(pb::ListAuditResponse {
+            records: records
+                .into_iter()
+                .map(|(time_ms, v)| pb::AuditRecord {
+                    time_ms,
+                    json: v.to_string(),
+                })
+                .collect(),
+        }))
+    }
+
     type WatchEventsStream = Pin<Box<dyn Stream<Item = Result<pb::FleetEvent, Status>> + Send>>;
 
     async fn watch_events(
         &self,
         _: Request<pb::WatchEventsRequest>,
     ) -> Result<Response<Self::WatchEventsStream>, Status> {
-        let stream = BroadcastStream::new(self.0.bus.subscribe()).map(|item| match item {
+        let stream = BroadcastStream::new(self.ingest.bus.subscribe()).map(|item| match item {
             Ok(ev) => Ok(pb::FleetEvent {
                 timestamp_ms: ev.ts_ms,
                 host_id: ev.host,

@@ -6,6 +6,7 @@
 //! - [`ingest`]: the telemetry stream service (agent → store).
 //! - [`store`]: RocksDB series store, chunk codec, rollups, retention.
 //! - [`fleet`]: the admin API.
+//! - [`risk`]: failure-risk inference with the active model (hot-swapped).
 //! - [`ctl`]: `umbractl`, the CLI client of the admin API.
 //!
 //! [`run`] is what `main.rs` calls; tests call [`serve`] with their own listener.
@@ -19,6 +20,8 @@ pub mod fleet;
 pub mod ingest;
 pub mod metrics;
 pub mod model;
+pub mod risk;
+pub mod shadow;
 pub mod store;
 
 use config::{Config, Tls};
@@ -133,16 +136,34 @@ pub async fn serve(
         }
     }
 
+    let risks = Arc::new(risk::Board::default());
+    let shadows = Arc::new(
+        shadow::runtime::Shadows::load(&store, config.shadow.mode).map_err(|source| {
+            RunError::Store {
+                path: config.data_dir.display().to_string(),
+                source,
+            }
+        })?,
+    );
+    let risk_loop = tokio::spawn(risk::run(
+        store.clone(),
+        risks.clone(),
+        risk::Shadowing {
+            shadows: shadows.clone(),
+            settings: config.shadow.clone(),
+        },
+        config.risk_interval,
+    ));
     let metrics = match config.metrics_listen {
         Some(addr) => {
             let listener = TcpListener::bind(addr)
                 .await
                 .map_err(|source| RunError::Bind { addr, source })?;
             tracing::info!(%addr, "serving /metrics");
-            let ingest = ingest.clone();
+            let (ingest, risks, shadows) = (ingest.clone(), risks.clone(), shadows.clone());
             Some(tokio::spawn(service::http::serve_metrics(
                 listener,
-                Arc::new(move || metrics::render(&ingest)),
+                Arc::new(move || metrics::render(&ingest, &risks, &shadows)),
                 std::future::pending(),
             )))
         }
@@ -161,8 +182,12 @@ pub async fn serve(
             .max_encoding_message_size(max),
         )
         .add_service(
-            proto::fleet::v1::fleet_server::FleetServer::new(fleet::FleetService(ingest))
-                .max_decoding_message_size(max),
+            proto::fleet::v1::fleet_server::FleetServer::new(fleet::FleetService {
+                ingest,
+                risks,
+                shadows,
+            })
+            .max_decoding_message_size(max),
         )
         .serve_with_incoming_shutdown(
             tokio_stream::wrappers::TcpListenerStream::new(listener),
@@ -170,6 +195,7 @@ pub async fn serve(
         )
         .await;
     maintenance.abort();
+    risk_loop.abort();
     if let Some(m) = metrics {
         m.abort();
     }

@@ -1,16 +1,18 @@
 //! The coordinator's own health as Prometheus metrics (`[metrics] listen`):
 //! ingest rate and outcomes, store write latency, connected agents, each
-//! host's freshness and agent spool, active model versions. Read from the
-//! ingest state and the store at scrape time.
+//! host's freshness and agent spool, active model versions, failure risk
+//! per component and host. Read from the ingest state, the risk board and
+//! the store at scrape time.
 
 use crate::ingest::Ingest;
+use crate::risk::{Board, WINDOWS};
 use service::metrics::{as_f64, Encoder, Kind};
 use std::sync::atomic::Ordering::Relaxed;
 
 /// The exposition, rendered now. Store reads are small (host records, the
 /// active-model keys); a family the store cannot produce is left out and
 /// logged, never a failed scrape.
-pub fn render(ingest: &Ingest) -> String {
+pub fn render(ingest: &Ingest, risks: &Board, shadows: &crate::shadow::runtime::Shadows) -> String {
     let mut e = Encoder::new();
     e.family(
         "umbra_coordinator_build_info",
@@ -155,5 +157,86 @@ pub fn render(ingest: &Ingest) -> String {
         ),
         Err(err) => tracing::warn!(error = %err, "metrics: store size failed"),
     }
+    render_risks(&mut e, risks);
+    render_shadows(&mut e, shadows);
     e.finish()
+}
+
+fn render_risks(e: &mut Encoder, risks: &Board) {
+    let board = risks.snapshot();
+    e.single(
+        "umbra_coordinator_risk_runs_total",
+        "Completed risk evaluations over every disk.",
+        Kind::Counter,
+        as_f64(board.runs),
+    );
+    e.single(
+        "umbra_coordinator_risk_failed_runs_total",
+        "Risk evaluations that failed (the previous risks stay published).",
+        Kind::Counter,
+        as_f64(board.failed_runs),
+    );
+    if board.last_run_ms > 0 {
+        #[allow(clippy::cast_precision_loss)]
+        e.single(
+            "umbra_coordinator_risk_last_run_timestamp_seconds",
+            "When risks were last computed.",
+            Kind::Gauge,
+            board.last_run_ms as f64 / 1000.0,
+        );
+    }
+    let mut f = e.family(
+        "umbra_coordinator_failure_probability",
+        "Calibrated probability that the component fails within the window (active failure model).",
+        Kind::Gauge,
+    );
+    let mut per_host: std::collections::BTreeMap<(&str, &str), f64> = Default::default();
+    for r in board.risks.values() {
+        for (w, &p) in WINDOWS.iter().zip(&r.probability) {
+            f.sample(
+                &[
+                    ("host", &r.host),
+                    ("component", &r.component),
+                    ("window", w),
+                ],
+                p,
+            );
+            let m = per_host.entry((r.host.as_str(), *w)).or_insert(0.0);
+            *m = m.max(p);
+        }
+    }
+    let mut f = e.family(
+        "umbra_coordinator_host_failure_probability",
+        "Highest failure probability among the host's components, per window.",
+        Kind::Gauge,
+    );
+    for ((host, w), p) in per_host {
+        f.sample(&[("host", host), ("window", w)], p);
+    }
+}
+
+fn render_shadows(e: &mut Encoder, shadows: &crate::shadow::runtime::Shadows) {
+    let state = shadows.snapshot();
+    let mut count = std::collections::BTreeMap::new();
+    for lc in state.lifecycles.values() {
+        *count.entry(lc.phase.name()).or_insert(0u64) += 1;
+    }
+    let mut f = e.family(
+        "umbra_coordinator_shadow_lifecycles",
+        "Shadow lifecycles per phase (every phase listed, zeros included).",
+        Kind::Gauge,
+    );
+    for p in crate::shadow::engine::Phase::NAMES {
+        f.sample(&[("phase", p)], as_f64(count.get(p).copied().unwrap_or(0)));
+    }
+    let mut f = e.family(
+        "umbra_coordinator_shadow_phase",
+        "1 for each host's current lifecycle phase (hosts in a lifecycle; healthy ones are left out).",
+        Kind::Gauge,
+    );
+    for (host, lc) in &state.lifecycles {
+        if lc.phase.name() != "healthy" {
+            f.sample(&[("host", host), ("phase", lc.phase.name())], 1.0);
+        }
+    }
 }

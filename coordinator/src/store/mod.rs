@@ -134,6 +134,9 @@ pub struct Store {
     /// (window, series) whose compaction marker is known to be durable: the
     /// hot path writes each marker once, not once per batch.
     dirty: Mutex<HashSet<(i64, u64)>>,
+    /// Tie-breaker of audit keys; starts at the open time in µs so keys
+    /// stay unique across restarts.
+    next_audit: std::sync::atomic::AtomicU64,
 }
 
 impl std::fmt::Debug for Store {
@@ -178,6 +181,11 @@ impl Store {
             catalog: Mutex::new(HashMap::new()),
             gate: RwLock::new(()),
             dirty: Mutex::new(HashSet::new()),
+            next_audit: std::sync::atomic::AtomicU64::new(
+                std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map_or(0, |d| u64::try_from(d.as_micros()).unwrap_or(u64::MAX)),
+            ),
         };
         store.load_catalog()?;
         Ok(store)
@@ -462,6 +470,82 @@ impl Store {
             .db
             .get_cf(self.cf(CF_META), models::active_key(kind))?
             .and_then(|v| keys::u64_from_be(&v)))
+    }
+
+    /// Persist a shadow lifecycle's state (JSON) under its target.
+    pub fn put_lifecycle(&self, target: &str, state: &serde_json::Value) -> Result<(), StoreError> {
+        let mut k = vec![b'L'];
+        k.extend_from_slice(target.as_bytes());
+        self.db.put_cf_opt(
+            self.cf(CF_META),
+            k,
+            serde_json::to_vec(state).expect("serialisable"),
+            &self.write_opts,
+        )?;
+        Ok(())
+    }
+
+    /// Every persisted lifecycle: (target, state).
+    pub fn lifecycles(&self) -> Result<Vec<(String, serde_json::Value)>, StoreError> {
+        let mut out = Vec::new();
+        for item in self.db.prefix_iterator_cf(self.cf(CF_META), b"L") {
+            let (k, v) = item?;
+            if k.first() != Some(&b'L') {
+                break;
+            }
+            let target = String::from_utf8_lossy(&k[1..]).into_owned();
+            let state = serde_json::from_slice(&v)
+                .map_err(|e| StoreError::Corrupt(format!("lifecycle of {target}: {e}")))?;
+            out.push((target, state));
+        }
+        Ok(out)
+    }
+
+    /// Append a record to the shadow audit log (key: time, then a counter
+    /// so records of the same millisecond keep their order).
+    pub fn append_audit(&self, ts_ms: i64, record: &serde_json::Value) -> Result<(), StoreError> {
+        let seq = self
+            .next_audit
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let mut k = vec![b'A'];
+        k.extend_from_slice(&ts_ms.max(0).to_be_bytes());
+        k.extend_from_slice(&seq.to_be_bytes());
+        self.db.put_cf_opt(
+            self.cf(CF_META),
+            k,
+            serde_json::to_vec(record).expect("serialisable"),
+            &self.write_opts,
+        )?;
+        Ok(())
+    }
+
+    /// Audit records at or after `since_ms`, oldest first, at most `limit`.
+    pub fn audit(
+        &self,
+        since_ms: i64,
+        limit: usize,
+    ) -> Result<Vec<(i64, serde_json::Value)>, StoreError> {
+        let mut from = vec![b'A'];
+        from.extend_from_slice(&since_ms.max(0).to_be_bytes());
+        let mut out = Vec::new();
+        for item in self.db.iterator_cf(
+            self.cf(CF_META),
+            IteratorMode::From(&from, Direction::Forward),
+        ) {
+            let (k, v) = item?;
+            if k.first() != Some(&b'A') || out.len() >= limit {
+                break;
+            }
+            let ts = k
+                .get(1..9)
+                .and_then(|b| b.try_into().ok())
+                .map(i64::from_be_bytes)
+                .ok_or_else(|| StoreError::Corrupt("audit key".into()))?;
+            let rec = serde_json::from_slice(&v)
+                .map_err(|e| StoreError::Corrupt(format!("audit record: {e}")))?;
+            out.push((ts, rec));
+        }
+        Ok(out)
     }
 
     /// Every kind with an active model, and its version.

@@ -90,7 +90,7 @@ pub const ALARM_BUDGET_PER_1000: f64 = 10.0;
 
 /// Model input of a drive at day index `i`: the last [`SEQ_DAYS`] days of
 /// log1p(raw SMART) (padded with the first day), and covariates: power-on
-/// years and log2 capacity in TB.
+/// years and log2 capacity in TB (unknown, NaN, when the capacity is 0).
 pub fn example(d: &Drive, i: usize, labels: Vec<bool>, weight: f32) -> Example {
     let n = ATTRIBUTES.len();
     let mut seq = Vec::with_capacity(SEQ_DAYS * n);
@@ -106,7 +106,11 @@ pub fn example(d: &Drive, i: usize, labels: Vec<bool>, weight: f32) -> Example {
     }
     let hours = d.raw[i][attribute_index(9).expect("9 is read")];
     #[allow(clippy::cast_precision_loss, clippy::cast_possible_truncation)]
-    let tb = (d.capacity_bytes as f64 / 1e12).max(1e-3).log2() as f32;
+    let tb = if d.capacity_bytes == 0 {
+        f32::NAN
+    } else {
+        (d.capacity_bytes as f64 / 1e12).max(1e-3).log2() as f32
+    };
     Example {
         seq,
         statics: vec![hours / 8766.0, tb],
@@ -294,34 +298,47 @@ pub fn top_risks(fleet: &Fleet, m: &LstmFailure, k: usize) -> Vec<String> {
         .map(|(p, d)| {
             let last = d.days.len() - 1;
             let e = example(d, last, vec![false; MODEL_HORIZONS.len()], 1.0);
-            let why = m.model.explain(&e, 1).unwrap_or_default();
-            let parts: Vec<String> = why
-                .iter()
-                .take(3)
-                .map(|c| {
-                    let trend = if c.trend_per_step.is_finite() {
-                        format!("{:+.1}%/day", 100.0 * c.trend_per_step)
-                    } else {
-                        "flat".into()
-                    };
-                    format!(
-                        "SMART {} {trend} (Δp {:.3})",
-                        ATTRIBUTES[c.feature], c.delta_p
-                    )
-                })
-                .collect();
+            let why = explanation(&m.model, &e, 1, 3);
             let outcome = match d.failed_on {
                 Some(f) => format!("failed on day {f}"),
                 None => "no failure in the data".into(),
             };
             format!(
-                "{} {}: P(fail 7d)={p:.3}; {} [{outcome}]",
-                d.serial,
-                d.model,
-                parts.join(", ")
+                "{} {}: P(fail 7d)={p:.3}; {why} [{outcome}]",
+                d.serial, d.model
             )
         })
         .collect()
+}
+
+/// The `k` attributes that raise `e`'s risk for horizon index `h` most,
+/// e.g. `SMART 197 +12.0%/day (Δp 0.21), SMART 5 flat (Δp 0.02)` (trend of
+/// the model's log1p(raw) feature relative to its level; Δp: the drop in
+/// probability when the attribute's history is replaced by its training
+/// mean). Attributes that lower the risk are left out.
+pub fn explanation(model: &FailureModel, e: &Example, h: usize, k: usize) -> String {
+    let why = model.explain(e, h).unwrap_or_default();
+    let parts: Vec<String> = why
+        .iter()
+        .filter(|c| c.delta_p > 0.0)
+        .take(k)
+        .map(|c| {
+            let trend = if c.trend_per_step.is_finite() && c.trend_per_step != 0.0 {
+                format!("{:+.1}%/day", 100.0 * c.trend_per_step)
+            } else {
+                "flat".into()
+            };
+            format!(
+                "SMART {} {trend} (Δp {:.3})",
+                ATTRIBUTES[c.feature], c.delta_p
+            )
+        })
+        .collect();
+    if parts.is_empty() {
+        "no attribute raises the risk".into()
+    } else {
+        parts.join(", ")
+    }
 }
 
 /// Calibration of P(7 d) on the test drives' days whose 7-day future is in

@@ -276,6 +276,147 @@ pub struct ListComponentsResponse {
     #[prost(message, repeated, tag = "1")]
     pub components: ::prost::alloc::vec::Vec<Component>,
 }
+#[derive(Clone, PartialEq, ::prost::Message)]
+pub struct PutModelRequest {
+    /// e.g. "failure/disk".
+    #[prost(string, tag = "1")]
+    pub kind: ::prost::alloc::string::String,
+    /// The model in its kind's format; refused unless it loads.
+    #[prost(bytes = "vec", tag = "2")]
+    pub model: ::prost::alloc::vec::Vec<u8>,
+    /// What it was trained on, for humans.
+    #[prost(string, tag = "3")]
+    pub trained_on: ::prost::alloc::string::String,
+    /// Its evaluation on held-out data, JSON.
+    #[prost(string, tag = "4")]
+    pub evaluation_json: ::prost::alloc::string::String,
+    #[prost(bool, tag = "5")]
+    pub activate: bool,
+}
+#[derive(Clone, Copy, PartialEq, ::prost::Message)]
+pub struct PutModelResponse {
+    #[prost(uint64, tag = "1")]
+    pub version: u64,
+}
+#[derive(Clone, PartialEq, ::prost::Message)]
+pub struct ListModelsRequest {
+    #[prost(string, tag = "1")]
+    pub kind: ::prost::alloc::string::String,
+}
+#[derive(Clone, PartialEq, ::prost::Message)]
+pub struct ModelVersion {
+    #[prost(string, tag = "1")]
+    pub kind: ::prost::alloc::string::String,
+    #[prost(uint64, tag = "2")]
+    pub version: u64,
+    #[prost(int64, tag = "3")]
+    pub created_unix_ms: i64,
+    #[prost(string, tag = "4")]
+    pub trained_on: ::prost::alloc::string::String,
+    #[prost(string, tag = "5")]
+    pub evaluation_json: ::prost::alloc::string::String,
+    #[prost(uint64, tag = "6")]
+    pub bytes: u64,
+    #[prost(bool, tag = "7")]
+    pub active: bool,
+}
+#[derive(Clone, PartialEq, ::prost::Message)]
+pub struct ListModelsResponse {
+    #[prost(message, repeated, tag = "1")]
+    pub models: ::prost::alloc::vec::Vec<ModelVersion>,
+}
+/// Empty host: every host.
+#[derive(Clone, PartialEq, ::prost::Message)]
+pub struct ListRisksRequest {
+    #[prost(string, tag = "1")]
+    pub host_id: ::prost::alloc::string::String,
+}
+#[derive(Clone, PartialEq, ::prost::Message)]
+pub struct WindowRisk {
+    /// "24h", "7d".
+    #[prost(string, tag = "1")]
+    pub window: ::prost::alloc::string::String,
+    /// Calibrated probability of failure within the window.
+    #[prost(double, tag = "2")]
+    pub probability: f64,
+}
+#[derive(Clone, PartialEq, ::prost::Message)]
+pub struct Risk {
+    #[prost(string, tag = "1")]
+    pub host_id: ::prost::alloc::string::String,
+    #[prost(string, tag = "2")]
+    pub component: ::prost::alloc::string::String,
+    #[prost(message, repeated, tag = "3")]
+    pub windows: ::prost::alloc::vec::Vec<WindowRisk>,
+    /// Top contributing metrics and their trends.
+    #[prost(string, tag = "4")]
+    pub explanation: ::prost::alloc::string::String,
+    #[prost(string, tag = "5")]
+    pub model_kind: ::prost::alloc::string::String,
+    #[prost(uint64, tag = "6")]
+    pub model_version: u64,
+    #[prost(int64, tag = "7")]
+    pub evaluated_unix_ms: i64,
+    /// Days of history the model saw (it pads shorter histories).
+    #[prost(uint32, tag = "8")]
+    pub history_days: u32,
+}
+#[derive(Clone, PartialEq, ::prost::Message)]
+pub struct ListRisksResponse {
+    #[prost(message, repeated, tag = "1")]
+    pub risks: ::prost::alloc::vec::Vec<Risk>,
+    /// When risks were last computed; 0: not yet (no active model, or no run).
+    #[prost(int64, tag = "2")]
+    pub last_run_unix_ms: i64,
+}
+#[derive(Clone, Copy, PartialEq, ::prost::Message)]
+pub struct ListShadowsRequest {}
+#[derive(Clone, PartialEq, ::prost::Message)]
+pub struct Shadow {
+    #[prost(string, tag = "1")]
+    pub target: ::prost::alloc::string::String,
+    /// healthy, at_risk, confirmed, provisioning, ... (Phase::name).
+    #[prost(string, tag = "2")]
+    pub phase: ::prost::alloc::string::String,
+    #[prost(int64, tag = "3")]
+    pub since_unix_ms: i64,
+    #[prost(double, tag = "4")]
+    pub p7d: f64,
+    /// "admitted" or "held: <reason>" for confirmed targets; empty otherwise.
+    #[prost(string, tag = "5")]
+    pub verdict: ::prost::alloc::string::String,
+    /// The action being waited for, if any.
+    #[prost(string, tag = "6")]
+    pub pending: ::prost::alloc::string::String,
+}
+#[derive(Clone, PartialEq, ::prost::Message)]
+pub struct ListShadowsResponse {
+    #[prost(message, repeated, tag = "1")]
+    pub shadows: ::prost::alloc::vec::Vec<Shadow>,
+    /// off, dry-run.
+    #[prost(string, tag = "2")]
+    pub mode: ::prost::alloc::string::String,
+}
+#[derive(Clone, Copy, PartialEq, ::prost::Message)]
+pub struct ListAuditRequest {
+    #[prost(int64, tag = "1")]
+    pub since_ms: i64,
+    #[prost(uint32, tag = "2")]
+    pub limit: u32,
+}
+#[derive(Clone, PartialEq, ::prost::Message)]
+pub struct AuditRecord {
+    #[prost(int64, tag = "1")]
+    pub time_ms: i64,
+    /// The record, JSON.
+    #[prost(string, tag = "2")]
+    pub json: ::prost::alloc::string::String,
+}
+#[derive(Clone, PartialEq, ::prost::Message)]
+pub struct ListAuditResponse {
+    #[prost(message, repeated, tag = "1")]
+    pub records: ::prost::alloc::vec::Vec<AuditRecord>,
+}
 /// Generated client implementations.
 pub mod fleet_client {
     #![allow(
@@ -572,6 +713,131 @@ pub mod fleet_client {
                 .insert(GrpcMethod::new("umbra.fleet.v1.Fleet", "ListComponents"));
             self.inner.unary(req, path, codec).await
         }
+        /// Store a trained model as the next version of its kind (optionally
+        /// activating it: inference picks it up on its next run).
+        pub async fn put_model(
+            &mut self,
+            request: impl tonic::IntoRequest<super::PutModelRequest>,
+        ) -> std::result::Result<
+            tonic::Response<super::PutModelResponse>,
+            tonic::Status,
+        > {
+            self.inner
+                .ready()
+                .await
+                .map_err(|e| {
+                    tonic::Status::unknown(
+                        format!("Service was not ready: {}", e.into()),
+                    )
+                })?;
+            let codec = tonic::codec::ProstCodec::default();
+            let path = http::uri::PathAndQuery::from_static(
+                "/umbra.fleet.v1.Fleet/PutModel",
+            );
+            let mut req = request.into_request();
+            req.extensions_mut()
+                .insert(GrpcMethod::new("umbra.fleet.v1.Fleet", "PutModel"));
+            self.inner.unary(req, path, codec).await
+        }
+        pub async fn list_models(
+            &mut self,
+            request: impl tonic::IntoRequest<super::ListModelsRequest>,
+        ) -> std::result::Result<
+            tonic::Response<super::ListModelsResponse>,
+            tonic::Status,
+        > {
+            self.inner
+                .ready()
+                .await
+                .map_err(|e| {
+                    tonic::Status::unknown(
+                        format!("Service was not ready: {}", e.into()),
+                    )
+                })?;
+            let codec = tonic::codec::ProstCodec::default();
+            let path = http::uri::PathAndQuery::from_static(
+                "/umbra.fleet.v1.Fleet/ListModels",
+            );
+            let mut req = request.into_request();
+            req.extensions_mut()
+                .insert(GrpcMethod::new("umbra.fleet.v1.Fleet", "ListModels"));
+            self.inner.unary(req, path, codec).await
+        }
+        /// The latest failure risks, highest first.
+        pub async fn list_risks(
+            &mut self,
+            request: impl tonic::IntoRequest<super::ListRisksRequest>,
+        ) -> std::result::Result<
+            tonic::Response<super::ListRisksResponse>,
+            tonic::Status,
+        > {
+            self.inner
+                .ready()
+                .await
+                .map_err(|e| {
+                    tonic::Status::unknown(
+                        format!("Service was not ready: {}", e.into()),
+                    )
+                })?;
+            let codec = tonic::codec::ProstCodec::default();
+            let path = http::uri::PathAndQuery::from_static(
+                "/umbra.fleet.v1.Fleet/ListRisks",
+            );
+            let mut req = request.into_request();
+            req.extensions_mut()
+                .insert(GrpcMethod::new("umbra.fleet.v1.Fleet", "ListRisks"));
+            self.inner.unary(req, path, codec).await
+        }
+        /// Shadow lifecycles and the latest admission verdict of each.
+        pub async fn list_shadows(
+            &mut self,
+            request: impl tonic::IntoRequest<super::ListShadowsRequest>,
+        ) -> std::result::Result<
+            tonic::Response<super::ListShadowsResponse>,
+            tonic::Status,
+        > {
+            self.inner
+                .ready()
+                .await
+                .map_err(|e| {
+                    tonic::Status::unknown(
+                        format!("Service was not ready: {}", e.into()),
+                    )
+                })?;
+            let codec = tonic::codec::ProstCodec::default();
+            let path = http::uri::PathAndQuery::from_static(
+                "/umbra.fleet.v1.Fleet/ListShadows",
+            );
+            let mut req = request.into_request();
+            req.extensions_mut()
+                .insert(GrpcMethod::new("umbra.fleet.v1.Fleet", "ListShadows"));
+            self.inner.unary(req, path, codec).await
+        }
+        /// The shadow audit log (transitions, pages, admissions), oldest first.
+        pub async fn list_audit(
+            &mut self,
+            request: impl tonic::IntoRequest<super::ListAuditRequest>,
+        ) -> std::result::Result<
+            tonic::Response<super::ListAuditResponse>,
+            tonic::Status,
+        > {
+            self.inner
+                .ready()
+                .await
+                .map_err(|e| {
+                    tonic::Status::unknown(
+                        format!("Service was not ready: {}", e.into()),
+                    )
+                })?;
+            let codec = tonic::codec::ProstCodec::default();
+            let path = http::uri::PathAndQuery::from_static(
+                "/umbra.fleet.v1.Fleet/ListAudit",
+            );
+            let mut req = request.into_request();
+            req.extensions_mut()
+                .insert(GrpcMethod::new("umbra.fleet.v1.Fleet", "ListAudit"));
+            self.inner.unary(req, path, codec).await
+        }
     }
 }
 /// Generated server implementations.
@@ -654,6 +920,46 @@ pub mod fleet_server {
             request: tonic::Request<super::ListComponentsRequest>,
         ) -> std::result::Result<
             tonic::Response<super::ListComponentsResponse>,
+            tonic::Status,
+        >;
+        /// Store a trained model as the next version of its kind (optionally
+        /// activating it: inference picks it up on its next run).
+        async fn put_model(
+            &self,
+            request: tonic::Request<super::PutModelRequest>,
+        ) -> std::result::Result<
+            tonic::Response<super::PutModelResponse>,
+            tonic::Status,
+        >;
+        async fn list_models(
+            &self,
+            request: tonic::Request<super::ListModelsRequest>,
+        ) -> std::result::Result<
+            tonic::Response<super::ListModelsResponse>,
+            tonic::Status,
+        >;
+        /// The latest failure risks, highest first.
+        async fn list_risks(
+            &self,
+            request: tonic::Request<super::ListRisksRequest>,
+        ) -> std::result::Result<
+            tonic::Response<super::ListRisksResponse>,
+            tonic::Status,
+        >;
+        /// Shadow lifecycles and the latest admission verdict of each.
+        async fn list_shadows(
+            &self,
+            request: tonic::Request<super::ListShadowsRequest>,
+        ) -> std::result::Result<
+            tonic::Response<super::ListShadowsResponse>,
+            tonic::Status,
+        >;
+        /// The shadow audit log (transitions, pages, admissions), oldest first.
+        async fn list_audit(
+            &self,
+            request: tonic::Request<super::ListAuditRequest>,
+        ) -> std::result::Result<
+            tonic::Response<super::ListAuditResponse>,
             tonic::Status,
         >;
     }
@@ -1112,6 +1418,221 @@ pub mod fleet_server {
                     let inner = self.inner.clone();
                     let fut = async move {
                         let method = ListComponentsSvc(inner);
+                        let codec = tonic::codec::ProstCodec::default();
+                        let mut grpc = tonic::server::Grpc::new(codec)
+                            .apply_compression_config(
+                                accept_compression_encodings,
+                                send_compression_encodings,
+                            )
+                            .apply_max_message_size_config(
+                                max_decoding_message_size,
+                                max_encoding_message_size,
+                            );
+                        let res = grpc.unary(method, req).await;
+                        Ok(res)
+                    };
+                    Box::pin(fut)
+                }
+                "/umbra.fleet.v1.Fleet/PutModel" => {
+                    #[allow(non_camel_case_types)]
+                    struct PutModelSvc<T: Fleet>(pub Arc<T>);
+                    impl<T: Fleet> tonic::server::UnaryService<super::PutModelRequest>
+                    for PutModelSvc<T> {
+                        type Response = super::PutModelResponse;
+                        type Future = BoxFuture<
+                            tonic::Response<Self::Response>,
+                            tonic::Status,
+                        >;
+                        fn call(
+                            &mut self,
+                            request: tonic::Request<super::PutModelRequest>,
+                        ) -> Self::Future {
+                            let inner = Arc::clone(&self.0);
+                            let fut = async move {
+                                <T as Fleet>::put_model(&inner, request).await
+                            };
+                            Box::pin(fut)
+                        }
+                    }
+                    let accept_compression_encodings = self.accept_compression_encodings;
+                    let send_compression_encodings = self.send_compression_encodings;
+                    let max_decoding_message_size = self.max_decoding_message_size;
+                    let max_encoding_message_size = self.max_encoding_message_size;
+                    let inner = self.inner.clone();
+                    let fut = async move {
+                        let method = PutModelSvc(inner);
+                        let codec = tonic::codec::ProstCodec::default();
+                        let mut grpc = tonic::server::Grpc::new(codec)
+                            .apply_compression_config(
+                                accept_compression_encodings,
+                                send_compression_encodings,
+                            )
+                            .apply_max_message_size_config(
+                                max_decoding_message_size,
+                                max_encoding_message_size,
+                            );
+                        let res = grpc.unary(method, req).await;
+                        Ok(res)
+                    };
+                    Box::pin(fut)
+                }
+                "/umbra.fleet.v1.Fleet/ListModels" => {
+                    #[allow(non_camel_case_types)]
+                    struct ListModelsSvc<T: Fleet>(pub Arc<T>);
+                    impl<T: Fleet> tonic::server::UnaryService<super::ListModelsRequest>
+                    for ListModelsSvc<T> {
+                        type Response = super::ListModelsResponse;
+                        type Future = BoxFuture<
+                            tonic::Response<Self::Response>,
+                            tonic::Status,
+                        >;
+                        fn call(
+                            &mut self,
+                            request: tonic::Request<super::ListModelsRequest>,
+                        ) -> Self::Future {
+                            let inner = Arc::clone(&self.0);
+                            let fut = async move {
+                                <T as Fleet>::list_models(&inner, request).await
+                            };
+                            Box::pin(fut)
+                        }
+                    }
+                    let accept_compression_encodings = self.accept_compression_encodings;
+                    let send_compression_encodings = self.send_compression_encodings;
+                    let max_decoding_message_size = self.max_decoding_message_size;
+                    let max_encoding_message_size = self.max_encoding_message_size;
+                    let inner = self.inner.clone();
+                    let fut = async move {
+                        let method = ListModelsSvc(inner);
+                        let codec = tonic::codec::ProstCodec::default();
+                        let mut grpc = tonic::server::Grpc::new(codec)
+                            .apply_compression_config(
+                                accept_compression_encodings,
+                                send_compression_encodings,
+                            )
+                            .apply_max_message_size_config(
+                                max_decoding_message_size,
+                                max_encoding_message_size,
+                            );
+                        let res = grpc.unary(method, req).await;
+                        Ok(res)
+                    };
+                    Box::pin(fut)
+                }
+                "/umbra.fleet.v1.Fleet/ListRisks" => {
+                    #[allow(non_camel_case_types)]
+                    struct ListRisksSvc<T: Fleet>(pub Arc<T>);
+                    impl<T: Fleet> tonic::server::UnaryService<super::ListRisksRequest>
+                    for ListRisksSvc<T> {
+                        type Response = super::ListRisksResponse;
+                        type Future = BoxFuture<
+                            tonic::Response<Self::Response>,
+                            tonic::Status,
+                        >;
+                        fn call(
+                            &mut self,
+                            request: tonic::Request<super::ListRisksRequest>,
+                        ) -> Self::Future {
+                            let inner = Arc::clone(&self.0);
+                            let fut = async move {
+                                <T as Fleet>::list_risks(&inner, request).await
+                            };
+                            Box::pin(fut)
+                        }
+                    }
+                    let accept_compression_encodings = self.accept_compression_encodings;
+                    let send_compression_encodings = self.send_compression_encodings;
+                    let max_decoding_message_size = self.max_decoding_message_size;
+                    let max_encoding_message_size = self.max_encoding_message_size;
+                    let inner = self.inner.clone();
+                    let fut = async move {
+                        let method = ListRisksSvc(inner);
+                        let codec = tonic::codec::ProstCodec::default();
+                        let mut grpc = tonic::server::Grpc::new(codec)
+                            .apply_compression_config(
+                                accept_compression_encodings,
+                                send_compression_encodings,
+                            )
+                            .apply_max_message_size_config(
+                                max_decoding_message_size,
+                                max_encoding_message_size,
+                            );
+                        let res = grpc.unary(method, req).await;
+                        Ok(res)
+                    };
+                    Box::pin(fut)
+                }
+                "/umbra.fleet.v1.Fleet/ListShadows" => {
+                    #[allow(non_camel_case_types)]
+                    struct ListShadowsSvc<T: Fleet>(pub Arc<T>);
+                    impl<T: Fleet> tonic::server::UnaryService<super::ListShadowsRequest>
+                    for ListShadowsSvc<T> {
+                        type Response = super::ListShadowsResponse;
+                        type Future = BoxFuture<
+                            tonic::Response<Self::Response>,
+                            tonic::Status,
+                        >;
+                        fn call(
+                            &mut self,
+                            request: tonic::Request<super::ListShadowsRequest>,
+                        ) -> Self::Future {
+                            let inner = Arc::clone(&self.0);
+                            let fut = async move {
+                                <T as Fleet>::list_shadows(&inner, request).await
+                            };
+                            Box::pin(fut)
+                        }
+                    }
+                    let accept_compression_encodings = self.accept_compression_encodings;
+                    let send_compression_encodings = self.send_compression_encodings;
+                    let max_decoding_message_size = self.max_decoding_message_size;
+                    let max_encoding_message_size = self.max_encoding_message_size;
+                    let inner = self.inner.clone();
+                    let fut = async move {
+                        let method = ListShadowsSvc(inner);
+                        let codec = tonic::codec::ProstCodec::default();
+                        let mut grpc = tonic::server::Grpc::new(codec)
+                            .apply_compression_config(
+                                accept_compression_encodings,
+                                send_compression_encodings,
+                            )
+                            .apply_max_message_size_config(
+                                max_decoding_message_size,
+                                max_encoding_message_size,
+                            );
+                        let res = grpc.unary(method, req).await;
+                        Ok(res)
+                    };
+                    Box::pin(fut)
+                }
+                "/umbra.fleet.v1.Fleet/ListAudit" => {
+                    #[allow(non_camel_case_types)]
+                    struct ListAuditSvc<T: Fleet>(pub Arc<T>);
+                    impl<T: Fleet> tonic::server::UnaryService<super::ListAuditRequest>
+                    for ListAuditSvc<T> {
+                        type Response = super::ListAuditResponse;
+                        type Future = BoxFuture<
+                            tonic::Response<Self::Response>,
+                            tonic::Status,
+                        >;
+                        fn call(
+                            &mut self,
+                            request: tonic::Request<super::ListAuditRequest>,
+                        ) -> Self::Future {
+                            let inner = Arc::clone(&self.0);
+                            let fut = async move {
+                                <T as Fleet>::list_audit(&inner, request).await
+                            };
+                            Box::pin(fut)
+                        }
+                    }
+                    let accept_compression_encodings = self.accept_compression_encodings;
+                    let send_compression_encodings = self.send_compression_encodings;
+                    let max_decoding_message_size = self.max_decoding_message_size;
+                    let max_encoding_message_size = self.max_encoding_message_size;
+                    let inner = self.inner.clone();
+                    let fut = async move {
+                        let method = ListAuditSvc(inner);
                         let codec = tonic::codec::ProstCodec::default();
                         let mut grpc = tonic::server::Grpc::new(codec)
                             .apply_compression_config(

@@ -14,7 +14,7 @@ fn conn(url: String) -> Connection {
     }
 }
 
-async fn ctl_out(url: &str, command: Command) -> Result<String> {
+pub(crate) async fn ctl_out(url: &str, command: Command) -> Result<String> {
     let mut out = Vec::new();
     ctl::run(
         Cli {

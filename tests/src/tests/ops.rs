@@ -9,7 +9,7 @@ use std::process::{Command, Stdio};
 use std::time::Duration;
 
 /// `GET /metrics` with a plain HTTP/1.1 request; the body.
-async fn scrape(port: u16) -> Result<String> {
+pub(crate) async fn scrape(port: u16) -> Result<String> {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let mut s = tokio::net::TcpStream::connect(("127.0.0.1", port)).await?;
     s.write_all(b"GET /metrics HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")
@@ -22,7 +22,7 @@ async fn scrape(port: u16) -> Result<String> {
 }
 
 /// The value of the first sample line starting with `prefix` (name and labels).
-fn value(text: &str, prefix: &str) -> Option<f64> {
+pub(crate) fn value(text: &str, prefix: &str) -> Option<f64> {
     text.lines()
         .find(|l| l.starts_with(prefix))
         .and_then(|l| l.rsplit(' ').next())

@@ -10,6 +10,8 @@ use std::path::PathBuf;
 use std::time::Duration;
 use tonic::transport::{Certificate, Channel, ClientTlsConfig, Identity};
 
+mod risk;
+
 #[derive(Parser, Debug)]
 #[command(
     name = "umbractl",
@@ -108,11 +110,64 @@ pub enum Command {
     },
     /// Store statistics.
     Stats,
+    /// Failure risks from the coordinator's active model, highest P(7 d)
+    /// first, with the metrics behind each.
+    Risk {
+        /// Only this host.
+        #[arg(long)]
+        host: Option<String>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Train a model on a public dataset (with progress), evaluate it on
+    /// held-out drives, and store it in the coordinator as the next version
+    /// of its kind; activated (used by the next risk run) unless
+    /// --no-activate.
+    Train {
+        #[command(subcommand)]
+        dataset: TrainDataset,
+    },
+    /// Shadow lifecycles: phase, since when, risk, admission verdict.
+    Shadows {
+        #[arg(long)]
+        json: bool,
+    },
+    /// The shadow audit log (transitions, pages, admissions with their
+    /// plan), oldest first, one JSON record per line.
+    Audit {
+        /// How far back, e.g. 1h, 7d.
+        #[arg(long, default_value = "7d", value_parser = humantime::parse_duration)]
+        since: Duration,
+        #[arg(long, default_value_t = 1000)]
+        limit: u32,
+    },
+    /// Stored versions of a model kind, with their evaluation.
+    Models {
+        #[arg(default_value = "failure/disk")]
+        kind: String,
+        #[arg(long)]
+        json: bool,
+    },
     /// Evaluate prediction methods on a public dataset (local files; no
     /// coordinator needed).
     Eval {
         #[command(subcommand)]
         dataset: EvalDataset,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum TrainDataset {
+    /// The disk failure model (kind failure/disk) from Backblaze daily
+    /// SMART snapshots: a directory of YYYY-MM-DD.csv[.gz].
+    Backblaze {
+        path: PathBuf,
+        /// Store without activating.
+        #[arg(long)]
+        no_activate: bool,
+        /// Seed of the initial weights and negative sampling.
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
     },
 }
 
@@ -163,7 +218,7 @@ impl AlarmArgs {
 }
 
 /// A one-line progress bar on stderr (only when it is a terminal).
-fn progress(what: &str) -> impl FnMut(usize, usize) + '_ {
+pub(crate) fn progress(what: &str) -> impl FnMut(usize, usize) + '_ {
     use std::io::IsTerminal;
     let tty = std::io::stderr().is_terminal();
     move |done, total| {
@@ -406,6 +461,15 @@ pub async fn run(cli: Cli, out: &mut (dyn Write + Send)) -> Result<()> {
                 ]);
             }
             table(&rows, out)
+        }
+        Command::Risk { host, json } => risk::risks(&mut client, host, json, out).await,
+        Command::Train { dataset } => risk::train(&mut client, dataset, out).await,
+        Command::Models { kind, json } => risk::models(&mut client, kind, json, out).await,
+        Command::Shadows { json } => risk::shadows(&mut client, json, out).await,
+        Command::Audit { since, limit } => {
+            let since_ms = crate::now_ms()
+                .saturating_sub(i64::try_from(since.as_millis()).unwrap_or(i64::MAX));
+            risk::audit(&mut client, since_ms, limit, out).await
         }
         Command::Eval { .. } | Command::Completions { .. } => {
             unreachable!("handled before connecting")

@@ -1,0 +1,263 @@
+//! `umbractl risk`, `train`, `models`, `shadows` and `audit`: the
+//! prediction and shadow side of the fleet API.
+
+use super::{ago, progress, table, TrainDataset};
+use anyhow::{Context, Result};
+use proto::fleet::v1::{self as pb, fleet_client::FleetClient};
+use std::io::Write;
+use tonic::transport::Channel;
+
+pub(super) async fn risks(
+    client: &mut FleetClient<Channel>,
+    host: Option<String>,
+    json: bool,
+    out: &mut (dyn Write + Send),
+) -> Result<()> {
+    let r = client
+        .list_risks(pb::ListRisksRequest {
+            host_id: host.unwrap_or_default(),
+        })
+        .await?
+        .into_inner();
+    if json {
+        let v: Vec<_> = r
+            .risks
+            .iter()
+            .map(|k| {
+                let p: serde_json::Map<String, serde_json::Value> = k
+                    .windows
+                    .iter()
+                    .map(|w| (w.window.clone(), serde_json::json!(w.probability)))
+                    .collect();
+                serde_json::json!({
+                    "host": k.host_id, "component": k.component, "probability": p,
+                    "explanation": k.explanation, "model_kind": k.model_kind,
+                    "model_version": k.model_version, "evaluated_unix_ms": k.evaluated_unix_ms,
+                    "history_days": k.history_days,
+                })
+            })
+            .collect();
+        writeln!(out, "{}", serde_json::to_string_pretty(&v)?)?;
+        return Ok(());
+    }
+    if r.last_run_unix_ms == 0 {
+        writeln!(
+            out,
+            "(no risks yet: no active failure model, or its first run is pending; see `umbractl train`)"
+        )?;
+        return Ok(());
+    }
+    let windows: Vec<String> = r
+        .risks
+        .first()
+        .map(|k| {
+            k.windows
+                .iter()
+                .map(|w| format!("P({})", w.window))
+                .collect()
+        })
+        .unwrap_or_default();
+    let mut header = vec!["HOST".to_owned(), "COMPONENT".to_owned()];
+    header.extend(windows);
+    header.extend(["DAYS".to_owned(), "WHY (7 d)".to_owned()]);
+    let mut rows = vec![header];
+    for k in &r.risks {
+        let mut row = vec![k.host_id.clone(), k.component.clone()];
+        row.extend(k.windows.iter().map(|w| format!("{:.4}", w.probability)));
+        row.push(k.history_days.to_string());
+        row.push(k.explanation.clone());
+        rows.push(row);
+    }
+    table(&rows, out)?;
+    writeln!(
+        out,
+        "computed {} with model version {}",
+        ago(r.last_run_unix_ms),
+        r.risks.first().map_or(0, |k| k.model_version)
+    )?;
+    Ok(())
+}
+
+pub(super) async fn train(
+    client: &mut FleetClient<Channel>,
+    dataset: TrainDataset,
+    out: &mut (dyn Write + Send),
+) -> Result<()> {
+    use predict::eval::backblaze as bb;
+    let TrainDataset::Backblaze {
+        path,
+        no_activate,
+        seed,
+    } = dataset;
+    let fleet = predict::data::backblaze::load(&path, progress("loading"))
+        .with_context(|| format!("reading {}", path.display()))?;
+    let model = bb::LstmFailure::train(&fleet, seed, progress("training"))
+        .context("training the failure model")?;
+    let report = bb::run(&fleet, &[&bb::RuleOfThumb, &model]);
+    write!(out, "{report}")?;
+    let rel = bb::test_reliability(&fleet, &model);
+    writeln!(
+        out,
+        "\nP(fail within 7 d) on test drive-days: Brier {:.5}, ECE {:.5}",
+        rel.brier, rel.ece
+    )?;
+    let lstm = report
+        .methods
+        .iter()
+        .find(|m| m.name == bb::Method::name(&model))
+        .context("the report lacks the trained model")?;
+    let evaluation = serde_json::json!({
+        "dataset": "backblaze",
+        "test_drives": report.test_drives,
+        "test_failures": report.test_failures,
+        "by_horizon_days": lstm.by_horizon.iter().map(|h| serde_json::json!({
+            "horizon": h.horizon, "failures": h.failures, "caught": h.caught,
+            "drive_days": h.drive_days, "alarm_days": h.alarm_days,
+            "true_alarm_days": h.true_alarm_days, "lead_times_days": h.lead_times,
+        })).collect::<Vec<_>>(),
+        "p7d_brier": rel.brier,
+        "p7d_ece": rel.ece,
+        "train_examples": model.train_examples,
+        "train_positives": model.train_positives,
+    });
+    let trained_on = format!(
+        "backblaze {} ({} drives, {} drive-days, seed {seed})",
+        path.display(),
+        report.drives,
+        report.rows
+    );
+    let version = client
+        .put_model(pb::PutModelRequest {
+            kind: crate::risk::DISK_MODEL.to_owned(),
+            model: model.model.to_bytes().context("serialising the model")?,
+            trained_on,
+            evaluation_json: evaluation.to_string(),
+            activate: !no_activate,
+        })
+        .await?
+        .into_inner()
+        .version;
+    writeln!(
+        out,
+        "\nstored {} version {version}{}",
+        crate::risk::DISK_MODEL,
+        if no_activate {
+            " (not active)"
+        } else {
+            ", active from the next risk run"
+        }
+    )?;
+    Ok(())
+}
+
+pub(super) async fn models(
+    client: &mut FleetClient<Channel>,
+    kind: String,
+    json: bool,
+    out: &mut (dyn Write + Send),
+) -> Result<()> {
+    let models = client
+        .list_models(pb::ListModelsRequest { kind })
+        .await?
+        .into_inner()
+        .models;
+    if json {
+        let v: Vec<_> = models
+            .iter()
+            .map(|m| {
+                serde_json::json!({
+                    "kind": m.kind, "version": m.version, "active": m.active,
+                    "created_unix_ms": m.created_unix_ms, "trained_on": m.trained_on,
+                    "bytes": m.bytes,
+                    "evaluation": serde_json::from_str::<serde_json::Value>(&m.evaluation_json)
+                        .unwrap_or(serde_json::Value::Null),
+                })
+            })
+            .collect();
+        writeln!(out, "{}", serde_json::to_string_pretty(&v)?)?;
+        return Ok(());
+    }
+    let mut rows = vec![[
+        "KIND",
+        "VERSION",
+        "ACTIVE",
+        "CREATED",
+        "BYTES",
+        "TRAINED ON",
+    ]
+    .map(String::from)
+    .to_vec()];
+    for m in &models {
+        rows.push(vec![
+            m.kind.clone(),
+            m.version.to_string(),
+            if m.active { "yes" } else { "" }.into(),
+            ago(m.created_unix_ms),
+            m.bytes.to_string(),
+            m.trained_on.clone(),
+        ]);
+    }
+    table(&rows, out)?;
+    if models.is_empty() {
+        writeln!(out, "(no stored models of this kind)")?;
+    }
+    Ok(())
+}
+
+pub(super) async fn shadows(
+    client: &mut FleetClient<Channel>,
+    json: bool,
+    out: &mut (dyn Write + Send),
+) -> Result<()> {
+    let r = client
+        .list_shadows(pb::ListShadowsRequest {})
+        .await?
+        .into_inner();
+    if json {
+        let v: Vec<_> = r
+            .shadows
+            .iter()
+            .map(|s| {
+                serde_json::json!({
+                    "target": s.target, "phase": s.phase, "since_unix_ms": s.since_unix_ms,
+                    "p7d": s.p7d, "verdict": s.verdict, "pending": s.pending,
+                })
+            })
+            .collect();
+        writeln!(out, "{}", serde_json::to_string_pretty(&v)?)?;
+        return Ok(());
+    }
+    let mut rows = vec![["TARGET", "PHASE", "SINCE", "P(7d)", "PENDING", "VERDICT"]
+        .map(String::from)
+        .to_vec()];
+    for s in &r.shadows {
+        rows.push(vec![
+            s.target.clone(),
+            s.phase.clone(),
+            ago(s.since_unix_ms),
+            format!("{:.3}", s.p7d),
+            s.pending.clone(),
+            s.verdict.clone(),
+        ]);
+    }
+    table(&rows, out)?;
+    writeln!(out, "mode: {}", r.mode)?;
+    Ok(())
+}
+
+pub(super) async fn audit(
+    client: &mut FleetClient<Channel>,
+    since_ms: i64,
+    limit: u32,
+    out: &mut (dyn Write + Send),
+) -> Result<()> {
+    let records = client
+        .list_audit(pb::ListAuditRequest { since_ms, limit })
+        .await?
+        .into_inner()
+        .records;
+    for r in records {
+        writeln!(out, "{} {}", r.time_ms, r.json)?;
+    }
+    Ok(())
+}
