@@ -12,6 +12,7 @@
 //! [`run`] is what `main.rs` calls; tests call [`serve`] with their own listener.
 #![forbid(unsafe_code)]
 
+pub mod actuate;
 pub mod cli;
 pub mod config;
 pub mod ctl;

@@ -156,9 +156,9 @@ pub(crate) fn best_rice_k(values: &[u64]) -> u32 {
     }
     let used: Vec<usize> = (0..65).filter(|&b| count[b] > 0).collect();
     // Beyond the widest value's bit length a larger k only adds bits.
-    let max_k = used
-        .last()
-        .map_or(0, |&b| u32::try_from(b).unwrap_or(MAX_RICE_K).min(MAX_RICE_K));
+    let max_k = used.last().map_or(0, |&b| {
+        u32::try_from(b).unwrap_or(MAX_RICE_K).min(MAX_RICE_K)
+    });
     (0..=max_k)
         .map(|k| {
             let mut cost = 0u128;

@@ -453,7 +453,10 @@ mod tests {
             let bad_ts = [0x00, 0x02, 0x00, k, 0x00, 0x00, 0x00, 0xff, 0xff];
             assert!(matches!(decode(&bad_ts), Err(ChunkError::Corrupt("k_ts"))));
             let bad_val = [0x00, 0x02, 0x00, 0x00, 0x00, k, 0x00, 0xff, 0xff];
-            assert!(matches!(decode(&bad_val), Err(ChunkError::Corrupt("k_val"))));
+            assert!(matches!(
+                decode(&bad_val),
+                Err(ChunkError::Corrupt("k_val"))
+            ));
         }
     }
 

@@ -5,6 +5,7 @@ mod ctl;
 mod ipmi;
 mod ops;
 mod protocol;
+mod redfish;
 mod risk;
 mod snmp;
 mod tls;

@@ -1,0 +1,9 @@
+//! Executors' I/O against real systems, one file per protocol: the shadow
+//! runtime decides (pure engine), these carry the decision out.
+//!
+//! * [`http`]: the outbound HTTP(S) client every HTTP-speaking executor and
+//!   pager shares (verified TLS, deadline, body cap).
+//! * [`redfish`]: a spare's BMC (power, boot override, virtual media).
+
+pub mod http;
+pub mod redfish;
