@@ -52,6 +52,9 @@ pub struct RawConfig {
     pub risk: RawRisk,
     #[serde(default)]
     pub shadow: RawShadow,
+    /// `[paging]`: where pages go (none by default).
+    #[serde(default)]
+    pub paging: crate::paging::PagingConfig,
 }
 
 /// `[shadow]`: the shadow lifecycle (engine policy and safety rails).
@@ -339,6 +342,7 @@ pub struct Config {
     pub metrics_listen: Option<SocketAddr>,
     pub risk_interval: Duration,
     pub shadow: crate::shadow::runtime::Settings,
+    pub paging: crate::paging::PagingConfig,
 }
 
 impl RawConfig {
@@ -438,6 +442,10 @@ impl RawConfig {
             metrics_listen: self.metrics.listen,
             risk_interval: self.risk.interval,
             shadow: self.shadow.settings()?,
+            paging: {
+                self.paging.validate().map_err(ConfigError::Invalid)?;
+                self.paging
+            },
         })
     }
 }
@@ -448,7 +456,12 @@ pub fn load(path: &Path) -> Result<Config, ConfigError> {
         path: path.to_owned(),
         source,
     })?;
-    RawConfig::parse(&text, &path.display().to_string())?.validate()
+    let cfg = RawConfig::parse(&text, &path.display().to_string())?.validate()?;
+    // A routing key or token written into the config makes it a secret.
+    if cfg.paging.has_inline_secret() {
+        service::secret::check_private(path)?;
+    }
+    Ok(cfg)
 }
 
 #[cfg(test)]
@@ -492,6 +505,18 @@ mod tests {
             RawShadow::default().settings().unwrap(),
         );
         assert_eq!((p.mode, &p.policy, &p.rails), (d.mode, &d.policy, &d.rails));
+        // [paging] states its defaults and pages no one until told to.
+        let paging: crate::paging::PagingConfig = toml::from_str::<toml::Table>(&text).unwrap()
+            ["paging"]
+            .clone()
+            .try_into()
+            .unwrap();
+        let default = crate::paging::PagingConfig::default();
+        assert!(paging.receivers.is_empty());
+        assert_eq!(
+            (paging.timeout, paging.retries, &paging.ca_file),
+            (default.timeout, default.retries, &default.ca_file)
+        );
         for bad in [
             "exit = 0.6",
             "ramp = [50, 10, 100]",

@@ -21,6 +21,7 @@ pub mod fleet;
 pub mod ingest;
 pub mod metrics;
 pub mod model;
+pub mod paging;
 pub mod risk;
 pub mod shadow;
 pub mod store;
@@ -59,6 +60,8 @@ pub enum RunError {
     },
     #[error("gRPC server: {0}")]
     Transport(#[from] tonic::transport::Error),
+    #[error("paging: {0}")]
+    Paging(#[from] actuate::http::HttpError),
 }
 
 /// Bind `config.listen` and serve until `shutdown` resolves.
@@ -152,6 +155,7 @@ pub async fn serve(
         risk::Shadowing {
             shadows: shadows.clone(),
             settings: config.shadow.clone(),
+            pagers: Arc::new(paging::Pagers::new(&config.paging)?),
         },
         config.risk_interval,
     ));

@@ -239,4 +239,20 @@ fn render_shadows(e: &mut Encoder, shadows: &crate::shadow::runtime::Shadows) {
             f.sample(&[("host", host), ("phase", lc.phase.name())], 1.0);
         }
     }
+    let mut f = e.family(
+        "umbra_coordinator_open_pages",
+        "Pages open (triggered, not yet resolved), one per target.",
+        Kind::Gauge,
+    );
+    f.sample(&[], as_f64(state.pages.len() as u64));
+    let deliveries = shadows.deliveries();
+    let mut f = e.family(
+        "umbra_coordinator_page_deliveries_total",
+        "Page deliveries (trigger, refresh, resolve) per receiver and outcome, after retries.",
+        Kind::Counter,
+    );
+    for ((receiver, ok), n) in &deliveries {
+        let outcome = if *ok { "delivered" } else { "failed" };
+        f.sample(&[("receiver", receiver), ("outcome", outcome)], as_f64(*n));
+    }
 }

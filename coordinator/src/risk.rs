@@ -16,6 +16,8 @@
 //! Pure where it can be: [`history`] and [`Board`] do no I/O.
 
 use crate::model::SeriesMeta;
+use crate::paging::Notice;
+use crate::shadow::runtime::Output;
 use crate::store::{Bucket, Resolution, Store, StoreError};
 use predict::data::backblaze::{attribute_index, Drive, ATTRIBUTES};
 use predict::eval::backblaze::{example, explanation, MODEL_HORIZONS, SEQ_DAYS};
@@ -248,6 +250,7 @@ fn load(store: &Store, version: u64) -> Result<FailureModel, RiskError> {
 pub struct Shadowing {
     pub shadows: Arc<crate::shadow::runtime::Shadows>,
     pub settings: crate::shadow::runtime::Settings,
+    pub pagers: Arc<crate::paging::Pagers>,
 }
 
 /// One run: load the active model if it changed, score, publish, and feed
@@ -257,13 +260,13 @@ fn run_once(
     board: &Board,
     shadowing: &Shadowing,
     loaded: &mut Option<(u64, FailureModel)>,
-) -> Result<(), RiskError> {
+) -> Result<Output, RiskError> {
     let Some(active) = store.active_model(DISK_MODEL)? else {
         if loaded.take().is_some() {
             tracing::info!(kind = DISK_MODEL, "no active model any more: risks cleared");
         }
         board.clear();
-        return Ok(());
+        return Ok(Output::default());
     };
     if loaded.as_ref().is_none_or(|(v, _)| *v != active) {
         let model = load(store, active)?;
@@ -277,9 +280,50 @@ fn run_once(
     let (version, model) = loaded.as_ref().expect("just loaded");
     let now = crate::now_ms();
     let risks = evaluate(store, model, *version, now)?;
-    crate::shadow::runtime::step(store, &shadowing.shadows, &shadowing.settings, &risks, now)?;
+    let out =
+        crate::shadow::runtime::step(store, &shadowing.shadows, &shadowing.settings, &risks, now)?;
     board.publish(risks, *version, now);
-    Ok(())
+    Ok(out)
+}
+
+/// Deliver a step's pages to every receiver, refresh the open ones where
+/// the receiver needs it, and audit and count each delivery.
+async fn deliver(store: &Store, shadowing: &Shadowing, out: Output) {
+    let pagers = &shadowing.pagers;
+    if pagers.is_empty() {
+        return;
+    }
+    let now = crate::now_ms();
+    let refreshes = out.refresh.into_iter().map(|mut p| {
+        p.at_ms = now;
+        (Notice::Trigger(p), true)
+    });
+    for (notice, refresh_only) in out.notices.into_iter().map(|n| (n, false)).chain(refreshes) {
+        for o in pagers.deliver(&notice, refresh_only).await {
+            let ok = o.result.is_ok();
+            shadowing.shadows.count_delivery(o.receiver, ok);
+            let kind = match &notice {
+                Notice::Trigger(_) if refresh_only => "refresh",
+                Notice::Trigger(_) => "trigger",
+                Notice::Resolve(_) => "resolve",
+            };
+            if let Err(e) = &o.result {
+                tracing::error!(receiver = o.receiver, target = %notice.page().target, error = %e, "page not delivered");
+            }
+            // Refreshes repeat every run: only their failures are audited.
+            if refresh_only && ok {
+                continue;
+            }
+            let record = serde_json::json!({
+                "target": notice.page().target, "event": "page_delivery",
+                "receiver": o.receiver, "kind": kind, "delivered": ok,
+                "error": o.result.err().map(|e| e.to_string()),
+            });
+            if let Err(e) = store.append_audit(now, &record) {
+                tracing::error!(error = %e, "writing the shadow audit log failed");
+            }
+        }
+    }
 }
 
 /// Score every `every` until the task is dropped.
@@ -297,7 +341,10 @@ pub async fn run(store: Arc<Store>, board: Arc<Board>, shadowing: Shadowing, eve
         })
         .await;
         match res {
-            Ok((Ok(()), l)) => loaded = l,
+            Ok((Ok(out), l)) => {
+                loaded = l;
+                deliver(&store, &shadowing, out).await;
+            }
             Ok((Err(e), l)) => {
                 loaded = l;
                 board.failed();

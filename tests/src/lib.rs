@@ -342,9 +342,7 @@ pub async fn raw_stream(
 ) -> Result<Vec<Result<bytes::Bytes, tonic::Status>>> {
     let mut grpc = tonic::client::Grpc::new(channel);
     grpc.ready().await?;
-    let path = tonic::codegen::http::uri::PathAndQuery::from_static(
-        "/umbra.telemetry.v1.Telemetry/Stream",
-    );
+    let path = http::uri::PathAndQuery::from_static("/umbra.telemetry.v1.Telemetry/Stream");
     let req = tonic::Request::new(tokio_stream::iter(messages));
     let mut out = Vec::new();
     match grpc.streaming(req, path, RawCodec).await {

@@ -6,12 +6,16 @@
 //!
 //! Modes (`[shadow] mode`): `off` tracks nothing; `dry-run` (the default)
 //! runs the engine and the rails on live risks and records what it *would*
-//! do (the plan), executing nothing and paging no one. The executors
-//! (Redfish, switch ports, traffic, replication, paging) are not built yet,
-//! so the modes that act are refused by the config.
+//! do (the plan), executing nothing. Pages still go out in dry-run (marked
+//! as such): on-call learns about a predicted failure whether or not the
+//! coordinator may act on it. [`step`] returns them as [`Notice`]s for the
+//! caller to deliver (I/O stays out of this module). The executors
+//! (Redfish is in `actuate`, switch ports, traffic, replication) are not
+//! driven from here yet, so the modes that act are refused by the config.
 
-use super::engine::{Command, Event, Lifecycle, Ms, Phase, Policy};
+use super::engine::{Command, Event, Lifecycle, Ms, Phase, Policy, Severity};
 use super::rails::{self, Member, Rails, View};
+use crate::paging::{Notice, Page};
 use crate::risk::Risk;
 use crate::store::{Store, StoreError};
 use serde_json::json;
@@ -37,6 +41,8 @@ pub struct Settings {
 pub struct Shadows {
     inner: Mutex<State>,
     mode: Option<Mode>,
+    /// Page deliveries per (receiver, delivered?).
+    deliveries: Mutex<BTreeMap<(&'static str, bool), u64>>,
 }
 
 #[derive(Debug, Default, Clone)]
@@ -44,6 +50,18 @@ pub struct State {
     pub lifecycles: BTreeMap<String, Lifecycle>,
     /// Latest admission verdict per confirmed host (audited on change).
     pub verdicts: BTreeMap<String, String>,
+    /// Open pages per target, until their lifecycle resolves them.
+    pub pages: BTreeMap<String, Page>,
+}
+
+/// What a step asks the caller to deliver.
+#[derive(Debug, Default)]
+pub struct Output {
+    /// New or updated pages and resolutions, in order.
+    pub notices: Vec<Notice>,
+    /// Pages still open and unchanged, for receivers that forget alerts
+    /// unless they are re-sent (Alertmanager).
+    pub refresh: Vec<Page>,
 }
 
 impl Shadows {
@@ -55,9 +73,17 @@ impl Shadows {
         }
     }
 
-    /// Resume the persisted lifecycles.
+    /// Resume the persisted lifecycles and open pages.
     pub fn load(store: &Store, mode: Mode) -> Result<Shadows, StoreError> {
         let mut state = State::default();
+        for (target, v) in store.open_pages()? {
+            match serde_json::from_value::<Page>(v) {
+                Ok(p) => {
+                    state.pages.insert(target, p);
+                }
+                Err(e) => tracing::error!(%target, error = %e, "unreadable open page: dropped"),
+            }
+        }
         for (target, v) in store.lifecycles()? {
             match serde_json::from_value::<Lifecycle>(v) {
                 Ok(lc) => {
@@ -71,7 +97,21 @@ impl Shadows {
         Ok(Shadows {
             inner: Mutex::new(state),
             mode: Some(mode),
+            deliveries: Mutex::default(),
         })
+    }
+
+    pub fn count_delivery(&self, receiver: &'static str, delivered: bool) {
+        *self
+            .deliveries
+            .lock()
+            .expect("poisoned")
+            .entry((receiver, delivered))
+            .or_default() += 1;
+    }
+
+    pub fn deliveries(&self) -> BTreeMap<(&'static str, bool), u64> {
+        self.deliveries.lock().expect("poisoned").clone()
     }
 
     pub fn snapshot(&self) -> State {
@@ -102,32 +142,75 @@ fn audit(store: &Store, now: Ms, record: serde_json::Value) {
     }
 }
 
+/// `umbractl` commands that show or steer `target`'s lifecycle in `phase`.
+pub fn commands_for(target: &str, phase: &Phase) -> Vec<String> {
+    let mut c = vec![
+        format!("umbractl shadows --host {target}"),
+        format!("umbractl risk --host {target}"),
+        format!("umbractl audit --target {target}"),
+    ];
+    match phase {
+        Phase::Confirmed { approved: false } => {
+            c.push(format!("umbractl approve {target}"));
+            c.push(format!("umbractl deny {target}"));
+        }
+        p if p.holds_spare() => {
+            c.push(format!("umbractl pause {target}"));
+            c.push(format!("umbractl rollback {target}"));
+        }
+        _ => {}
+    }
+    c
+}
+
+/// A host's risk: its riskiest component's.
+struct HostRisk<'a> {
+    p24h: f64,
+    p7d: f64,
+    component: &'a str,
+    explanation: &'a str,
+}
+
 /// One step after a risk run: feed each host's risk, apply the rails to
-/// the confirmed ones, record everything.
+/// the confirmed ones, record everything; returns the pages to deliver.
 pub fn step(
     store: &Store,
     shadows: &Shadows,
     settings: &Settings,
     risks: &[Risk],
     now: Ms,
-) -> Result<(), StoreError> {
+) -> Result<Output, StoreError> {
+    let mut output = Output::default();
     if settings.mode == Mode::Off {
-        return Ok(());
+        return Ok(output);
     }
     let dry_run = settings.mode == Mode::DryRun;
-    // A host's risk is its riskiest component's.
-    let mut per_host: BTreeMap<&str, (f64, f64, &str)> = BTreeMap::new();
+    let mut per_host: BTreeMap<&str, HostRisk<'_>> = BTreeMap::new();
     for r in risks {
-        let e = per_host.entry(&r.host).or_insert((0.0, 0.0, ""));
-        if r.probability[1] >= e.1 {
-            *e = (r.probability[0], r.probability[1], &r.component);
+        let e = per_host.entry(&r.host).or_insert(HostRisk {
+            p24h: 0.0,
+            p7d: 0.0,
+            component: "",
+            explanation: "",
+        });
+        if r.probability[1] >= e.p7d {
+            *e = HostRisk {
+                p24h: r.probability[0],
+                p7d: r.probability[1],
+                component: &r.component,
+                explanation: &r.explanation,
+            };
         }
     }
     let hosts = store.hosts()?;
     let mut state = shadows.inner.lock().expect("poisoned");
-    for (host, (p24h, p7d, component)) in &per_host {
-        let lc = state
-            .lifecycles
+    let mut paged = BTreeSet::new();
+    let State {
+        lifecycles, pages, ..
+    } = &mut *state;
+    for (host, risk) in &per_host {
+        let (p24h, p7d, component) = (&risk.p24h, &risk.p7d, &risk.component);
+        let lc = lifecycles
             .entry((*host).to_owned())
             .or_insert_with(|| Lifecycle::new(*host, now));
         let before = lc.phase.clone();
@@ -151,12 +234,50 @@ pub fn step(
             );
         }
         for c in commands {
-            let (kind, detail) = match c {
-                Command::Page { severity, summary } => (
-                    "page",
-                    json!({ "severity": format!("{severity:?}"), "summary": summary }),
-                ),
-                Command::Resolve { summary } => ("resolve", json!({ "summary": summary })),
+            let page = |severity: Severity, summary: &str| Page {
+                key: Page::dedup_key(host),
+                target: (*host).to_owned(),
+                component: risk.component.to_owned(),
+                severity,
+                summary: summary.to_owned(),
+                p24h: risk.p24h,
+                p7d: risk.p7d,
+                window: if risk.p24h >= settings.policy.critical {
+                    "24h".into()
+                } else {
+                    "7d".into()
+                },
+                explanation: risk.explanation.to_owned(),
+                phase: lc.phase.name().to_owned(),
+                dry_run,
+                commands: commands_for(host, &lc.phase),
+                at_ms: now,
+            };
+            let (kind, detail) = match &c {
+                Command::Page { severity, summary } => {
+                    let p = page(*severity, summary);
+                    store.put_open_page(
+                        host,
+                        Some(&serde_json::to_value(&p).expect("serialisable")),
+                    )?;
+                    pages.insert((*host).to_owned(), p.clone());
+                    output.notices.push(Notice::Trigger(p));
+                    paged.insert(*host);
+                    (
+                        "page",
+                        json!({ "severity": format!("{severity:?}"), "summary": summary }),
+                    )
+                }
+                Command::Resolve { summary } => {
+                    // Resolve what was opened (its severity), with the news.
+                    let severity = pages.remove(*host).map_or(Severity::Info, |p| p.severity);
+                    store.put_open_page(host, None)?;
+                    output
+                        .notices
+                        .push(Notice::Resolve(page(severity, summary)));
+                    paged.insert(*host);
+                    ("resolve", json!({ "summary": summary }))
+                }
                 Command::Do(a) => ("action", json!(format!("{a:?}"))),
             };
             audit(
@@ -235,7 +356,13 @@ pub fn step(
         }
     }
     state.verdicts.retain(|t, _| seen.contains(t));
-    Ok(())
+    output.refresh = state
+        .pages
+        .iter()
+        .filter(|(t, _)| !paged.contains(t.as_str()))
+        .map(|(_, p)| p.clone())
+        .collect();
+    Ok(output)
 }
 
 #[cfg(test)]
@@ -356,6 +483,77 @@ mod tests {
             held["a1"].starts_with("held:") && held["a1"].contains("suspect"),
             "{held:?}"
         );
+    }
+
+    #[test]
+    fn pages_open_once_per_target_refresh_and_resolve_across_a_restart() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path(), crate::store::StoreConfig::default()).unwrap();
+        store.put_host(&host("a1", "r1")).unwrap();
+        let settings = Settings {
+            mode: Mode::DryRun,
+            policy: Policy {
+                confirm: 2,
+                ..Policy::default()
+            },
+            rails: Rails::default(),
+        };
+        let shadows = Shadows::default();
+        let mut hot = risk("a1", "disk:x", 0.9);
+        hot.explanation = "SMART 188 rising".into();
+        let first = step(&store, &shadows, &settings, &[hot.clone()], 1_000).unwrap();
+        let second = step(&store, &shadows, &settings, &[hot.clone()], 2_000).unwrap();
+        let triggers: Vec<&Page> = first
+            .notices
+            .iter()
+            .chain(&second.notices)
+            .filter_map(|n| match n {
+                Notice::Trigger(p) => Some(p),
+                Notice::Resolve(_) => None,
+            })
+            .collect();
+        assert!(!triggers.is_empty(), "confirming a risk pages");
+        let p = triggers.last().unwrap();
+        assert_eq!(p.key, "umbra/a1");
+        assert_eq!(p.component, "disk:x");
+        assert_eq!(p.explanation, "SMART 188 rising");
+        assert!(p.dry_run);
+        assert_eq!(p.phase, "confirmed");
+        assert!(
+            p.commands.contains(&"umbractl approve a1".to_owned()),
+            "{:?}",
+            p.commands
+        );
+        // Nothing new: the open page is only refreshed.
+        let third = step(&store, &shadows, &settings, &[hot.clone()], 3_000).unwrap();
+        assert!(third.notices.is_empty(), "{:?}", third.notices);
+        assert_eq!(third.refresh.len(), 1);
+        assert_eq!(third.refresh[0].key, "umbra/a1");
+
+        // A restart keeps the open page; the calm risk resolves it.
+        let shadows = Shadows::load(&store, Mode::DryRun).unwrap();
+        assert_eq!(shadows.snapshot().pages.len(), 1);
+        let calm = step(
+            &store,
+            &shadows,
+            &settings,
+            &[risk("a1", "disk:x", 0.1)],
+            4_000,
+        )
+        .unwrap();
+        let resolved: Vec<&Page> = calm
+            .notices
+            .iter()
+            .filter_map(|n| match n {
+                Notice::Resolve(p) => Some(p),
+                Notice::Trigger(_) => None,
+            })
+            .collect();
+        assert_eq!(resolved.len(), 1, "{:?}", calm.notices);
+        assert_eq!(resolved[0].key, "umbra/a1");
+        assert!(calm.refresh.is_empty());
+        assert!(shadows.snapshot().pages.is_empty());
+        assert!(store.open_pages().unwrap().is_empty());
     }
 
     #[test]

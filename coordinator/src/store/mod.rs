@@ -474,29 +474,65 @@ impl Store {
 
     /// Persist a shadow lifecycle's state (JSON) under its target.
     pub fn put_lifecycle(&self, target: &str, state: &serde_json::Value) -> Result<(), StoreError> {
-        let mut k = vec![b'L'];
-        k.extend_from_slice(target.as_bytes());
-        self.db.put_cf_opt(
-            self.cf(CF_META),
-            k,
-            serde_json::to_vec(state).expect("serialisable"),
-            &self.write_opts,
-        )?;
-        Ok(())
+        self.put_keyed_json(b'L', target, Some(state))
     }
 
     /// Every persisted lifecycle: (target, state).
     pub fn lifecycles(&self) -> Result<Vec<(String, serde_json::Value)>, StoreError> {
+        self.keyed_json(b'L', "lifecycle")
+    }
+
+    /// Persist a target's open page (`None`: it was resolved).
+    pub fn put_open_page(
+        &self,
+        target: &str,
+        page: Option<&serde_json::Value>,
+    ) -> Result<(), StoreError> {
+        self.put_keyed_json(b'G', target, page)
+    }
+
+    /// Every open page: (target, page).
+    pub fn open_pages(&self) -> Result<Vec<(String, serde_json::Value)>, StoreError> {
+        self.keyed_json(b'G', "open page")
+    }
+
+    fn put_keyed_json(
+        &self,
+        prefix: u8,
+        key: &str,
+        value: Option<&serde_json::Value>,
+    ) -> Result<(), StoreError> {
+        let mut k = vec![prefix];
+        k.extend_from_slice(key.as_bytes());
+        match value {
+            Some(v) => self.db.put_cf_opt(
+                self.cf(CF_META),
+                k,
+                serde_json::to_vec(v).expect("serialisable"),
+                &self.write_opts,
+            )?,
+            None => self
+                .db
+                .delete_cf_opt(self.cf(CF_META), k, &self.write_opts)?,
+        }
+        Ok(())
+    }
+
+    fn keyed_json(
+        &self,
+        prefix: u8,
+        what: &str,
+    ) -> Result<Vec<(String, serde_json::Value)>, StoreError> {
         let mut out = Vec::new();
-        for item in self.db.prefix_iterator_cf(self.cf(CF_META), b"L") {
+        for item in self.db.prefix_iterator_cf(self.cf(CF_META), [prefix]) {
             let (k, v) = item?;
-            if k.first() != Some(&b'L') {
+            if k.first() != Some(&prefix) {
                 break;
             }
-            let target = String::from_utf8_lossy(&k[1..]).into_owned();
-            let state = serde_json::from_slice(&v)
-                .map_err(|e| StoreError::Corrupt(format!("lifecycle of {target}: {e}")))?;
-            out.push((target, state));
+            let key = String::from_utf8_lossy(&k[1..]).into_owned();
+            let value = serde_json::from_slice(&v)
+                .map_err(|e| StoreError::Corrupt(format!("{what} of {key}: {e}")))?;
+            out.push((key, value));
         }
         Ok(out)
     }

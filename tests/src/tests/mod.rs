@@ -4,6 +4,7 @@ mod conservation;
 mod ctl;
 mod ipmi;
 mod ops;
+pub mod paging;
 mod protocol;
 mod redfish;
 mod risk;

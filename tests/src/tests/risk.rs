@@ -44,10 +44,17 @@ fn train(no_activate: bool) -> Command {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn trained_model_scores_streamed_disks_and_a_new_version_is_hot_swapped() -> Result<()> {
     let metrics_port = free_port();
+    // Pages go to a real Alertmanager and a webhook receiver.
+    let am_dir = tempfile::tempdir()?;
+    let (_am, am_url) = super::paging::start_alertmanager(am_dir.path()).await?;
+    let hook = super::paging::Receiver::start(0).await?;
     let c = InProcessCoordinator::start(
         "[tls]\ninsecure_plaintext = true",
         &format!(
-            "[risk]\ninterval = \"300ms\"\n[shadow]\nmode = \"dry-run\"\nconfirm = 2\n[metrics]\nlisten = \"127.0.0.1:{metrics_port}\"\n"
+            "[risk]\ninterval = \"300ms\"\n[shadow]\nmode = \"dry-run\"\nconfirm = 2\n[metrics]\nlisten = \"127.0.0.1:{metrics_port}\"\n\
+             [paging]\n[[paging.receivers]]\nkind = \"alertmanager\"\nurl = \"{am_url}\"\n\
+             [[paging.receivers]]\nkind = \"webhook\"\nurl = \"{}/hook\"\n",
+            hook.url
         ),
     )
     .await?;
@@ -238,6 +245,64 @@ async fn trained_model_scores_streamed_disks_and_a_new_version_is_hot_swapped() 
                 "umbra_coordinator_shadow_phase{host=\"risk-host\",phase=\"confirmed\"}"
             ),
             Some(1.0)
+        );
+
+        // On-call was paged (dry run says so): the webhook got the page with
+        // the host, its riskiest disk, the probability and the commands, and
+        // Alertmanager holds one firing alert for the host.
+        let page = eventually("a page at the webhook", Duration::from_secs(10), || {
+            let got = hook.received();
+            async move {
+                Ok(got
+                    .into_iter()
+                    .rev()
+                    .find(|r| r.path == "/hook" && r.body["page"]["phase"] == "confirmed"))
+            }
+        })
+        .await?;
+        let p = &page.body["page"];
+        assert_eq!(page.body["status"], "firing");
+        assert_eq!(p["target"], "risk-host");
+        assert_eq!(p["dry_run"], true);
+        assert!(p["component"].as_str().unwrap().starts_with("disk:"), "{p}");
+        assert!(p["p7d"].as_f64().unwrap() >= 0.5, "{p}");
+        assert!(!p["explanation"].as_str().unwrap().is_empty(), "{p}");
+        assert!(p["commands"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|c| c == "umbractl shadows --host risk-host"));
+        let alerts = eventually("a firing alert", Duration::from_secs(10), || {
+            let am_url = am_url.clone();
+            async move {
+                let a = super::paging::am_alerts(&am_url, "risk-host").await?;
+                Ok((!a.is_empty()).then_some(a))
+            }
+        })
+        .await?;
+        assert_eq!(alerts.len(), 1, "deduplicated per host: {alerts:?}");
+        assert_eq!(alerts[0]["status"]["state"], "active");
+        let delivered = eventually("delivery metrics", Duration::from_secs(10), || async {
+            let m = scrape(metrics_port).await?;
+            Ok(value(
+                &m,
+                "umbra_coordinator_page_deliveries_total{receiver=\"webhook\",outcome=\"delivered\"}",
+            )
+            .filter(|v| *v >= 1.0))
+        })
+        .await?;
+        assert!(delivered >= 1.0);
+        let audit = ctl_out(
+            &url,
+            Command::Audit {
+                since: Duration::from_secs(3600),
+                limit: 200,
+            },
+        )
+        .await?;
+        assert!(
+            audit.contains("\"event\":\"page_delivery\"") && audit.contains("\"delivered\":true"),
+            "{audit}"
         );
     }
 
