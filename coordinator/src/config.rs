@@ -85,6 +85,8 @@ pub struct RawShadow {
     pub max_starts_per_hour: Option<usize>,
     pub pause_unhealthy_fraction: Option<f64>,
     pub max_confirmed_fraction: Option<f64>,
+    /// Wait for `umbractl approve HOST` before a confirmed host starts.
+    pub manual_approval: Option<bool>,
 }
 
 impl Default for RawShadow {
@@ -113,6 +115,7 @@ impl RawShadow {
             ramp: self.ramp.unwrap_or(d.ramp),
             min_dwell_ms: ms(self.min_dwell, d.min_dwell_ms),
             action_timeout_ms: ms(self.action_timeout, d.action_timeout_ms),
+            manual_approval: self.manual_approval.unwrap_or(d.manual_approval),
             ..d
         };
         policy

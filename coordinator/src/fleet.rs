@@ -16,6 +16,8 @@ pub struct FleetService {
     pub ingest: Arc<Ingest>,
     pub risks: Arc<Board>,
     pub shadows: Arc<crate::shadow::runtime::Shadows>,
+    pub shadow_settings: crate::shadow::runtime::Settings,
+    pub pagers: Arc<crate::paging::Pagers>,
 }
 
 fn store_status(e: StoreError) -> Status {
@@ -397,6 +399,69 @@ impl pb::fleet_server::Fleet for FleetService {
                 })
                 .collect(),
             mode: self.shadows.mode_name().to_owned(),
+        }))
+    }
+
+    async fn control_shadow(
+        &self,
+        req: Request<pb::ControlShadowRequest>,
+    ) -> Result<Response<pb::ControlShadowResponse>, Status> {
+        use crate::shadow::runtime::{control, Control, ControlError};
+        let r = req.into_inner();
+        let decision: Control = r
+            .action
+            .parse()
+            .map_err(|e: ControlError| Status::invalid_argument(e.to_string()))?;
+        if r.operator.trim().is_empty() {
+            return Err(Status::invalid_argument(
+                "operator is required (it goes into the audit log)",
+            ));
+        }
+        let (store, shadows, settings) = (
+            self.ingest.store.clone(),
+            self.shadows.clone(),
+            self.shadow_settings.clone(),
+        );
+        let outcome = tokio::task::spawn_blocking(move || {
+            control(
+                &store,
+                &shadows,
+                &settings,
+                &r.target,
+                decision,
+                &r.operator,
+                &r.reason,
+                crate::now_ms(),
+            )
+        })
+        .await
+        .map_err(|e| Status::internal(e.to_string()))?;
+        let (lc, notices) = outcome.map_err(|e| match e {
+            ControlError::UnknownAction(_) => Status::invalid_argument(e.to_string()),
+            ControlError::NoLifecycle(_) => Status::not_found(e.to_string()),
+            ControlError::NotApplicable { .. } | ControlError::Off => {
+                Status::failed_precondition(e.to_string())
+            }
+            ControlError::Store(e) => store_status(e),
+        })?;
+        if !notices.is_empty() {
+            // Paging retries must not hold the operator's command.
+            let (store, shadows, pagers) = (
+                self.ingest.store.clone(),
+                self.shadows.clone(),
+                self.pagers.clone(),
+            );
+            tokio::spawn(async move {
+                let out = crate::shadow::runtime::Output {
+                    notices,
+                    refresh: vec![],
+                };
+                crate::risk::deliver(&store, &shadows, &pagers, out).await;
+            });
+        }
+        Ok(Response::new(pb::ControlShadowResponse {
+            phase: lc.phase.name().to_owned(),
+            paused: lc.paused,
         }))
     }
 

@@ -149,13 +149,14 @@ pub async fn serve(
             }
         })?,
     );
+    let pagers = Arc::new(paging::Pagers::new(&config.paging)?);
     let risk_loop = tokio::spawn(risk::run(
         store.clone(),
         risks.clone(),
         risk::Shadowing {
             shadows: shadows.clone(),
             settings: config.shadow.clone(),
-            pagers: Arc::new(paging::Pagers::new(&config.paging)?),
+            pagers: pagers.clone(),
         },
         config.risk_interval,
     ));
@@ -191,6 +192,8 @@ pub async fn serve(
                 ingest,
                 risks,
                 shadows,
+                shadow_settings: config.shadow.clone(),
+                pagers,
             })
             .max_decoding_message_size(max),
         )

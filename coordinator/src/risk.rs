@@ -288,8 +288,12 @@ fn run_once(
 
 /// Deliver a step's pages to every receiver, refresh the open ones where
 /// the receiver needs it, and audit and count each delivery.
-async fn deliver(store: &Store, shadowing: &Shadowing, out: Output) {
-    let pagers = &shadowing.pagers;
+pub async fn deliver(
+    store: &Store,
+    shadows: &crate::shadow::runtime::Shadows,
+    pagers: &crate::paging::Pagers,
+    out: Output,
+) {
     if pagers.is_empty() {
         return;
     }
@@ -301,7 +305,7 @@ async fn deliver(store: &Store, shadowing: &Shadowing, out: Output) {
     for (notice, refresh_only) in out.notices.into_iter().map(|n| (n, false)).chain(refreshes) {
         for o in pagers.deliver(&notice, refresh_only).await {
             let ok = o.result.is_ok();
-            shadowing.shadows.count_delivery(o.receiver, ok);
+            shadows.count_delivery(o.receiver, ok);
             let kind = match &notice {
                 Notice::Trigger(_) if refresh_only => "refresh",
                 Notice::Trigger(_) => "trigger",
@@ -343,7 +347,7 @@ pub async fn run(store: Arc<Store>, board: Arc<Board>, shadowing: Shadowing, eve
         match res {
             Ok((Ok(out), l)) => {
                 loaded = l;
-                deliver(&store, &shadowing, out).await;
+                deliver(&store, &shadowing.shadows, &shadowing.pagers, out).await;
             }
             Ok((Err(e), l)) => {
                 loaded = l;

@@ -129,18 +129,35 @@ pub enum Command {
     },
     /// Shadow lifecycles: phase, since when, risk, admission verdict.
     Shadows {
+        /// Only this host.
+        #[arg(long)]
+        host: Option<String>,
         #[arg(long)]
         json: bool,
     },
     /// The shadow audit log (transitions, pages, admissions with their
-    /// plan), oldest first, one JSON record per line.
+    /// plan, operators' decisions, page deliveries), oldest first, one JSON
+    /// record per line.
     Audit {
         /// How far back, e.g. 1h, 7d.
         #[arg(long, default_value = "7d", value_parser = humantime::parse_duration)]
         since: Duration,
         #[arg(long, default_value_t = 1000)]
         limit: u32,
+        /// Only records about this target.
+        #[arg(long)]
+        target: Option<String>,
     },
+    /// Let a confirmed host's shadow start (with `manual_approval`).
+    Approve(Decision),
+    /// Refuse a confirmed host's shadow: its lifecycle is cancelled.
+    Deny(Decision),
+    /// Send a shadow's traffic back to the primary and release the spare.
+    Rollback(Decision),
+    /// Hold a lifecycle where it is (no further step until resume).
+    Pause(Decision),
+    /// Let a paused lifecycle go on.
+    Resume(Decision),
     /// Stored versions of a model kind, with their evaluation.
     Models {
         #[arg(default_value = "failure/disk")]
@@ -335,6 +352,19 @@ pub async fn connect(conn: &Connection) -> Result<FleetClient<Channel>> {
     Ok(FleetClient::new(ch))
 }
 
+/// An operator's decision on one lifecycle.
+#[derive(Debug, clap::Args)]
+pub struct Decision {
+    /// The protected host.
+    pub target: String,
+    /// Why (goes into the audit log).
+    #[arg(long, default_value = "")]
+    pub reason: String,
+    /// Who decides; default: $USER.
+    #[arg(long, env = "USER", default_value = "unknown")]
+    pub operator: String,
+}
+
 pub async fn run(cli: Cli, out: &mut (dyn Write + Send)) -> Result<()> {
     if let Command::Completions { shell } = cli.command {
         let mut cmd = <Cli as clap::CommandFactory>::command();
@@ -465,12 +495,23 @@ pub async fn run(cli: Cli, out: &mut (dyn Write + Send)) -> Result<()> {
         Command::Risk { host, json } => risk::risks(&mut client, host, json, out).await,
         Command::Train { dataset } => risk::train(&mut client, dataset, out).await,
         Command::Models { kind, json } => risk::models(&mut client, kind, json, out).await,
-        Command::Shadows { json } => risk::shadows(&mut client, json, out).await,
-        Command::Audit { since, limit } => {
+        Command::Shadows { host, json } => {
+            risk::shadows(&mut client, host.as_deref(), json, out).await
+        }
+        Command::Audit {
+            since,
+            limit,
+            target,
+        } => {
             let since_ms = crate::now_ms()
                 .saturating_sub(i64::try_from(since.as_millis()).unwrap_or(i64::MAX));
-            risk::audit(&mut client, since_ms, limit, out).await
+            risk::audit(&mut client, since_ms, limit, target.as_deref(), out).await
         }
+        Command::Approve(d) => risk::decide(&mut client, "approve", d, out).await,
+        Command::Deny(d) => risk::decide(&mut client, "deny", d, out).await,
+        Command::Rollback(d) => risk::decide(&mut client, "rollback", d, out).await,
+        Command::Pause(d) => risk::decide(&mut client, "pause", d, out).await,
+        Command::Resume(d) => risk::decide(&mut client, "resume", d, out).await,
         Command::Eval { .. } | Command::Completions { .. } => {
             unreachable!("handled before connecting")
         }

@@ -1,7 +1,8 @@
-//! `umbractl risk`, `train`, `models`, `shadows` and `audit`: the
-//! prediction and shadow side of the fleet API.
+//! `umbractl risk`, `train`, `models`, `shadows`, `audit` and the
+//! operator's decisions (`approve`, `deny`, `rollback`, `pause`, `resume`):
+//! the prediction and shadow side of the fleet API.
 
-use super::{ago, progress, table, TrainDataset};
+use super::{ago, progress, table, Decision, TrainDataset};
 use anyhow::{Context, Result};
 use proto::fleet::v1::{self as pb, fleet_client::FleetClient};
 use std::io::Write;
@@ -206,13 +207,17 @@ pub(super) async fn models(
 
 pub(super) async fn shadows(
     client: &mut FleetClient<Channel>,
+    host: Option<&str>,
     json: bool,
     out: &mut (dyn Write + Send),
 ) -> Result<()> {
-    let r = client
+    let mut r = client
         .list_shadows(pb::ListShadowsRequest {})
         .await?
         .into_inner();
+    if let Some(h) = host {
+        r.shadows.retain(|s| s.target == h);
+    }
     if json {
         let v: Vec<_> = r
             .shadows
@@ -249,6 +254,7 @@ pub(super) async fn audit(
     client: &mut FleetClient<Channel>,
     since_ms: i64,
     limit: u32,
+    target: Option<&str>,
     out: &mut (dyn Write + Send),
 ) -> Result<()> {
     let records = client
@@ -257,7 +263,46 @@ pub(super) async fn audit(
         .into_inner()
         .records;
     for r in records {
+        if let Some(t) = target {
+            let v: serde_json::Value = serde_json::from_str(&r.json).unwrap_or_default();
+            if v["target"] != t {
+                continue;
+            }
+        }
         writeln!(out, "{} {}", r.time_ms, r.json)?;
     }
+    Ok(())
+}
+
+pub(super) async fn decide(
+    client: &mut FleetClient<Channel>,
+    action: &str,
+    d: Decision,
+    out: &mut (dyn Write + Send),
+) -> Result<()> {
+    let r = client
+        .control_shadow(pb::ControlShadowRequest {
+            target: d.target.clone(),
+            action: action.to_owned(),
+            operator: d.operator,
+            reason: d.reason,
+        })
+        .await
+        .map_err(|s| anyhow::anyhow!("{action} {}: {}", d.target, s.message()))?
+        .into_inner();
+    let done = match action {
+        "deny" => "denied",
+        "rollback" => "rolled back",
+        "approve" => "approved",
+        "pause" => "paused",
+        _ => "resumed",
+    };
+    writeln!(
+        out,
+        "{}: {done}; phase {}{}",
+        d.target,
+        r.phase,
+        if r.paused { " (paused)" } else { "" }
+    )?;
     Ok(())
 }

@@ -305,6 +305,12 @@ pub struct Lifecycle {
     pub paused: bool,
     /// Latest risk seen.
     pub p7d: f64,
+    /// In an ended phase: the risk has been under `exit` since it ended,
+    /// so a new rise starts a new lifecycle. A denied, rolled-back or
+    /// promoted target is not retried (nor re-paged) while the same risk
+    /// persists.
+    #[serde(default)]
+    pub rearmed: bool,
 }
 
 impl Lifecycle {
@@ -317,12 +323,14 @@ impl Lifecycle {
             kpi: None,
             paused: false,
             p7d: 0.0,
+            rearmed: false,
         }
     }
 
     fn go(&mut self, now: Ms, phase: Phase) {
         self.phase = phase;
         self.since = now;
+        self.rearmed = false;
     }
 
     fn act(&mut self, now: Ms, a: Action, out: &mut Vec<Command>) {
@@ -447,8 +455,20 @@ impl Lifecycle {
     fn on_risk(&mut self, now: Ms, p24h: f64, p7d: f64, policy: &Policy, out: &mut Vec<Command>) {
         let over = p7d >= policy.enter || p24h >= policy.critical;
         match self.phase.clone() {
-            Phase::Healthy | Phase::Cancelled | Phase::RolledBack { .. } | Phase::Promoted => {
+            Phase::Healthy => {
                 if over {
+                    self.pending = None;
+                    self.kpi = None;
+                    self.go(now, Phase::AtRisk { streak: 0 });
+                    self.on_risk(now, p24h, p7d, policy, out);
+                }
+            }
+            // An ended lifecycle re-arms only once the risk is under `exit`
+            // (see `rearmed`).
+            Phase::Cancelled | Phase::RolledBack { .. } | Phase::Promoted => {
+                if p7d < policy.exit && p24h < policy.critical {
+                    self.rearmed = true;
+                } else if over && self.rearmed {
                     self.pending = None;
                     self.kpi = None;
                     self.go(now, Phase::AtRisk { streak: 0 });
@@ -479,6 +499,7 @@ impl Lifecycle {
             Phase::Confirmed { .. } => {
                 if p7d < policy.exit && p24h < policy.critical {
                     self.go(now, Phase::Cancelled);
+                    self.rearmed = true;
                     out.push(Command::Resolve {
                         summary: format!("{}: risk fell back (P7d={p7d:.2})", self.target),
                     });
@@ -541,7 +562,9 @@ impl Lifecycle {
                 self.go(now, Phase::RolledBack { reason });
             }
             (Phase::Cancelling, Action::Revert) => {
+                // Cancelled because the risk fell under `exit`.
                 self.go(now, Phase::Cancelled);
+                self.rearmed = true;
                 out.push(Command::Resolve {
                     summary: format!("{}: shadow cancelled, risk fell back", self.target),
                 });

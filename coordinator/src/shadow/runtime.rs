@@ -142,6 +142,162 @@ fn audit(store: &Store, now: Ms, record: serde_json::Value) {
     }
 }
 
+/// An operator's decision (`umbractl approve|deny|rollback|pause|resume`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Control {
+    Approve,
+    Deny,
+    Rollback,
+    Pause,
+    Resume,
+}
+
+impl std::str::FromStr for Control {
+    type Err = ControlError;
+    fn from_str(s: &str) -> Result<Control, ControlError> {
+        Ok(match s {
+            "approve" => Control::Approve,
+            "deny" => Control::Deny,
+            "rollback" => Control::Rollback,
+            "pause" => Control::Pause,
+            "resume" => Control::Resume,
+            other => return Err(ControlError::UnknownAction(other.to_owned())),
+        })
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ControlError {
+    #[error("unknown action {0:?}: want approve, deny, rollback, pause or resume")]
+    UnknownAction(String),
+    #[error("no shadow lifecycle for {0:?}")]
+    NoLifecycle(String),
+    #[error("{target} is {phase}{}: nothing to {action}", if *.paused { " (paused)" } else { "" })]
+    NotApplicable {
+        target: String,
+        phase: &'static str,
+        paused: bool,
+        action: &'static str,
+    },
+    #[error("shadow lifecycles are off")]
+    Off,
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+impl Control {
+    fn name(self) -> &'static str {
+        match self {
+            Control::Approve => "approve",
+            Control::Deny => "deny",
+            Control::Rollback => "rollback",
+            Control::Pause => "pause",
+            Control::Resume => "resume",
+        }
+    }
+}
+
+/// Apply an operator's decision to `target`'s lifecycle: audited with the
+/// operator and reason, persisted; returns the lifecycle after it and the
+/// pages it produced (for the caller to deliver). A decision the phase
+/// cannot take (approving a healthy host) changes nothing and says so.
+#[allow(clippy::too_many_arguments)]
+pub fn control(
+    store: &Store,
+    shadows: &Shadows,
+    settings: &Settings,
+    target: &str,
+    decision: Control,
+    operator: &str,
+    reason: &str,
+    now: Ms,
+) -> Result<(Lifecycle, Vec<Notice>), ControlError> {
+    if settings.mode == Mode::Off {
+        return Err(ControlError::Off);
+    }
+    let dry_run = settings.mode == Mode::DryRun;
+    let mut state = shadows.inner.lock().expect("poisoned");
+    let State {
+        lifecycles, pages, ..
+    } = &mut *state;
+    let lc = lifecycles
+        .get_mut(target)
+        .ok_or_else(|| ControlError::NoLifecycle(target.to_owned()))?;
+    let before = lc.clone();
+    let event = match decision {
+        Control::Approve => Event::Approve,
+        Control::Deny => Event::Deny,
+        Control::Rollback => Event::Rollback(format!("{operator}: {reason}")),
+        Control::Pause => Event::Pause,
+        Control::Resume => Event::Resume,
+    };
+    let commands = lc.on_event(now, &event, &settings.policy);
+    if *lc == before {
+        return Err(ControlError::NotApplicable {
+            target: target.to_owned(),
+            phase: lc.phase.name(),
+            paused: lc.paused,
+            action: decision.name(),
+        });
+    }
+    audit(
+        store,
+        now,
+        json!({
+            "target": target, "event": "operator", "action": decision.name(),
+            "operator": operator, "reason": reason, "from": before.phase.name(),
+            "to": lc.phase.name(), "paused": lc.paused, "dry_run": dry_run,
+        }),
+    );
+    let mut notices = Vec::new();
+    for c in commands {
+        let open = pages.get(target);
+        let page = |severity: Severity, summary: &str| Page {
+            key: Page::dedup_key(target),
+            target: target.to_owned(),
+            component: open.map(|p| p.component.clone()).unwrap_or_default(),
+            severity,
+            summary: summary.to_owned(),
+            p24h: open.map_or(0.0, |p| p.p24h),
+            p7d: lc.p7d,
+            window: open.map_or_else(|| "7d".to_owned(), |p| p.window.clone()),
+            explanation: open.map(|p| p.explanation.clone()).unwrap_or_default(),
+            phase: lc.phase.name().to_owned(),
+            dry_run,
+            commands: commands_for(target, &lc.phase),
+            at_ms: now,
+        };
+        let record = match &c {
+            Command::Page { severity, summary } => {
+                let p = page(*severity, summary);
+                store.put_open_page(
+                    target,
+                    Some(&serde_json::to_value(&p).expect("serialisable")),
+                )?;
+                notices.push(Notice::Trigger(p.clone()));
+                pages.insert(target.to_owned(), p);
+                json!({ "event": "page", "detail": { "severity": format!("{severity:?}"), "summary": summary } })
+            }
+            Command::Resolve { summary } => {
+                let severity = open.map_or(Severity::Info, |p| p.severity);
+                let p = page(severity, summary);
+                pages.remove(target);
+                store.put_open_page(target, None)?;
+                notices.push(Notice::Resolve(p));
+                json!({ "event": "resolve", "detail": { "summary": summary } })
+            }
+            Command::Do(a) => json!({ "event": "action", "detail": format!("{a:?}") }),
+        };
+        let mut record = record;
+        record["target"] = json!(target);
+        record["dry_run"] = json!(dry_run);
+        record["executed"] = json!(false);
+        audit(store, now, record);
+    }
+    store.put_lifecycle(target, &serde_json::to_value(&*lc).expect("serialisable"))?;
+    Ok((lc.clone(), notices))
+}
+
 /// `umbractl` commands that show or steer `target`'s lifecycle in `phase`.
 pub fn commands_for(target: &str, phase: &Phase) -> Vec<String> {
     let mut c = vec![
@@ -554,6 +710,107 @@ mod tests {
         assert!(calm.refresh.is_empty());
         assert!(shadows.snapshot().pages.is_empty());
         assert!(store.open_pages().unwrap().is_empty());
+    }
+
+    #[test]
+    fn operators_decide_with_an_audit_trail_and_pointless_decisions_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path(), crate::store::StoreConfig::default()).unwrap();
+        store.put_host(&host("a1", "r1")).unwrap();
+        store.put_host(&host("b1", "r2")).unwrap();
+        let settings = Settings {
+            mode: Mode::DryRun,
+            policy: Policy {
+                confirm: 1,
+                manual_approval: true,
+                ..Policy::default()
+            },
+            rails: Rails::default(),
+        };
+        let shadows = Shadows::default();
+        step(
+            &store,
+            &shadows,
+            &settings,
+            &[risk("a1", "d", 0.9), risk("b1", "d", 0.1)],
+            1_000,
+        )
+        .unwrap();
+        let decide = |t: &str, c: Control| {
+            control(
+                &store,
+                &shadows,
+                &settings,
+                t,
+                c,
+                "alice",
+                "ticket 42",
+                2_000,
+            )
+        };
+        assert!(matches!(
+            decide("zz", Control::Approve),
+            Err(ControlError::NoLifecycle(_))
+        ));
+        let e = decide("b1", Control::Approve).unwrap_err();
+        assert!(matches!(e, ControlError::NotApplicable { .. }), "{e}");
+        assert_eq!(e.to_string(), "b1 is healthy: nothing to approve");
+        assert!(matches!(
+            decide("a1", Control::Resume),
+            Err(ControlError::NotApplicable { .. })
+        ));
+        let (lc, notices) = decide("a1", Control::Approve).unwrap();
+        assert_eq!(lc.phase, Phase::Confirmed { approved: true });
+        assert!(notices.is_empty());
+        assert!(
+            decide("a1", Control::Approve).is_err(),
+            "approving twice changes nothing"
+        );
+        let (lc, _) = decide("a1", Control::Pause).unwrap();
+        assert!(lc.paused);
+        let (lc, notices) = decide("a1", Control::Deny).unwrap();
+        assert_eq!(lc.phase, Phase::Cancelled);
+        assert!(
+            matches!(notices.as_slice(), [Notice::Resolve(p)] if p.key == "umbra/a1"),
+            "{notices:?}"
+        );
+        assert!(shadows.snapshot().pages.is_empty());
+        // Rollback applies to a shadow that holds a spare.
+        shadows
+            .inner
+            .lock()
+            .unwrap()
+            .lifecycles
+            .get_mut("b1")
+            .unwrap()
+            .phase = Phase::Shifting {
+            step: 1,
+            applied: true,
+        };
+        let (lc, _) = decide("b1", Control::Rollback).unwrap();
+        assert!(
+            matches!(lc.phase, Phase::RollingBack { .. }),
+            "{:?}",
+            lc.phase
+        );
+        let log = store.audit(0, 100).unwrap();
+        let ops: Vec<_> = log
+            .iter()
+            .filter(|(_, r)| r["event"] == "operator")
+            .collect();
+        assert_eq!(ops.len(), 4, "{ops:?}");
+        assert!(ops
+            .iter()
+            .all(|(_, r)| r["operator"] == "alice" && r["reason"] == "ticket 42"));
+        assert_eq!(ops[2].1["action"], "deny");
+        assert_eq!(ops[2].1["to"], "cancelled");
+        // Persisted.
+        let resumed = Shadows::load(&store, Mode::DryRun).unwrap().snapshot();
+        assert_eq!(resumed.lifecycles["a1"].phase, Phase::Cancelled);
+        assert!(matches!(
+            "reboot".parse::<Control>(),
+            Err(ControlError::UnknownAction(_))
+        ));
     }
 
     #[test]

@@ -397,6 +397,27 @@ pub struct ListShadowsResponse {
     #[prost(string, tag = "2")]
     pub mode: ::prost::alloc::string::String,
 }
+#[derive(Clone, PartialEq, ::prost::Message)]
+pub struct ControlShadowRequest {
+    #[prost(string, tag = "1")]
+    pub target: ::prost::alloc::string::String,
+    /// approve, deny, rollback, pause, resume.
+    #[prost(string, tag = "2")]
+    pub action: ::prost::alloc::string::String,
+    /// Recorded in the audit log.
+    #[prost(string, tag = "3")]
+    pub operator: ::prost::alloc::string::String,
+    #[prost(string, tag = "4")]
+    pub reason: ::prost::alloc::string::String,
+}
+#[derive(Clone, PartialEq, ::prost::Message)]
+pub struct ControlShadowResponse {
+    /// The phase after the decision.
+    #[prost(string, tag = "1")]
+    pub phase: ::prost::alloc::string::String,
+    #[prost(bool, tag = "2")]
+    pub paused: bool,
+}
 #[derive(Clone, Copy, PartialEq, ::prost::Message)]
 pub struct ListAuditRequest {
     #[prost(int64, tag = "1")]
@@ -838,6 +859,33 @@ pub mod fleet_client {
                 .insert(GrpcMethod::new("umbra.fleet.v1.Fleet", "ListAudit"));
             self.inner.unary(req, path, codec).await
         }
+        /// An operator's decision on one lifecycle (approve, deny, rollback,
+        /// pause, resume); audited with who and why. FAILED_PRECONDITION when the
+        /// lifecycle's phase gives the decision nothing to act on.
+        pub async fn control_shadow(
+            &mut self,
+            request: impl tonic::IntoRequest<super::ControlShadowRequest>,
+        ) -> std::result::Result<
+            tonic::Response<super::ControlShadowResponse>,
+            tonic::Status,
+        > {
+            self.inner
+                .ready()
+                .await
+                .map_err(|e| {
+                    tonic::Status::unknown(
+                        format!("Service was not ready: {}", e.into()),
+                    )
+                })?;
+            let codec = tonic::codec::ProstCodec::default();
+            let path = http::uri::PathAndQuery::from_static(
+                "/umbra.fleet.v1.Fleet/ControlShadow",
+            );
+            let mut req = request.into_request();
+            req.extensions_mut()
+                .insert(GrpcMethod::new("umbra.fleet.v1.Fleet", "ControlShadow"));
+            self.inner.unary(req, path, codec).await
+        }
     }
 }
 /// Generated server implementations.
@@ -960,6 +1008,16 @@ pub mod fleet_server {
             request: tonic::Request<super::ListAuditRequest>,
         ) -> std::result::Result<
             tonic::Response<super::ListAuditResponse>,
+            tonic::Status,
+        >;
+        /// An operator's decision on one lifecycle (approve, deny, rollback,
+        /// pause, resume); audited with who and why. FAILED_PRECONDITION when the
+        /// lifecycle's phase gives the decision nothing to act on.
+        async fn control_shadow(
+            &self,
+            request: tonic::Request<super::ControlShadowRequest>,
+        ) -> std::result::Result<
+            tonic::Response<super::ControlShadowResponse>,
             tonic::Status,
         >;
     }
@@ -1633,6 +1691,51 @@ pub mod fleet_server {
                     let inner = self.inner.clone();
                     let fut = async move {
                         let method = ListAuditSvc(inner);
+                        let codec = tonic::codec::ProstCodec::default();
+                        let mut grpc = tonic::server::Grpc::new(codec)
+                            .apply_compression_config(
+                                accept_compression_encodings,
+                                send_compression_encodings,
+                            )
+                            .apply_max_message_size_config(
+                                max_decoding_message_size,
+                                max_encoding_message_size,
+                            );
+                        let res = grpc.unary(method, req).await;
+                        Ok(res)
+                    };
+                    Box::pin(fut)
+                }
+                "/umbra.fleet.v1.Fleet/ControlShadow" => {
+                    #[allow(non_camel_case_types)]
+                    struct ControlShadowSvc<T: Fleet>(pub Arc<T>);
+                    impl<
+                        T: Fleet,
+                    > tonic::server::UnaryService<super::ControlShadowRequest>
+                    for ControlShadowSvc<T> {
+                        type Response = super::ControlShadowResponse;
+                        type Future = BoxFuture<
+                            tonic::Response<Self::Response>,
+                            tonic::Status,
+                        >;
+                        fn call(
+                            &mut self,
+                            request: tonic::Request<super::ControlShadowRequest>,
+                        ) -> Self::Future {
+                            let inner = Arc::clone(&self.0);
+                            let fut = async move {
+                                <T as Fleet>::control_shadow(&inner, request).await
+                            };
+                            Box::pin(fut)
+                        }
+                    }
+                    let accept_compression_encodings = self.accept_compression_encodings;
+                    let send_compression_encodings = self.send_compression_encodings;
+                    let max_decoding_message_size = self.max_decoding_message_size;
+                    let max_encoding_message_size = self.max_encoding_message_size;
+                    let inner = self.inner.clone();
+                    let fut = async move {
+                        let method = ControlShadowSvc(inner);
                         let codec = tonic::codec::ProstCodec::default();
                         let mut grpc = tonic::server::Grpc::new(codec)
                             .apply_compression_config(

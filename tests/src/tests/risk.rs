@@ -8,7 +8,7 @@
 use super::ctl::ctl_out;
 use super::ops::{scrape, value};
 use crate::*;
-use coordinator::ctl::{Command, TrainDataset};
+use coordinator::ctl::{Command, Decision, TrainDataset};
 use std::time::Duration;
 
 async fn risks(url: &str) -> serde_json::Value {
@@ -51,7 +51,7 @@ async fn trained_model_scores_streamed_disks_and_a_new_version_is_hot_swapped() 
     let c = InProcessCoordinator::start(
         "[tls]\ninsecure_plaintext = true",
         &format!(
-            "[risk]\ninterval = \"300ms\"\n[shadow]\nmode = \"dry-run\"\nconfirm = 2\n[metrics]\nlisten = \"127.0.0.1:{metrics_port}\"\n\
+            "[risk]\ninterval = \"300ms\"\n[shadow]\nmode = \"dry-run\"\nconfirm = 2\nmanual_approval = true\n[metrics]\nlisten = \"127.0.0.1:{metrics_port}\"\n\
              [paging]\n[[paging.receivers]]\nkind = \"alertmanager\"\nurl = \"{am_url}\"\n\
              [[paging.receivers]]\nkind = \"webhook\"\nurl = \"{}/hook\"\n",
             hook.url
@@ -195,9 +195,15 @@ async fn trained_model_scores_streamed_disks_and_a_new_version_is_hot_swapped() 
         let shadows = eventually("the host confirmed", Duration::from_secs(20), || {
             let url = url.clone();
             async move {
-                let out = ctl_out(&url, Command::Shadows { json: true })
-                    .await
-                    .unwrap_or_default();
+                let out = ctl_out(
+                    &url,
+                    Command::Shadows {
+                        host: None,
+                        json: true,
+                    },
+                )
+                .await
+                .unwrap_or_default();
                 let v: serde_json::Value = serde_json::from_str(&out).unwrap_or_default();
                 Ok((v[0]["phase"] == "confirmed" && v[0]["verdict"] == "admitted").then_some(v))
             }
@@ -209,6 +215,7 @@ async fn trained_model_scores_streamed_disks_and_a_new_version_is_hot_swapped() 
             Command::Audit {
                 since: Duration::from_secs(3600),
                 limit: 100,
+                target: None,
             },
         )
         .await?;
@@ -297,6 +304,7 @@ async fn trained_model_scores_streamed_disks_and_a_new_version_is_hot_swapped() 
             Command::Audit {
                 since: Duration::from_secs(3600),
                 limit: 200,
+                target: None,
             },
         )
         .await?;
@@ -304,6 +312,89 @@ async fn trained_model_scores_streamed_disks_and_a_new_version_is_hot_swapped() 
             audit.contains("\"event\":\"page_delivery\"") && audit.contains("\"delivered\":true"),
             "{audit}"
         );
+
+        // Operators decide through umbractl; each decision is audited.
+        let decide = |action: fn(Decision) -> Command, target: &str| {
+            let url = url.clone();
+            let d = Decision {
+                target: target.into(),
+                reason: "disk swap booked".into(),
+                operator: "alice".into(),
+            };
+            async move { ctl_out(&url, action(d)).await }
+        };
+        let e = decide(Command::Approve, "no-such-host").await.unwrap_err();
+        assert!(e.to_string().contains("no shadow lifecycle"), "{e}");
+        let e = decide(Command::Resume, "risk-host").await.unwrap_err();
+        assert!(e.to_string().contains("nothing to resume"), "{e}");
+        let out = decide(Command::Approve, "risk-host").await?;
+        assert_eq!(out.trim(), "risk-host: approved; phase confirmed");
+        let out = decide(Command::Deny, "risk-host").await?;
+        assert_eq!(out.trim(), "risk-host: denied; phase cancelled");
+        let ops = ctl_out(
+            &url,
+            Command::Audit {
+                since: Duration::from_secs(3600),
+                limit: 1000,
+                target: Some("risk-host".into()),
+            },
+        )
+        .await?;
+        let ops: Vec<serde_json::Value> = ops
+            .lines()
+            .map(|l| serde_json::from_str(l.split_once(' ').unwrap().1).unwrap())
+            .filter(|r: &serde_json::Value| r["event"] == "operator")
+            .collect();
+        assert_eq!(ops.len(), 2, "{ops:?}");
+        assert_eq!(ops[1]["operator"], "alice");
+        assert_eq!(ops[1]["action"], "deny");
+        // The denial resolves the page everywhere ...
+        eventually("the webhook resolution", Duration::from_secs(10), || {
+            let got = hook.received();
+            async move {
+                Ok(got
+                    .iter()
+                    .any(|r| {
+                        r.body["status"] == "resolved" && r.body["page"]["target"] == "risk-host"
+                    })
+                    .then_some(()))
+            }
+        })
+        .await?;
+        eventually("the alert resolved", Duration::from_secs(10), || {
+            let am_url = am_url.clone();
+            async move {
+                Ok(super::paging::am_alerts(&am_url, "risk-host")
+                    .await?
+                    .is_empty()
+                    .then_some(()))
+            }
+        })
+        .await?;
+        // ... and the unchanged risk does not bring it back: several risk
+        // runs later the host is still cancelled and nobody was re-paged.
+        let firing_before = hook
+            .received()
+            .iter()
+            .filter(|r| r.body["status"] == "firing")
+            .count();
+        tokio::time::sleep(Duration::from_millis(1500)).await;
+        let shadows = ctl_out(
+            &url,
+            Command::Shadows {
+                host: Some("risk-host".into()),
+                json: true,
+            },
+        )
+        .await?;
+        let shadows: serde_json::Value = serde_json::from_str(&shadows)?;
+        assert_eq!(shadows[0]["phase"], "cancelled", "{shadows}");
+        let firing_after = hook
+            .received()
+            .iter()
+            .filter(|r| r.body["status"] == "firing")
+            .count();
+        assert_eq!(firing_before, firing_after);
     }
 
     // Both versions are listed, the second active.

@@ -502,3 +502,36 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn a_denied_target_is_not_retried_or_repaged_until_its_risk_falls() {
+    let mut r = Run::new(Policy {
+        manual_approval: true,
+        ..policy()
+    });
+    r.risk(0.8);
+    r.risk(0.8);
+    assert_eq!(r.lc.phase, Phase::Confirmed { approved: false });
+    let out = r.at(10, Event::Deny);
+    assert_eq!(r.lc.phase, Phase::Cancelled);
+    assert!(
+        matches!(out.as_slice(), [Command::Resolve { .. }]),
+        "{out:?}"
+    );
+    // The same risk persists: no new lifecycle, no page.
+    for _ in 0..5 {
+        assert!(r.risk(0.8).is_empty());
+        assert_eq!(r.lc.phase, Phase::Cancelled);
+    }
+    // It falls under exit, then rises again: a new lifecycle.
+    r.risk(0.1);
+    assert_eq!(r.lc.phase, Phase::Cancelled);
+    r.risk(0.8);
+    assert_eq!(r.lc.phase, Phase::AtRisk { streak: 1 });
+    // The restarted lifecycle state round-trips, including older records
+    // written before `rearmed` existed.
+    let mut v = serde_json::to_value(&r.lc).unwrap();
+    v.as_object_mut().unwrap().remove("rearmed");
+    let old: Lifecycle = serde_json::from_value(v).unwrap();
+    assert!(!old.rearmed);
+}
