@@ -4,6 +4,9 @@
 //! * [`http`]: the outbound HTTP(S) client every HTTP-speaking executor and
 //!   pager shares (verified TLS, deadline, body cap).
 //! * [`redfish`]: a spare's BMC (power, boot override, virtual media).
+//! * [`haproxy`]: traffic shares and server states through HAProxy's
+//!   runtime API, and the per-server counters the KPI gates read.
 
+pub mod haproxy;
 pub mod http;
 pub mod redfish;

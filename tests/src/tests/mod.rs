@@ -10,4 +10,5 @@ mod redfish;
 mod risk;
 mod snmp;
 mod tls;
+mod traffic;
 mod vm;

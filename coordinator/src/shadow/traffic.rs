@@ -1,0 +1,172 @@
+//! Drives a lifecycle's traffic phase through a load balancer: carries out
+//! the engine's `SetWeight`, `Promote` and `Revert` with the HAProxy
+//! executor, feeds back `Done`/`Failed`, samples the shadow's KPIs from
+//! HAProxy's own counters every `kpi_every` (requests and 5xx since the
+//! last sample; latency is HAProxy's `rtime`, the mean of the shadow's last
+//! 1024 responses), and ticks the engine so dwell times pass. The decisions
+//! (when to step, when to roll back) stay in the engine.
+
+use super::engine::{Action, Command, Event, Kpi, Lifecycle, Ms, Phase, Policy};
+use crate::actuate::haproxy::{Haproxy, HaproxyError, ServerStats};
+use std::time::{Duration, Instant};
+
+/// When the lifecycle entered each phase (or shift step), from the start.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Timeline {
+    pub entries: Vec<(Duration, String)>,
+}
+
+impl Timeline {
+    pub fn first(&self, name: &str) -> Option<Duration> {
+        self.entries
+            .iter()
+            .find(|(_, n)| n == name)
+            .map(|(t, _)| *t)
+    }
+}
+
+fn label(p: &Phase, lb_share: Option<u8>) -> String {
+    match (p, lb_share) {
+        (Phase::Shifting { .. }, Some(s)) => format!("shifting {s}%"),
+        _ => p.name().to_owned(),
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum DriveError {
+    #[error("action {0:?} has no executor in the traffic driver")]
+    Unsupported(Action),
+    #[error("reading KPIs: {0}")]
+    Kpi(HaproxyError),
+    #[error("still {phase} after {waited:?}")]
+    Deadline { phase: String, waited: Duration },
+}
+
+/// KPIs between two readings of the shadow's counters.
+pub fn kpi_between(before: &ServerStats, after: &ServerStats) -> Kpi {
+    let requests = after.responses.saturating_sub(before.responses);
+    let errors = after.errors_5xx.saturating_sub(before.errors_5xx)
+        + after.failures.saturating_sub(before.failures);
+    #[allow(clippy::cast_precision_loss)] // counts far below 2^52
+    let error_rate = if requests == 0 {
+        0.0
+    } else {
+        errors as f64 / requests as f64
+    };
+    Kpi {
+        requests,
+        error_rate,
+        p99_ms: after.rtime_ms,
+        // A stateless service: nothing is replicated, so nothing lags. A
+        // replication driver supplies this for stateful ones.
+        lag_ms: 0.0,
+    }
+}
+
+/// Run `commands` (the engine's last output) and whatever follows until
+/// `stop` holds for the phase or `deadline` passes.
+pub async fn drive(
+    lc: &mut Lifecycle,
+    policy: &Policy,
+    lb: &Haproxy,
+    commands: Vec<Command>,
+    kpi_every: Duration,
+    deadline: Duration,
+    stop: impl Fn(&Phase) -> bool,
+) -> Result<Timeline, DriveError> {
+    let start = Instant::now();
+    let t0: Ms = crate::now_ms();
+    let now = || t0 + i64::try_from(start.elapsed().as_millis()).unwrap_or(i64::MAX);
+    let mut share: Option<u8> = None;
+    let mut timeline = Timeline {
+        entries: vec![(Duration::ZERO, label(&lc.phase, share))],
+    };
+    let mut queue: std::collections::VecDeque<Command> = commands.into();
+    let mut last = lb.shadow_stats().await.map_err(DriveError::Kpi)?;
+    let mut next_kpi = Instant::now() + kpi_every;
+    loop {
+        while let Some(c) = queue.pop_front() {
+            let Command::Do(a) = c else {
+                continue; // pages are the paging module's business
+            };
+            let outcome = match a {
+                Action::SetWeight { percent } => {
+                    lb.set_share(percent).await.map(|()| Some(percent))
+                }
+                Action::Revert => lb.set_share(0).await.map(|()| Some(0)),
+                // The shadow takes all traffic; the old primary drains.
+                Action::Promote => match lb.set_share(100).await {
+                    Ok(()) => lb
+                        .set_state(lb.primary(), "drain")
+                        .await
+                        .map(|()| Some(100)),
+                    Err(e) => Err(e),
+                },
+                other => return Err(DriveError::Unsupported(other)),
+            };
+            let ev = match outcome {
+                Ok(s) => {
+                    share = s;
+                    Event::Done(a)
+                }
+                Err(e) => Event::Failed(a, e.to_string()),
+            };
+            queue.extend(lc.on_event(now(), &ev, policy));
+            timeline
+                .entries
+                .push((start.elapsed(), label(&lc.phase, share)));
+        }
+        if stop(&lc.phase) {
+            return Ok(timeline);
+        }
+        if start.elapsed() > deadline {
+            return Err(DriveError::Deadline {
+                phase: lc.phase.name().to_owned(),
+                waited: start.elapsed(),
+            });
+        }
+        tokio::time::sleep_until(next_kpi.into()).await;
+        next_kpi += kpi_every;
+        let stats = lb.shadow_stats().await.map_err(DriveError::Kpi)?;
+        let kpi = kpi_between(&last, &stats);
+        last = stats;
+        let before = label(&lc.phase, share);
+        queue.extend(lc.on_event(now(), &Event::Kpi(kpi), policy));
+        queue.extend(lc.on_event(now(), &Event::Tick, policy));
+        let after = label(&lc.phase, share);
+        if after != before {
+            timeline.entries.push((start.elapsed(), after));
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn kpis_come_from_counter_deltas() {
+        let a = ServerStats {
+            responses: 100,
+            errors_5xx: 1,
+            failures: 0,
+            rtime_ms: 3.0,
+            rtime_max_ms: 9.0,
+            weight: 10,
+        };
+        let b = ServerStats {
+            responses: 300,
+            errors_5xx: 3,
+            failures: 2,
+            rtime_ms: 4.0,
+            ..a
+        };
+        let k = kpi_between(&a, &b);
+        assert_eq!(k.requests, 200);
+        assert!((k.error_rate - 0.02).abs() < 1e-12);
+        assert_eq!(k.p99_ms, 4.0);
+        // A restarted HAProxy (counters reset) gives no negative counts.
+        let k = kpi_between(&b, &a);
+        assert_eq!((k.requests, k.error_rate), (0, 0.0));
+    }
+}
