@@ -6,7 +6,10 @@
 //! * [`redfish`]: a spare's BMC (power, boot override, virtual media).
 //! * [`haproxy`]: traffic shares and server states through HAProxy's
 //!   runtime API, and the per-server counters the KPI gates read.
+//! * [`rsync`]: state replication (snapshot, continuous passes, measured
+//!   lag, cut-over barrier).
 
 pub mod haproxy;
 pub mod http;
 pub mod redfish;
+pub mod rsync;

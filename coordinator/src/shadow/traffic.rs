@@ -1,13 +1,16 @@
 //! Drives a lifecycle's traffic phase through a load balancer: carries out
 //! the engine's `SetWeight`, `Promote` and `Revert` with the HAProxy
-//! executor, feeds back `Done`/`Failed`, samples the shadow's KPIs from
-//! HAProxy's own counters every `kpi_every` (requests and 5xx since the
-//! last sample; latency is HAProxy's `rtime`, the mean of the shadow's last
-//! 1024 responses), and ticks the engine so dwell times pass. The decisions
-//! (when to step, when to roll back) stay in the engine.
+//! executor (and `Sync` with the rsync replicator when there is state),
+//! feeds back `Done`/`Failed`, samples the shadow's KPIs every `kpi_every`
+//! (requests and 5xx since the last sample from HAProxy's own counters;
+//! latency is HAProxy's `rtime`, the mean of the shadow's last 1024
+//! responses; replication lag from an rsync pass and dry run), and ticks
+//! the engine so dwell times pass. The decisions (when to step, when to
+//! roll back) stay in the engine.
 
 use super::engine::{Action, Command, Event, Kpi, Lifecycle, Ms, Phase, Policy};
 use crate::actuate::haproxy::{Haproxy, HaproxyError, ServerStats};
+use crate::actuate::rsync::{Rsync, RsyncError};
 use std::time::{Duration, Instant};
 
 /// When the lifecycle entered each phase (or shift step), from the start.
@@ -38,6 +41,8 @@ pub enum DriveError {
     Unsupported(Action),
     #[error("reading KPIs: {0}")]
     Kpi(HaproxyError),
+    #[error("measuring replication lag: {0}")]
+    Lag(RsyncError),
     #[error("still {phase} after {waited:?}")]
     Deadline { phase: String, waited: Duration },
 }
@@ -64,11 +69,15 @@ pub fn kpi_between(before: &ServerStats, after: &ServerStats) -> Kpi {
 }
 
 /// Run `commands` (the engine's last output) and whatever follows until
-/// `stop` holds for the phase or `deadline` passes.
+/// `stop` holds for the phase or `deadline` passes. With `replica`, state
+/// is synced once per KPI sample (continuous sync) and its measured lag
+/// gates the steps.
+#[allow(clippy::too_many_arguments)]
 pub async fn drive(
     lc: &mut Lifecycle,
     policy: &Policy,
     lb: &Haproxy,
+    replica: Option<&Rsync>,
     commands: Vec<Command>,
     kpi_every: Duration,
     deadline: Duration,
@@ -102,6 +111,12 @@ pub async fn drive(
                         .map(|()| Some(100)),
                     Err(e) => Err(e),
                 },
+                Action::Sync => match replica {
+                    Some(r) => r.snapshot().await.map(|_| share).map_err(|e| {
+                        HaproxyError::Unexpected(format!("replication snapshot: {e}"))
+                    }),
+                    None => return Err(DriveError::Unsupported(a)),
+                },
                 other => return Err(DriveError::Unsupported(other)),
             };
             let ev = match outcome {
@@ -128,8 +143,12 @@ pub async fn drive(
         tokio::time::sleep_until(next_kpi.into()).await;
         next_kpi += kpi_every;
         let stats = lb.shadow_stats().await.map_err(DriveError::Kpi)?;
-        let kpi = kpi_between(&last, &stats);
+        let mut kpi = kpi_between(&last, &stats);
         last = stats;
+        if let Some(r) = replica {
+            r.sync_once().await.map_err(DriveError::Lag)?;
+            kpi.lag_ms = r.lag().await.map_err(DriveError::Lag)?.lag_ms;
+        }
         let before = label(&lc.phase, share);
         queue.extend(lc.on_event(now(), &Event::Kpi(kpi), policy));
         queue.extend(lc.on_event(now(), &Event::Tick, policy));

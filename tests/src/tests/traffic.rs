@@ -12,6 +12,7 @@
 use crate::free_port;
 use anyhow::{ensure, Context, Result};
 use coordinator::actuate::haproxy::{Haproxy, HaproxyConfig};
+use coordinator::actuate::rsync::{Rsync, RsyncConfig};
 use coordinator::shadow::engine::{Action, Command, KpiLimits, Lifecycle, Phase, Policy};
 use coordinator::shadow::traffic::{drive, Timeline};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -163,6 +164,7 @@ fn at_first_step(policy: &Policy) -> (Lifecycle, Vec<Command>) {
 
 async fn shift_under_load(
     lb: &Lb,
+    replica: Option<&Rsync>,
     seconds: u64,
     inject: Option<(Duration, Arc<AtomicU64>)>,
     stop: impl Fn(&Phase) -> bool,
@@ -186,6 +188,7 @@ async fn shift_under_load(
         &mut lc,
         &p,
         &lb.haproxy,
+        replica,
         commands,
         Duration::from_millis(250),
         Duration::from_secs(seconds.saturating_sub(2)),
@@ -211,10 +214,38 @@ async fn traffic_shifts_to_the_shadow_and_rolls_back_under_load_with_no_failed_r
     let shadow_delay = Arc::new(AtomicU64::new(0));
     let shadow = backend(shadow_delay.clone()).await?;
 
-    // The ramp to promotion.
+    // The ramp to promotion, while the primary keeps writing state that
+    // rsync replicates to the shadow (its lag gates each step).
+    let (src, dst) = (tempfile::tempdir()?, tempfile::tempdir()?);
+    let replica = Rsync::new(RsyncConfig {
+        source: format!("{}/", src.path().display()),
+        dest: format!("{}/", dst.path().display()),
+        rsync: "rsync".into(),
+        args: vec![],
+        timeout: Duration::from_secs(30),
+    });
+    replica.snapshot().await?;
+    let writing = Arc::new(std::sync::atomic::AtomicBool::new(true));
+    let writer = {
+        let (dir, writing) = (src.path().to_owned(), writing.clone());
+        tokio::spawn(async move {
+            let mut n = 0u32;
+            while writing.load(Ordering::Relaxed) {
+                std::fs::write(dir.join(format!("row-{n}")), n.to_string()).unwrap();
+                n += 1;
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            n
+        })
+    };
     let lb = start_haproxy(primary, shadow).await?;
     let (lc, timeline, requests, failed) =
-        shift_under_load(&lb, 14, None, |p| *p == Phase::Promoted).await?;
+        shift_under_load(&lb, Some(&replica), 14, None, |p| *p == Phase::Promoted).await?;
+    // Cut-over: writes stop, the final pass leaves nothing behind.
+    writing.store(false, Ordering::Relaxed);
+    let written = writer.await?;
+    replica.barrier().await?;
+    assert_eq!(std::fs::read_dir(dst.path())?.count(), written as usize);
     assert_eq!(lc.phase, Phase::Promoted);
     for step in [
         "shifting 10%",
@@ -245,6 +276,7 @@ async fn traffic_shifts_to_the_shadow_and_rolls_back_under_load_with_no_failed_r
     let lb = start_haproxy(primary, shadow).await?;
     let (lc, timeline, requests, failed) = shift_under_load(
         &lb,
+        None,
         12,
         Some((Duration::from_millis(1_500), shadow_delay.clone())),
         |p| matches!(p, Phase::RolledBack { .. }),
