@@ -8,8 +8,11 @@
 //!   runtime API, and the per-server counters the KPI gates read.
 //! * [`rsync`]: state replication (snapshot, continuous passes, measured
 //!   lag, cut-over barrier).
+//! * [`hook`]: workload migration through an orchestrator's own hook
+//!   (a program or an HTTP endpoint), with the host → workloads map.
 
 pub mod haproxy;
+pub mod hook;
 pub mod http;
 pub mod redfish;
 pub mod rsync;
