@@ -205,6 +205,21 @@ impl PagingConfig {
                     r.kind()
                 ));
             }
+            // Keys travel in headers: refuse ones that cannot (a pasted
+            // newline) instead of sending a broken page later.
+            let header_secret = match r {
+                ReceiverConfig::Opsgenie(c) => Some(("api_key", &c.api_key)),
+                ReceiverConfig::Webhook(c) => c.token.as_ref().map(|t| ("token", t)),
+                ReceiverConfig::Alertmanager(_) | ReceiverConfig::Pagerduty(_) => None,
+            };
+            if let Some((name, secret)) = header_secret {
+                if secret.expose().is_empty() || HeaderValue::from_str(secret.expose()).is_err() {
+                    return Err(format!(
+                        "paging receiver {}: {name} is empty or has characters a header cannot carry",
+                        r.kind()
+                    ));
+                }
+            }
         }
         Ok(())
     }
@@ -379,6 +394,10 @@ pub(crate) mod tests {
         let bad: PagingConfig =
             toml::from_str("[[receivers]]\nkind = \"webhook\"\nurl = \"ftp://x\"").unwrap();
         assert!(bad.validate().unwrap_err().contains("ftp://x"));
+        let bad: PagingConfig =
+            toml::from_str("[[receivers]]\nkind = \"opsgenie\"\napi_key = \"abc\\ndef\"").unwrap();
+        let e = bad.validate().unwrap_err();
+        assert!(e.contains("api_key") && !e.contains("abc"), "{e}");
         assert!(toml::from_str::<PagingConfig>("[[receivers]]\nkind = \"sms\"").is_err());
     }
 }
