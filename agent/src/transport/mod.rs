@@ -3,4 +3,5 @@
 
 pub mod i2c;
 pub mod ipmi;
-pub mod snmp;
+/// The SNMP client is its own crate: the coordinator sets switch ports with it.
+pub use snmp_client as snmp;

@@ -8,6 +8,8 @@
 //!   runtime API, and the per-server counters the KPI gates read.
 //! * [`rsync`]: state replication (snapshot, continuous passes, measured
 //!   lag, cut-over barrier).
+//! * [`switch`]: switch-port reconfiguration by SNMP SET, verified by
+//!   read-back and undone on failure or rollback.
 //! * [`hook`]: workload migration through an orchestrator's own hook
 //!   (a program or an HTTP endpoint), with the host → workloads map.
 
@@ -16,3 +18,4 @@ pub mod hook;
 pub mod http;
 pub mod redfish;
 pub mod rsync;
+pub mod switch;

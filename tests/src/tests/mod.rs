@@ -9,6 +9,7 @@ mod protocol;
 mod redfish;
 mod risk;
 mod snmp;
+mod switch;
 mod tls;
 mod traffic;
 mod vm;

@@ -179,7 +179,7 @@ async fn walks_snmpd_like_snmpbulkwalk() -> Result<()> {
 /// snmpsim on a free port serving the real Cisco Nexus 5000 and Arista
 /// 7150S dumps, plus `umbra-sw`: a writable port, a read-only name, and an
 /// interface whose Counter32 ifInErrors grows 1000/s and wraps ~8 s after start.
-async fn start_snmpsim() -> Result<(Proc, SocketAddr, tempfile::TempDir)> {
+pub(crate) async fn start_snmpsim() -> Result<(Proc, SocketAddr, tempfile::TempDir)> {
     let root = repo_root().join(".testbed");
     let responder = root.join("venv/bin/snmpsim-command-responder");
     anyhow::ensure!(
@@ -220,8 +220,12 @@ async fn start_snmpsim() -> Result<(Proc, SocketAddr, tempfile::TempDir)> {
             "1.3.6.1.2.1.2.2.1.2.1|4|Ethernet1\n",
             "1.3.6.1.2.1.2.2.1.7.1|2|1\n",
             "1.3.6.1.2.1.2.2.1.7.5|2:writecache|value=1\n",
+            "1.3.6.1.2.1.2.2.1.7.6|2:writecache|value=1\n",
             "1.3.6.1.2.1.2.2.1.8.1|2|1\n",
             "1.3.6.1.2.1.2.2.1.14.1|65:numeric|initial=4294959295,rate=1000,wrap=1\n",
+            // Q-BRIDGE dot1qPvid and IF-MIB ifAlias of port 5, for port moves.
+            "1.3.6.1.2.1.17.7.1.4.5.1.1.5|66:writecache|value=1\n",
+            "1.3.6.1.2.1.31.1.1.1.18.5|4:writecache|value=spare\n",
         ),
     )?;
     let port = free_udp_port();

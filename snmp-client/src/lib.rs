@@ -6,6 +6,8 @@
 //! Hostile or broken agents cost only their own readings: a reply that does
 //! not decode, carries another request id or comes from elsewhere is dropped
 //! and counted; a walk that stops advancing is an error, not a loop.
+//!
+//! Used by the agent (polling) and the coordinator (switch-port SETs).
 
 use firmware_shims::snmp::ber::Oid;
 use firmware_shims::snmp::usm::{
