@@ -18,6 +18,8 @@ pub struct FleetService {
     pub shadows: Arc<crate::shadow::runtime::Shadows>,
     pub shadow_settings: crate::shadow::runtime::Settings,
     pub pagers: Arc<crate::paging::Pagers>,
+    /// The risk loop's interval: `Replay`'s default step.
+    pub risk_interval: std::time::Duration,
 }
 
 fn store_status(e: StoreError) -> Status {
@@ -462,6 +464,58 @@ impl pb::fleet_server::Fleet for FleetService {
         Ok(Response::new(pb::ControlShadowResponse {
             phase: lc.phase.name().to_owned(),
             paused: lc.paused,
+        }))
+    }
+
+    async fn replay(
+        &self,
+        req: Request<pb::ReplayRequest>,
+    ) -> Result<Response<pb::ReplayResponse>, Status> {
+        use crate::shadow::replay::{replay, ReplayError};
+        let r = req.into_inner();
+        let until = if r.until_ms == 0 {
+            crate::now_ms()
+        } else {
+            r.until_ms
+        };
+        let step = if r.step_ms == 0 {
+            i64::try_from(self.risk_interval.as_millis()).unwrap_or(i64::MAX)
+        } else {
+            r.step_ms
+        };
+        let (store, settings) = (self.ingest.store.clone(), self.shadow_settings.clone());
+        let outcome = tokio::task::spawn_blocking(move || {
+            let version = store
+                .active_model(crate::risk::DISK_MODEL)
+                .map_err(|e| Status::internal(e.to_string()))?
+                .ok_or_else(|| {
+                    Status::failed_precondition(
+                        "no active failure/disk model to replay with (umbractl train)",
+                    )
+                })?;
+            let model =
+                crate::risk::load(&store, version).map_err(|e| Status::internal(e.to_string()))?;
+            let events = replay(&store, &model, version, &settings, r.since_ms, until, step)
+                .map_err(|e| match e {
+                    ReplayError::TooManySteps { .. } | ReplayError::Interval => {
+                        Status::invalid_argument(e.to_string())
+                    }
+                    ReplayError::Risk(e) => Status::internal(e.to_string()),
+                })?;
+            Ok::<_, Status>((version, events))
+        })
+        .await
+        .map_err(|e| Status::internal(e.to_string()))??;
+        Ok(Response::new(pb::ReplayResponse {
+            records: outcome
+                .1
+                .into_iter()
+                .map(|e| pb::AuditRecord {
+                    time_ms: e.time_ms,
+                    json: e.record.to_string(),
+                })
+                .collect(),
+            model_version: outcome.0,
         }))
     }
 

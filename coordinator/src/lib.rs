@@ -194,6 +194,7 @@ pub async fn serve(
                 shadows,
                 shadow_settings: config.shadow.clone(),
                 pagers,
+                risk_interval: config.risk_interval,
             })
             .max_decoding_message_size(max),
         )

@@ -230,7 +230,7 @@ pub fn evaluate(
     Ok(out)
 }
 
-fn load(store: &Store, version: u64) -> Result<FailureModel, RiskError> {
+pub fn load(store: &Store, version: u64) -> Result<FailureModel, RiskError> {
     let bytes = store
         .model_bytes(DISK_MODEL, version)?
         .ok_or_else(|| RiskError::Model {

@@ -148,6 +148,17 @@ pub enum Command {
         #[arg(long)]
         target: Option<String>,
     },
+    /// Run the shadow policy over stored history with the active model and
+    /// print what it would have done (transitions, pages, admissions,
+    /// starts), one JSON record per line. Nothing executes.
+    Replay {
+        /// How far back to start, e.g. 7d.
+        #[arg(long, default_value = "7d", value_parser = humantime::parse_duration)]
+        since: Duration,
+        /// Step between evaluations; default: the coordinator's risk interval.
+        #[arg(long, value_parser = humantime::parse_duration)]
+        step: Option<Duration>,
+    },
     /// Let a confirmed host's shadow start (with `manual_approval`).
     Approve(Decision),
     /// Refuse a confirmed host's shadow: its lifecycle is cancelled.
@@ -506,6 +517,11 @@ pub async fn run(cli: Cli, out: &mut (dyn Write + Send)) -> Result<()> {
             let since_ms = crate::now_ms()
                 .saturating_sub(i64::try_from(since.as_millis()).unwrap_or(i64::MAX));
             risk::audit(&mut client, since_ms, limit, target.as_deref(), out).await
+        }
+        Command::Replay { since, step } => {
+            let ms = |d: Duration| i64::try_from(d.as_millis()).unwrap_or(i64::MAX);
+            let since_ms = crate::now_ms().saturating_sub(ms(since));
+            risk::replay(&mut client, since_ms, step.map_or(0, ms), out).await
         }
         Command::Approve(d) => risk::decide(&mut client, "approve", d, out).await,
         Command::Deny(d) => risk::decide(&mut client, "deny", d, out).await,

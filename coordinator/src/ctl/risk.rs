@@ -306,3 +306,30 @@ pub(super) async fn decide(
     )?;
     Ok(())
 }
+
+pub(super) async fn replay(
+    client: &mut FleetClient<Channel>,
+    since_ms: i64,
+    step_ms: i64,
+    out: &mut (dyn Write + Send),
+) -> Result<()> {
+    let r = client
+        .replay(pb::ReplayRequest {
+            since_ms,
+            until_ms: 0,
+            step_ms,
+        })
+        .await
+        .map_err(|s| anyhow::anyhow!("replay: {}", s.message()))?
+        .into_inner();
+    for rec in &r.records {
+        writeln!(out, "{} {}", rec.time_ms, rec.json)?;
+    }
+    writeln!(
+        out,
+        "# {} records, failure/disk model version {}; nothing was executed",
+        r.records.len(),
+        r.model_version
+    )?;
+    Ok(())
+}

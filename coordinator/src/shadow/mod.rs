@@ -8,6 +8,7 @@
 
 pub mod engine;
 pub mod rails;
+pub mod replay;
 pub mod runtime;
 pub mod spare;
 pub mod traffic;

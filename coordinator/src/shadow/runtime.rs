@@ -327,6 +327,65 @@ struct HostRisk<'a> {
     explanation: &'a str,
 }
 
+/// The rails over the confirmed lifecycles, riskiest first: each one's
+/// verdict (admitted, or held with the reason).
+pub fn admit_confirmed(
+    hosts: &[crate::model::HostRecord],
+    lifecycles: &BTreeMap<String, Lifecycle>,
+    rails: &Rails,
+    now: Ms,
+) -> Vec<(String, Result<(), rails::Refusal>)> {
+    let members: Vec<Member> = hosts
+        .iter()
+        .map(|h| Member {
+            target: h.host_id.clone(),
+            domains: [
+                ("rack", &h.failure_domain.rack),
+                ("pdu", &h.failure_domain.pdu),
+                ("tor", &h.failure_domain.tor),
+            ]
+            .into_iter()
+            .filter(|(_, v)| !v.is_empty())
+            .map(|(k, v)| format!("{k}:{v}"))
+            .collect(),
+        })
+        .collect();
+    let mut confirmed: Vec<(&str, f64)> = lifecycles
+        .iter()
+        .filter(|(_, lc)| matches!(lc.phase, Phase::Confirmed { .. }))
+        .map(|(t, lc)| (t.as_str(), lc.p7d))
+        .collect();
+    confirmed.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(b.0)));
+    let confirmed: Vec<&str> = confirmed.into_iter().map(|(t, _)| t).collect();
+    let view = View {
+        members: &members,
+        active: lifecycles
+            .iter()
+            .filter(|(_, lc)| lc.phase.holds_spare())
+            .map(|(t, _)| t.as_str())
+            .collect(),
+        unhealthy: lifecycles
+            .iter()
+            .filter(|(_, lc)| matches!(lc.phase, Phase::AtRisk { .. } | Phase::Confirmed { .. }))
+            .map(|(t, _)| t.as_str())
+            .collect::<BTreeSet<_>>(),
+        starts: &[],
+    };
+    rails::admit(rails, &view, &confirmed, now)
+}
+
+/// Each host's risk: its riskiest component's (by P(7 d)).
+pub fn riskiest(risks: &[Risk]) -> BTreeMap<&str, &Risk> {
+    let mut per_host: BTreeMap<&str, &Risk> = BTreeMap::new();
+    for r in risks {
+        let e = per_host.entry(&r.host).or_insert(r);
+        if r.probability[1] >= e.probability[1] {
+            *e = r;
+        }
+    }
+    per_host
+}
+
 /// One step after a risk run: feed each host's risk, apply the rails to
 /// the confirmed ones, record everything; returns the pages to deliver.
 pub fn step(
@@ -341,23 +400,20 @@ pub fn step(
         return Ok(output);
     }
     let dry_run = settings.mode == Mode::DryRun;
-    let mut per_host: BTreeMap<&str, HostRisk<'_>> = BTreeMap::new();
-    for r in risks {
-        let e = per_host.entry(&r.host).or_insert(HostRisk {
-            p24h: 0.0,
-            p7d: 0.0,
-            component: "",
-            explanation: "",
-        });
-        if r.probability[1] >= e.p7d {
-            *e = HostRisk {
-                p24h: r.probability[0],
-                p7d: r.probability[1],
-                component: &r.component,
-                explanation: &r.explanation,
-            };
-        }
-    }
+    let per_host: BTreeMap<&str, HostRisk<'_>> = riskiest(risks)
+        .into_iter()
+        .map(|(h, r)| {
+            (
+                h,
+                HostRisk {
+                    p24h: r.probability[0],
+                    p7d: r.probability[1],
+                    component: &r.component,
+                    explanation: &r.explanation,
+                },
+            )
+        })
+        .collect();
     let hosts = store.hosts()?;
     let mut state = shadows.inner.lock().expect("poisoned");
     let mut paged = BTreeSet::new();
@@ -447,47 +503,7 @@ pub fn step(
         }
     }
 
-    // The rails, over confirmed hosts, riskiest first.
-    let members: Vec<Member> = hosts
-        .iter()
-        .map(|h| Member {
-            target: h.host_id.clone(),
-            domains: [
-                ("rack", &h.failure_domain.rack),
-                ("pdu", &h.failure_domain.pdu),
-                ("tor", &h.failure_domain.tor),
-            ]
-            .into_iter()
-            .filter(|(_, v)| !v.is_empty())
-            .map(|(k, v)| format!("{k}:{v}"))
-            .collect(),
-        })
-        .collect();
-    let mut confirmed: Vec<(&str, f64)> = state
-        .lifecycles
-        .iter()
-        .filter(|(_, lc)| matches!(lc.phase, Phase::Confirmed { .. }))
-        .map(|(t, lc)| (t.as_str(), lc.p7d))
-        .collect();
-    confirmed.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(b.0)));
-    let confirmed: Vec<&str> = confirmed.into_iter().map(|(t, _)| t).collect();
-    let view = View {
-        members: &members,
-        active: state
-            .lifecycles
-            .iter()
-            .filter(|(_, lc)| lc.phase.holds_spare())
-            .map(|(t, _)| t.as_str())
-            .collect(),
-        unhealthy: state
-            .lifecycles
-            .iter()
-            .filter(|(_, lc)| matches!(lc.phase, Phase::AtRisk { .. } | Phase::Confirmed { .. }))
-            .map(|(t, _)| t.as_str())
-            .collect::<BTreeSet<_>>(),
-        starts: &[],
-    };
-    let verdicts = rails::admit(&settings.rails, &view, &confirmed, now);
+    let verdicts = admit_confirmed(&hosts, &state.lifecycles, &settings.rails, now);
     let mut seen = BTreeSet::new();
     for (target, verdict) in verdicts {
         let text = match &verdict {

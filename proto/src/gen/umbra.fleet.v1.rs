@@ -419,6 +419,25 @@ pub struct ControlShadowResponse {
     pub paused: bool,
 }
 #[derive(Clone, Copy, PartialEq, ::prost::Message)]
+pub struct ReplayRequest {
+    #[prost(int64, tag = "1")]
+    pub since_ms: i64,
+    /// 0: now.
+    #[prost(int64, tag = "2")]
+    pub until_ms: i64,
+    /// 0: the coordinator's risk interval.
+    #[prost(int64, tag = "3")]
+    pub step_ms: i64,
+}
+#[derive(Clone, PartialEq, ::prost::Message)]
+pub struct ReplayResponse {
+    /// Transitions, pages, actions and admissions, in time order (JSON).
+    #[prost(message, repeated, tag = "1")]
+    pub records: ::prost::alloc::vec::Vec<AuditRecord>,
+    #[prost(uint64, tag = "2")]
+    pub model_version: u64,
+}
+#[derive(Clone, Copy, PartialEq, ::prost::Message)]
 pub struct ListAuditRequest {
     #[prost(int64, tag = "1")]
     pub since_ms: i64,
@@ -886,6 +905,29 @@ pub mod fleet_client {
                 .insert(GrpcMethod::new("umbra.fleet.v1.Fleet", "ControlShadow"));
             self.inner.unary(req, path, codec).await
         }
+        /// What the shadow policy would have done over stored history, scored
+        /// with the active failure model; nothing is written or executed.
+        pub async fn replay(
+            &mut self,
+            request: impl tonic::IntoRequest<super::ReplayRequest>,
+        ) -> std::result::Result<tonic::Response<super::ReplayResponse>, tonic::Status> {
+            self.inner
+                .ready()
+                .await
+                .map_err(|e| {
+                    tonic::Status::unknown(
+                        format!("Service was not ready: {}", e.into()),
+                    )
+                })?;
+            let codec = tonic::codec::ProstCodec::default();
+            let path = http::uri::PathAndQuery::from_static(
+                "/umbra.fleet.v1.Fleet/Replay",
+            );
+            let mut req = request.into_request();
+            req.extensions_mut()
+                .insert(GrpcMethod::new("umbra.fleet.v1.Fleet", "Replay"));
+            self.inner.unary(req, path, codec).await
+        }
     }
 }
 /// Generated server implementations.
@@ -1020,6 +1062,12 @@ pub mod fleet_server {
             tonic::Response<super::ControlShadowResponse>,
             tonic::Status,
         >;
+        /// What the shadow policy would have done over stored history, scored
+        /// with the active failure model; nothing is written or executed.
+        async fn replay(
+            &self,
+            request: tonic::Request<super::ReplayRequest>,
+        ) -> std::result::Result<tonic::Response<super::ReplayResponse>, tonic::Status>;
     }
     #[derive(Debug)]
     pub struct FleetServer<T> {
@@ -1736,6 +1784,49 @@ pub mod fleet_server {
                     let inner = self.inner.clone();
                     let fut = async move {
                         let method = ControlShadowSvc(inner);
+                        let codec = tonic::codec::ProstCodec::default();
+                        let mut grpc = tonic::server::Grpc::new(codec)
+                            .apply_compression_config(
+                                accept_compression_encodings,
+                                send_compression_encodings,
+                            )
+                            .apply_max_message_size_config(
+                                max_decoding_message_size,
+                                max_encoding_message_size,
+                            );
+                        let res = grpc.unary(method, req).await;
+                        Ok(res)
+                    };
+                    Box::pin(fut)
+                }
+                "/umbra.fleet.v1.Fleet/Replay" => {
+                    #[allow(non_camel_case_types)]
+                    struct ReplaySvc<T: Fleet>(pub Arc<T>);
+                    impl<T: Fleet> tonic::server::UnaryService<super::ReplayRequest>
+                    for ReplaySvc<T> {
+                        type Response = super::ReplayResponse;
+                        type Future = BoxFuture<
+                            tonic::Response<Self::Response>,
+                            tonic::Status,
+                        >;
+                        fn call(
+                            &mut self,
+                            request: tonic::Request<super::ReplayRequest>,
+                        ) -> Self::Future {
+                            let inner = Arc::clone(&self.0);
+                            let fut = async move {
+                                <T as Fleet>::replay(&inner, request).await
+                            };
+                            Box::pin(fut)
+                        }
+                    }
+                    let accept_compression_encodings = self.accept_compression_encodings;
+                    let send_compression_encodings = self.send_compression_encodings;
+                    let max_decoding_message_size = self.max_decoding_message_size;
+                    let max_encoding_message_size = self.max_encoding_message_size;
+                    let inner = self.inner.clone();
+                    let fut = async move {
+                        let method = ReplaySvc(inner);
                         let codec = tonic::codec::ProstCodec::default();
                         let mut grpc = tonic::server::Grpc::new(codec)
                             .apply_compression_config(

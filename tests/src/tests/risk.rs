@@ -397,6 +397,64 @@ async fn trained_model_scores_streamed_disks_and_a_new_version_is_hot_swapped() 
         assert_eq!(firing_before, firing_after);
     }
 
+    // Replay: the policy over the stored history, with the active model,
+    // reports the confirmation (and, with manual approval, that it would
+    // wait), and writes nothing to the audit log.
+    let audit_len = |url: String| async move {
+        let a = ctl_out(
+            &url,
+            Command::Audit {
+                since: Duration::from_secs(3600),
+                limit: 100_000,
+                target: None,
+            },
+        )
+        .await?;
+        anyhow::Ok(a.lines().count())
+    };
+    let before = audit_len(url.clone()).await?;
+    let replayed = ctl_out(
+        &url,
+        Command::Replay {
+            since: Duration::from_secs(60),
+            step: Some(Duration::from_secs(5)),
+        },
+    )
+    .await?;
+    let records: Vec<serde_json::Value> = replayed
+        .lines()
+        .filter(|l| !l.starts_with('#'))
+        .map(|l| serde_json::from_str(l.split_once(' ').unwrap().1).unwrap())
+        .collect();
+    assert!(
+        records.iter().any(|r| r["target"] == "risk-host"
+            && r["event"] == "transition"
+            && r["to"] == "confirmed"),
+        "{replayed}"
+    );
+    assert!(
+        records
+            .iter()
+            .any(|r| r["event"] == "admission" && r["verdict"] == "awaiting approval"),
+        "{replayed}"
+    );
+    assert!(replayed.contains("nothing was executed"), "{replayed}");
+    assert_eq!(
+        audit_len(url.clone()).await?,
+        before,
+        "replay wrote nothing"
+    );
+    let e = ctl_out(
+        &url,
+        Command::Replay {
+            since: Duration::from_secs(86_400 * 365),
+            step: Some(Duration::from_secs(1)),
+        },
+    )
+    .await
+    .unwrap_err();
+    assert!(e.to_string().contains("at most"), "{e}");
+
     // Both versions are listed, the second active.
     let models = ctl_out(
         &url,
