@@ -3,4 +3,5 @@
 
 pub mod backblaze;
 pub mod nab;
+pub mod nab_score;
 pub mod skab;

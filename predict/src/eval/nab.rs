@@ -55,6 +55,8 @@ pub struct Report {
     pub lead_hours: Vec<f64>,
     pub false_alarms: usize,
     pub weeks: f64,
+    /// NAB scores of the alarm onsets, per application profile.
+    pub nab: Vec<(&'static str, super::nab_score::Score)>,
 }
 
 /// Progress: ("train", epoch, epochs) then ("score", series, total).
@@ -81,7 +83,16 @@ pub fn run(
         Forecaster::train_capped(cfg.forecast, &train, cfg.max_train_windows, |e| {
             progress("train", e.epoch, epochs_total);
         })?;
+    let profiles = [
+        super::nab_score::STANDARD,
+        super::nab_score::REWARD_LOW_FP,
+        super::nab_score::REWARD_LOW_FN,
+    ];
     let mut r = Report {
+        nab: profiles
+            .iter()
+            .map(|p| (p.name, super::nab_score::Score::default()))
+            .collect(),
         series: data.len(),
         train_windows: epochs.last().map_or(0, |e| e.windows),
         final_loss: epochs.last().map_or(f64::NAN, |e| e.loss),
@@ -122,6 +133,13 @@ pub fn run(
                     r.lead_hours.push((b - first) as f64 / 3600.0);
                 }
             }
+        }
+        let mut flagged = vec![false; s.ts.len()];
+        for &k in &starts {
+            flagged[k] = true;
+        }
+        for (p, (_, total)) in profiles.iter().zip(r.nab.iter_mut()) {
+            total.add(super::nab_score::score(&s.ts, &s.windows, &flagged, p));
         }
         r.false_alarms += starts
             .iter()
@@ -173,6 +191,16 @@ impl fmt::Display for Report {
             self.false_alarms,
             self.weeks,
             self.false_alarms as f64 / self.weeks.max(f64::MIN_POSITIVE)
+        )?;
+        let scores: Vec<String> = self
+            .nab
+            .iter()
+            .map(|(name, s)| format!("{name} {:.1}", s.normalised()))
+            .collect();
+        writeln!(
+            f,
+            "NAB score (alarm onsets as detections; 0 = none, 100 = perfect): {}",
+            scores.join(", ")
         )
     }
 }
@@ -265,5 +293,10 @@ mod tests {
         assert_eq!((r.windows, r.detected), (1, 1), "{r}");
         assert!(r.false_alarms <= 2, "{r}");
         assert!(r.to_string().contains("windows detected: 1/1"));
+        // Detected about 10 rows into a 111-row window, at most two false
+        // alarms: well above the null detector's 0, below a perfect 100.
+        let standard = r.nab[0].1.normalised();
+        assert!(standard > 50.0 && standard < 100.0, "{r}");
+        assert!(r.to_string().contains("NAB score"), "{r}");
     }
 }
