@@ -19,3 +19,4 @@ pub mod failure;
 pub mod forecast;
 pub mod metrics;
 pub mod nn;
+pub mod plot;

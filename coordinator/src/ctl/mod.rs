@@ -208,6 +208,10 @@ pub enum EvalDataset {
         path: PathBuf,
         #[command(flatten)]
         alarm: AlarmArgs,
+        /// Also draw the labeled series (values, windows shaded, probation
+        /// greyed, alarm onsets in red), at most 12 panels, into this PNG.
+        #[arg(long)]
+        plot: Option<PathBuf>,
     },
     /// Skoltech Anomaly Benchmark: a directory of experiment CSVs (and anomaly-free/).
     Skab {
@@ -305,7 +309,7 @@ fn eval(dataset: EvalDataset, out: &mut (dyn Write + Send)) -> Result<()> {
             }
             Ok(())
         }
-        EvalDataset::Nab { path, alarm } => {
+        EvalDataset::Nab { path, alarm, plot } => {
             let series = predict::data::nab::load(&path)
                 .with_context(|| format!("reading {}", path.display()))?;
             let report = predict::eval::nab::run(
@@ -317,6 +321,24 @@ fn eval(dataset: EvalDataset, out: &mut (dyn Write + Send)) -> Result<()> {
                 phased_progress(),
             )?;
             write!(out, "{report}")?;
+            if let Some(file) = plot {
+                let labeled: Vec<_> = report
+                    .traces
+                    .iter()
+                    .filter(|t| !t.windows.is_empty())
+                    .take(12)
+                    .cloned()
+                    .collect();
+                std::fs::write(&file, predict::plot::traces_png(&labeled, 1200, 120))
+                    .with_context(|| format!("writing {}", file.display()))?;
+                writeln!(
+                    out,
+                    "plot: {} ({} labeled series of {})",
+                    file.display(),
+                    labeled.len(),
+                    report.traces.len()
+                )?;
+            }
             Ok(())
         }
         EvalDataset::Skab { path, alarm } => {

@@ -57,6 +57,8 @@ pub struct Report {
     pub weeks: f64,
     /// NAB scores of the alarm onsets, per application profile.
     pub nab: Vec<(&'static str, super::nab_score::Score)>,
+    /// Each series as scored, for plots.
+    pub traces: Vec<crate::plot::Trace>,
 }
 
 /// Progress: ("train", epoch, epochs) then ("score", series, total).
@@ -141,6 +143,14 @@ pub fn run(
         for (p, (_, total)) in profiles.iter().zip(r.nab.iter_mut()) {
             total.add(super::nab_score::score(&s.ts, &s.windows, &flagged, p));
         }
+        r.traces.push(crate::plot::Trace {
+            name: s.name.clone(),
+            ts: s.ts.clone(),
+            values: s.values.clone(),
+            windows: s.windows.clone(),
+            probation: p,
+            onsets: starts.clone(),
+        });
         r.false_alarms += starts
             .iter()
             .filter(|&&k| !windows.iter().any(|&(a, b)| (a..=b).contains(&s.ts[k])))
