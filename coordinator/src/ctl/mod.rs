@@ -218,6 +218,11 @@ pub enum EvalDataset {
         path: PathBuf,
         #[command(flatten)]
         alarm: AlarmArgs,
+        /// Also draw each run's surprise (−log10 tail probability) with the
+        /// labeled anomalies shaded and alarm onsets in red, at most 12
+        /// panels, into this PNG.
+        #[arg(long)]
+        plot: Option<PathBuf>,
     },
 }
 
@@ -322,26 +327,11 @@ fn eval(dataset: EvalDataset, out: &mut (dyn Write + Send)) -> Result<()> {
             )?;
             write!(out, "{report}")?;
             if let Some(file) = plot {
-                let labeled: Vec<_> = report
-                    .traces
-                    .iter()
-                    .filter(|t| !t.windows.is_empty())
-                    .take(12)
-                    .cloned()
-                    .collect();
-                std::fs::write(&file, predict::plot::traces_png(&labeled, 1200, 120))
-                    .with_context(|| format!("writing {}", file.display()))?;
-                writeln!(
-                    out,
-                    "plot: {} ({} labeled series of {})",
-                    file.display(),
-                    labeled.len(),
-                    report.traces.len()
-                )?;
+                write_plot(&file, &report.traces, out)?;
             }
             Ok(())
         }
-        EvalDataset::Skab { path, alarm } => {
+        EvalDataset::Skab { path, alarm, plot } => {
             let (runs, free) = predict::data::skab::load(&path)
                 .with_context(|| format!("reading {}", path.display()))?;
             let report = predict::eval::skab::run(
@@ -354,9 +344,36 @@ fn eval(dataset: EvalDataset, out: &mut (dyn Write + Send)) -> Result<()> {
                 phased_progress(),
             )?;
             write!(out, "{report}")?;
+            if let Some(file) = plot {
+                write_plot(&file, &report.traces, out)?;
+            }
             Ok(())
         }
     }
+}
+
+/// The first 12 labeled traces as a PNG.
+fn write_plot(
+    file: &std::path::Path,
+    traces: &[predict::plot::Trace],
+    out: &mut (dyn Write + Send),
+) -> Result<()> {
+    let labeled: Vec<_> = traces
+        .iter()
+        .filter(|t| !t.windows.is_empty())
+        .take(12)
+        .cloned()
+        .collect();
+    std::fs::write(file, predict::plot::traces_png(&labeled, 1200, 120))
+        .with_context(|| format!("writing {}", file.display()))?;
+    writeln!(
+        out,
+        "plot: {} ({} labeled series of {})",
+        file.display(),
+        labeled.len(),
+        traces.len()
+    )?;
+    Ok(())
 }
 
 pub async fn connect(conn: &Connection) -> Result<FleetClient<Channel>> {

@@ -57,6 +57,10 @@ pub struct Report {
     /// Steps (seconds) from a changepoint to the first alarm at or after it,
     /// for changepoints followed by an alarm before the next changepoint.
     pub delays: Vec<usize>,
+    /// Per run, for plots: the detector's surprise (−log10 of the combined
+    /// tail probability) per step, the labeled anomaly spans, the normal
+    /// prefix and the alarm onsets; `ts` is the step index.
+    pub traces: Vec<crate::plot::Trace>,
 }
 
 impl Report {
@@ -159,6 +163,40 @@ pub fn run(
             }
         }
         let alarms = cfg.hysteresis.alarms(&score);
+        let mut spans = Vec::new();
+        let mut open: Option<i64> = None;
+        for t in 0..=n {
+            let anomalous = r.anomaly.get(t).copied().unwrap_or(false);
+            let ti = i64::try_from(t).unwrap_or(i64::MAX);
+            match (open, anomalous) {
+                (None, true) => open = Some(ti),
+                (Some(a), false) => {
+                    spans.push((a, ti - 1));
+                    open = None;
+                }
+                _ => {}
+            }
+        }
+        #[allow(clippy::cast_possible_truncation)]
+        rep.traces.push(crate::plot::Trace {
+            name: r.path.display().to_string(),
+            ts: (0..n)
+                .map(|t| i64::try_from(t).unwrap_or(i64::MAX))
+                .collect(),
+            values: score
+                .iter()
+                .map(|&s| {
+                    if s.is_nan() {
+                        f32::NAN // the normal prefix: not scored, drawn as a gap
+                    } else {
+                        (-s.max(1e-12).log10()) as f32
+                    }
+                })
+                .collect(),
+            windows: spans,
+            probation: p.min(n),
+            onsets: crate::anomaly::onsets(&alarms),
+        });
         for (t, &alarm) in alarms.iter().enumerate().skip(p.min(n)) {
             match (alarm, r.anomaly.get(t).copied().unwrap_or(false)) {
                 (true, true) => rep.tp += 1,
@@ -254,5 +292,12 @@ mod tests {
         assert!(r.f1() > 0.8, "{r}");
         assert!(r.delays.len() >= 2, "{r}");
         assert!(r.to_string().contains("F1"));
+        // One plot trace per run, its labeled spans and alarm onsets.
+        assert_eq!(r.traces.len(), r.runs);
+        assert!(r.traces.iter().all(|t| t.values.len() == t.ts.len()));
+        assert!(r
+            .traces
+            .iter()
+            .any(|t| !t.windows.is_empty() && !t.onsets.is_empty()));
     }
 }
