@@ -184,6 +184,43 @@ pub fn traces_png(traces: &[Trace], width: u32, panel: u32) -> Vec<u8> {
     c.png()
 }
 
+/// A reliability diagram on log–log axes (10^-6 … 1): the diagonal of
+/// perfect calibration in grey, one square per bin at (mean predicted,
+/// observed frequency), bigger for more drive-days; a bin that observed no
+/// failure sits on the bottom edge in red.
+pub fn reliability_png(curve: &[(f64, f64, usize)], size: u32) -> Vec<u8> {
+    const DECADES: f64 = 6.0;
+    let mut c = Canvas::new(size, size);
+    let s = i64::from(size);
+    let margin = 10i64;
+    let span = (s - 2 * margin - 1) as f64;
+    #[allow(clippy::cast_possible_truncation)]
+    let at = |v: f64| ((v.max(1e-6).log10() + DECADES) / DECADES * span) as i64;
+    c.rect(0, 0, s, 1, FRAME);
+    c.rect(0, s - 1, s, s, FRAME);
+    c.rect(0, 0, 1, s, FRAME);
+    c.rect(s - 1, 0, s, s, FRAME);
+    // Decade grid, then the diagonal.
+    for d in 0..=6 {
+        let g = margin + at(10f64.powi(-d));
+        c.rect(g, margin, g + 1, s - margin, PROBATION);
+        c.rect(margin, s - 1 - g, s - margin, s - g, PROBATION);
+    }
+    c.line((margin, s - 1 - margin), (s - 1 - margin, margin), FRAME);
+    for &(p, o, n) in curve {
+        #[allow(clippy::cast_possible_truncation, clippy::cast_precision_loss)]
+        let r = 2 + ((n.max(1) as f64).log10() * 1.5) as i64;
+        let x = margin + at(p);
+        let (y, colour) = if o > 0.0 {
+            (s - 1 - margin - at(o), BLUE)
+        } else {
+            (s - 1 - margin, RED)
+        };
+        c.rect(x - r, y - r, x + r + 1, y + r + 1, colour);
+    }
+    c.png()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -244,6 +281,24 @@ mod tests {
         assert_eq!(c.get(0, 9), BLUE);
         assert_eq!(c.get(9, 0), BLUE);
         assert_eq!(c.get(5, 4), BLUE);
+    }
+
+    #[test]
+    fn reliability_points_land_where_their_values_say() {
+        // A perfectly calibrated bin at 10^-3 lies on the diagonal; a bin
+        // with no failures goes to the bottom edge in red.
+        let png = reliability_png(&[(1e-3, 1e-3, 1000), (1e-2, 0.0, 10)], 200);
+        let (w, h, raw) = decode(&png);
+        assert_eq!((w, h), (200, 200));
+        let px = |x: usize, y: usize| {
+            let o = y * (1 + 3 * 200) + 1 + 3 * x;
+            [raw[o], raw[o + 1], raw[o + 2]]
+        };
+        // 10^-3 is half-way along both axes of 6 decades (179 px): 10 + 89.
+        let mid = 99;
+        assert_eq!(px(mid, 199 - mid), BLUE);
+        // 10^-2 is four decades along: 10 + 119.
+        assert_eq!(px(129, 189), RED);
     }
 
     #[test]

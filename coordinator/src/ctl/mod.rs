@@ -202,7 +202,12 @@ pub enum TrainDataset {
 #[derive(Subcommand, Debug)]
 pub enum EvalDataset {
     /// Backblaze daily SMART snapshots: a directory of YYYY-MM-DD.csv[.gz].
-    Backblaze { path: PathBuf },
+    Backblaze {
+        path: PathBuf,
+        /// Also draw the 7-day reliability diagram (log–log) into this PNG.
+        #[arg(long)]
+        plot: Option<PathBuf>,
+    },
     /// Numenta Anomaly Benchmark: a directory with data/ and combined_windows.json.
     Nab {
         path: PathBuf,
@@ -291,7 +296,7 @@ fn phased_progress() -> impl FnMut(&str, usize, usize) {
 
 fn eval(dataset: EvalDataset, out: &mut (dyn Write + Send)) -> Result<()> {
     match dataset {
-        EvalDataset::Backblaze { path } => {
+        EvalDataset::Backblaze { path, plot } => {
             let fleet = predict::data::backblaze::load(&path, progress("loading"))
                 .with_context(|| format!("reading {}", path.display()))?;
             use predict::eval::backblaze as bb;
@@ -307,6 +312,11 @@ fn eval(dataset: EvalDataset, out: &mut (dyn Write + Send)) -> Result<()> {
             )?;
             for (p, o, n) in &r.curve {
                 writeln!(out, "  {p:.2e}  {o:.2e}  {n}")?;
+            }
+            if let Some(file) = plot {
+                std::fs::write(&file, predict::plot::reliability_png(&r.curve, 480))
+                    .with_context(|| format!("writing {}", file.display()))?;
+                writeln!(out, "plot: {} (reliability diagram)", file.display())?;
             }
             writeln!(out, "\nhighest 7-day risks among test drives (last observed day); per attribute: trend of log1p(raw) relative to its level, and the drop in P when it is replaced by its training mean:")?;
             for line in bb::top_risks(&fleet, &model, 5) {

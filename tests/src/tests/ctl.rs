@@ -342,15 +342,22 @@ async fn discovered_disks_join_the_host_inventory() -> Result<()> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn eval_backblaze_prints_the_baseline_on_real_rows() -> Result<()> {
     use coordinator::ctl::EvalDataset;
+    let dir = tempfile::tempdir()?;
+    let png = dir.path().join("reliability.png");
     let out = ctl_out(
         "http://127.0.0.1:9",
         Command::Eval {
             dataset: EvalDataset::Backblaze {
                 path: repo_root().join("predict/tests/data/backblaze"),
+                plot: Some(png.clone()),
             },
         },
     )
     .await?;
+    // The reliability diagram was written as a PNG.
+    let bytes = std::fs::read(&png)?;
+    assert_eq!(&bytes[..8], b"\x89PNG\r\n\x1a\n");
+    assert!(out.contains("plot: "), "{out}");
     assert!(
         out.contains("899 drive-days, 46 drives, 6 failures"),
         "{out}"
