@@ -249,51 +249,20 @@ pub fn control(
             "to": lc.phase.name(), "paused": lc.paused, "dry_run": dry_run,
         }),
     );
-    let mut notices = Vec::new();
-    for c in commands {
-        let open = pages.get(target);
-        let page = |severity: Severity, summary: &str| Page {
-            key: Page::dedup_key(target),
-            target: target.to_owned(),
-            component: open.map(|p| p.component.clone()).unwrap_or_default(),
-            severity,
-            summary: summary.to_owned(),
-            p24h: open.map_or(0.0, |p| p.p24h),
-            p7d: lc.p7d,
-            window: open.map_or_else(|| "7d".to_owned(), |p| p.window.clone()),
-            explanation: open.map(|p| p.explanation.clone()).unwrap_or_default(),
-            phase: lc.phase.name().to_owned(),
-            dry_run,
-            commands: commands_for(target, &lc.phase),
-            at_ms: now,
-        };
-        let record = match &c {
-            Command::Page { severity, summary } => {
-                let p = page(*severity, summary);
-                store.put_open_page(
-                    target,
-                    Some(&serde_json::to_value(&p).expect("serialisable")),
-                )?;
-                notices.push(Notice::Trigger(p.clone()));
-                pages.insert(target.to_owned(), p);
-                json!({ "event": "page", "detail": { "severity": format!("{severity:?}"), "summary": summary } })
-            }
-            Command::Resolve { summary } => {
-                let severity = open.map_or(Severity::Info, |p| p.severity);
-                let p = page(severity, summary);
-                pages.remove(target);
-                store.put_open_page(target, None)?;
-                notices.push(Notice::Resolve(p));
-                json!({ "event": "resolve", "detail": { "summary": summary } })
-            }
-            Command::Do(a) => json!({ "event": "action", "detail": format!("{a:?}") }),
-        };
-        let mut record = record;
-        record["target"] = json!(target);
-        record["dry_run"] = json!(dry_run);
-        record["executed"] = json!(false);
-        audit(store, now, record);
-    }
+    // What is known of the risk is on the open page, if any.
+    let note = pages.get(target).map_or_else(
+        || RiskNote {
+            window: "7d".to_owned(),
+            ..RiskNote::default()
+        },
+        |p| RiskNote {
+            component: p.component.clone(),
+            p24h: p.p24h,
+            window: p.window.clone(),
+            explanation: p.explanation.clone(),
+        },
+    );
+    let notices = record_commands(store, pages, lc, &note, commands, dry_run, now)?;
     store.put_lifecycle(target, &serde_json::to_value(&*lc).expect("serialisable"))?;
     Ok((lc.clone(), notices))
 }
@@ -319,12 +288,77 @@ pub fn commands_for(target: &str, phase: &Phase) -> Vec<String> {
     c
 }
 
-/// A host's risk: its riskiest component's.
-struct HostRisk<'a> {
+/// What a page says of the target's risk besides its lifecycle (whose
+/// latest P(7 d) and phase the page takes from the lifecycle itself).
+#[derive(Debug, Default)]
+struct RiskNote {
+    component: String,
     p24h: f64,
-    p7d: f64,
-    component: &'a str,
-    explanation: &'a str,
+    /// The window the headline probability is for ("24h" or "7d").
+    window: String,
+    explanation: String,
+}
+
+/// The paging side of `lc`'s `commands`: open or update its page
+/// (persisted), or resolve it with the severity it was opened at; every
+/// command audited. Returns the pages to deliver.
+fn record_commands(
+    store: &Store,
+    pages: &mut BTreeMap<String, Page>,
+    lc: &Lifecycle,
+    note: &RiskNote,
+    commands: Vec<Command>,
+    dry_run: bool,
+    now: Ms,
+) -> Result<Vec<Notice>, StoreError> {
+    let target = lc.target.as_str();
+    let page = |severity: Severity, summary: &str| Page {
+        key: Page::dedup_key(target),
+        target: target.to_owned(),
+        component: note.component.clone(),
+        severity,
+        summary: summary.to_owned(),
+        p24h: note.p24h,
+        p7d: lc.p7d,
+        window: note.window.clone(),
+        explanation: note.explanation.clone(),
+        phase: lc.phase.name().to_owned(),
+        dry_run,
+        commands: commands_for(target, &lc.phase),
+        at_ms: now,
+    };
+    let mut notices = Vec::new();
+    for c in commands {
+        let (kind, detail) = match &c {
+            Command::Page { severity, summary } => {
+                let p = page(*severity, summary);
+                store.put_open_page(
+                    target,
+                    Some(&serde_json::to_value(&p).expect("serialisable")),
+                )?;
+                pages.insert(target.to_owned(), p.clone());
+                notices.push(Notice::Trigger(p));
+                (
+                    "page",
+                    json!({ "severity": format!("{severity:?}"), "summary": summary }),
+                )
+            }
+            Command::Resolve { summary } => {
+                // Resolve what was opened (its severity), with the news.
+                let severity = pages.remove(target).map_or(Severity::Info, |p| p.severity);
+                store.put_open_page(target, None)?;
+                notices.push(Notice::Resolve(page(severity, summary)));
+                ("resolve", json!({ "summary": summary }))
+            }
+            Command::Do(a) => ("action", json!(format!("{a:?}"))),
+        };
+        audit(
+            store,
+            now,
+            json!({ "target": target, "event": kind, "detail": detail, "dry_run": dry_run, "executed": false }),
+        );
+    }
+    Ok(notices)
 }
 
 /// The rails over the confirmed lifecycles, riskiest first: each one's
@@ -400,40 +434,19 @@ pub fn step(
         return Ok(output);
     }
     let dry_run = settings.mode == Mode::DryRun;
-    let per_host: BTreeMap<&str, HostRisk<'_>> = riskiest(risks)
-        .into_iter()
-        .map(|(h, r)| {
-            (
-                h,
-                HostRisk {
-                    p24h: r.probability[0],
-                    p7d: r.probability[1],
-                    component: &r.component,
-                    explanation: &r.explanation,
-                },
-            )
-        })
-        .collect();
     let hosts = store.hosts()?;
     let mut state = shadows.inner.lock().expect("poisoned");
     let mut paged = BTreeSet::new();
     let State {
         lifecycles, pages, ..
     } = &mut *state;
-    for (host, risk) in &per_host {
-        let (p24h, p7d, component) = (&risk.p24h, &risk.p7d, &risk.component);
+    for (host, risk) in riskiest(risks) {
+        let (p24h, p7d) = (risk.probability[0], risk.probability[1]);
         let lc = lifecycles
-            .entry((*host).to_owned())
-            .or_insert_with(|| Lifecycle::new(*host, now));
+            .entry(host.to_owned())
+            .or_insert_with(|| Lifecycle::new(host, now));
         let before = lc.phase.clone();
-        let commands = lc.on_event(
-            now,
-            &Event::Risk {
-                p24h: *p24h,
-                p7d: *p7d,
-            },
-            &settings.policy,
-        );
+        let commands = lc.on_event(now, &Event::Risk { p24h, p7d }, &settings.policy);
         if lc.phase != before {
             audit(
                 store,
@@ -441,63 +454,25 @@ pub fn step(
                 json!({
                     "target": host, "event": "transition", "from": before.name(),
                     "to": lc.phase.name(), "p24h": p24h, "p7d": p7d,
-                    "component": component, "dry_run": dry_run,
+                    "component": risk.component, "dry_run": dry_run,
                 }),
             );
         }
-        for c in commands {
-            let page = |severity: Severity, summary: &str| Page {
-                key: Page::dedup_key(host),
-                target: (*host).to_owned(),
-                component: risk.component.to_owned(),
-                severity,
-                summary: summary.to_owned(),
-                p24h: risk.p24h,
-                p7d: risk.p7d,
-                window: if risk.p24h >= settings.policy.critical {
-                    "24h".into()
-                } else {
-                    "7d".into()
-                },
-                explanation: risk.explanation.to_owned(),
-                phase: lc.phase.name().to_owned(),
-                dry_run,
-                commands: commands_for(host, &lc.phase),
-                at_ms: now,
-            };
-            let (kind, detail) = match &c {
-                Command::Page { severity, summary } => {
-                    let p = page(*severity, summary);
-                    store.put_open_page(
-                        host,
-                        Some(&serde_json::to_value(&p).expect("serialisable")),
-                    )?;
-                    pages.insert((*host).to_owned(), p.clone());
-                    output.notices.push(Notice::Trigger(p));
-                    paged.insert(*host);
-                    (
-                        "page",
-                        json!({ "severity": format!("{severity:?}"), "summary": summary }),
-                    )
-                }
-                Command::Resolve { summary } => {
-                    // Resolve what was opened (its severity), with the news.
-                    let severity = pages.remove(*host).map_or(Severity::Info, |p| p.severity);
-                    store.put_open_page(host, None)?;
-                    output
-                        .notices
-                        .push(Notice::Resolve(page(severity, summary)));
-                    paged.insert(*host);
-                    ("resolve", json!({ "summary": summary }))
-                }
-                Command::Do(a) => ("action", json!(format!("{a:?}"))),
-            };
-            audit(
-                store,
-                now,
-                json!({ "target": host, "event": kind, "detail": detail, "dry_run": dry_run, "executed": false }),
-            );
+        let note = RiskNote {
+            component: risk.component.clone(),
+            p24h,
+            window: if p24h >= settings.policy.critical {
+                "24h".into()
+            } else {
+                "7d".into()
+            },
+            explanation: risk.explanation.clone(),
+        };
+        let notices = record_commands(store, pages, lc, &note, commands, dry_run, now)?;
+        if !notices.is_empty() {
+            paged.insert(host);
         }
+        output.notices.extend(notices);
         if lc.phase != before || before == Phase::Healthy {
             store.put_lifecycle(host, &serde_json::to_value(&*lc).expect("serialisable"))?;
         }
