@@ -18,6 +18,9 @@ use std::net::SocketAddr;
 use std::time::Duration;
 use tokio::net::UdpSocket;
 
+mod config;
+pub use config::V3Config;
+
 /// Client settings for one agent.
 #[derive(Debug, Clone)]
 pub struct ClientConfig {

@@ -7,11 +7,10 @@
 //! on rollback.
 
 use firmware_shims::snmp::ber::Oid;
-use firmware_shims::snmp::usm::{AuthProtocol, PrivProtocol};
 use firmware_shims::snmp::Value;
 use serde::Deserialize;
 use service::secret::Secret;
-use snmp_client::{ClientConfig, SnmpClient, SnmpError, V3User};
+use snmp_client::{ClientConfig, SnmpClient, SnmpError, V3Config};
 use std::net::SocketAddr;
 use std::time::Duration;
 
@@ -29,23 +28,12 @@ pub struct SwitchConfig {
     pub address: SocketAddr,
     /// v2c write community (absent with `v3`).
     pub community: Option<Secret>,
+    /// SNMPv3 user, as the agent's `[collector.v3]`.
     pub v3: Option<V3Config>,
     #[serde(default = "default_timeout", with = "humantime_serde")]
     pub timeout: Duration,
     #[serde(default = "default_retries")]
     pub retries: u32,
-}
-
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct V3Config {
-    pub user: String,
-    /// "sha" or "sha256".
-    pub auth: String,
-    pub auth_password: Secret,
-    /// "aes" or "aes256"; authNoPriv when absent.
-    pub privacy: Option<String>,
-    pub priv_password: Option<Secret>,
 }
 
 fn default_timeout() -> Duration {
@@ -57,31 +45,7 @@ const fn default_retries() -> u32 {
 
 impl SwitchConfig {
     pub fn client_config(&self) -> Result<ClientConfig, String> {
-        let v3 = match &self.v3 {
-            None => None,
-            Some(v) => Some(V3User {
-                user: v.user.clone(),
-                auth: match v.auth.as_str() {
-                    "sha" => AuthProtocol::Sha1,
-                    "sha256" => AuthProtocol::Sha256,
-                    a => return Err(format!("v3 auth {a:?}: want sha or sha256")),
-                },
-                auth_password: v.auth_password.expose().to_owned(),
-                privacy: match (&v.privacy, &v.priv_password) {
-                    (None, None) => None,
-                    (Some(p), Some(pw)) => Some((
-                        match p.as_str() {
-                            "aes" => PrivProtocol::Aes128,
-                            "aes256" => PrivProtocol::Aes256,
-                            p => return Err(format!("v3 privacy {p:?}: want aes or aes256")),
-                        },
-                        pw.expose().to_owned(),
-                    )),
-                    _ => return Err("v3: privacy and priv_password go together".into()),
-                },
-                context: String::new(),
-            }),
-        };
+        let v3 = self.v3.as_ref().map(V3Config::user).transpose()?;
         let community = match (&self.community, &v3) {
             (Some(c), None) => c.expose().to_owned(),
             (None, Some(_)) => String::new(),
