@@ -12,8 +12,7 @@
 //! (put them back, on rollback). A hook must be idempotent: the coordinator
 //! may repeat a call after a restart. Success is exit status 0 or a 2xx.
 
-use super::http::{Client, HttpError};
-use http::header::{HeaderValue, AUTHORIZATION};
+use super::http::{bearer_auth, Client, HttpError};
 use serde::Deserialize;
 use serde_json::json;
 use service::secret::Secret;
@@ -195,15 +194,7 @@ pub async fn migrate(
             timeout,
         } => {
             let client = Client::new(ca_file.as_deref(), *timeout)?;
-            let headers: Vec<_> = token
-                .as_ref()
-                .and_then(|t| HeaderValue::from_str(&format!("Bearer {}", t.expose())).ok())
-                .map(|mut v| {
-                    v.set_sensitive(true);
-                    (AUTHORIZATION, v)
-                })
-                .into_iter()
-                .collect();
+            let headers: Vec<_> = bearer_auth(token.as_ref()).into_iter().collect();
             let r = client
                 .send(
                     http::Method::POST,

@@ -294,6 +294,14 @@ pub fn basic_auth(user: &str, password: &str) -> HeaderValue {
     v
 }
 
+/// `Authorization: Bearer …` for an optional token, marked sensitive; none
+/// when there is no token or it cannot be a header value.
+pub fn bearer_auth(token: Option<&service::secret::Secret>) -> Option<(HeaderName, HeaderValue)> {
+    let mut v = HeaderValue::from_str(&format!("Bearer {}", token?.expose())).ok()?;
+    v.set_sensitive(true);
+    Some((http::header::AUTHORIZATION, v))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -3,7 +3,7 @@
 //! optional bearer token.
 
 use super::{Delivery, Notice};
-use http::header::{HeaderValue, AUTHORIZATION};
+use crate::actuate::http::bearer_auth;
 use http::Method;
 use serde::Deserialize;
 use serde_json::json;
@@ -22,16 +22,7 @@ pub fn deliveries(c: &Config, notice: &Notice) -> Vec<Delivery> {
         Notice::Trigger(p) => ("firing", p),
         Notice::Resolve(p) => ("resolved", p),
     };
-    let headers = c
-        .token
-        .as_ref()
-        .and_then(|t| HeaderValue::from_str(&format!("Bearer {}", t.expose())).ok())
-        .map(|mut v| {
-            v.set_sensitive(true);
-            (AUTHORIZATION, v)
-        })
-        .into_iter()
-        .collect();
+    let headers = bearer_auth(c.token.as_ref()).into_iter().collect();
     vec![Delivery {
         method: Method::POST,
         url: c.url.clone(),
