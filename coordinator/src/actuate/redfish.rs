@@ -466,17 +466,18 @@ impl Redfish {
     }
 
     /// Insert `image` (a URL the BMC downloads) into the virtual CD,
-    /// ejecting another image first; verified by reading it back.
+    /// ejecting another image first; verified by reading it back. False
+    /// when the image was already inserted (nothing was done).
     pub async fn insert_media(
         &self,
         c: &Conn<'_>,
         sys: &System,
         image: &str,
-    ) -> Result<(), RedfishError> {
+    ) -> Result<bool, RedfishError> {
         let (path, media) = self.cd_media(c, sys).await?;
         let inserted = media["Inserted"].as_bool() == Some(true);
         if inserted && media["Image"].as_str() == Some(image) {
-            return Ok(());
+            return Ok(false);
         }
         if inserted {
             c.post(&Self::media_action(&path, &media, "EjectMedia"), &json!({}))
@@ -497,7 +498,7 @@ impl Redfish {
                 ),
             });
         }
-        Ok(())
+        Ok(true)
     }
 
     /// Eject whatever is in the virtual CD (nothing to do when empty).
@@ -541,21 +542,17 @@ impl Redfish {
                 health: sys.health,
             });
         }
-        let on_image = {
-            let (_, media) = self.cd_media(c, &sys).await?;
-            media["Inserted"].as_bool() == Some(true) && media["Image"].as_str() == Some(image)
-        };
+        let inserted = self.insert_media(c, &sys, image).await?;
         // Repeated after a restart: already on and booted from the image.
-        if on_image && sys.power_state == "On" {
+        if !inserted && sys.power_state == "On" {
             return Ok(sys);
         }
-        self.insert_media(c, &sys, image).await?;
         self.boot_once(c, &sys, "Cd").await?;
         if sys.power_state == "On" {
             self.set_power(c, &sys, Power::Off).await?;
         }
         self.set_power(c, &sys, Power::On).await?;
-        self.system(c, system).await
+        Ok(System::from_json(&sys.path, &c.get(&sys.path).await?))
     }
 
     /// Give a spare back: eject the image and power it off.
