@@ -98,23 +98,33 @@ pub async fn drive(
             let Command::Do(a) = c else {
                 continue; // pages are the paging module's business
             };
-            let outcome = match a {
-                Action::SetWeight { percent } => {
-                    lb.set_share(percent).await.map(|()| Some(percent))
-                }
-                Action::Revert => lb.set_share(0).await.map(|()| Some(0)),
+            // The load balancer's share of the shadow after the action, or
+            // why the action failed (fed back to the engine as text).
+            let outcome: Result<Option<u8>, String> = match a {
+                Action::SetWeight { percent } => lb
+                    .set_share(percent)
+                    .await
+                    .map(|()| Some(percent))
+                    .map_err(|e| e.to_string()),
+                Action::Revert => lb
+                    .set_share(0)
+                    .await
+                    .map(|()| Some(0))
+                    .map_err(|e| e.to_string()),
                 // The shadow takes all traffic; the old primary drains.
-                Action::Promote => match lb.set_share(100).await {
-                    Ok(()) => lb
-                        .set_state(lb.primary(), "drain")
-                        .await
-                        .map(|()| Some(100)),
-                    Err(e) => Err(e),
-                },
+                Action::Promote => async {
+                    lb.set_share(100).await?;
+                    lb.set_state(lb.primary(), "drain").await
+                }
+                .await
+                .map(|()| Some(100))
+                .map_err(|e: HaproxyError| e.to_string()),
                 Action::Sync => match replica {
-                    Some(r) => r.snapshot().await.map(|_| share).map_err(|e| {
-                        HaproxyError::Unexpected(format!("replication snapshot: {e}"))
-                    }),
+                    Some(r) => r
+                        .snapshot()
+                        .await
+                        .map(|_| share)
+                        .map_err(|e| format!("replication snapshot: {e}")),
                     None => return Err(DriveError::Unsupported(a)),
                 },
                 other => return Err(DriveError::Unsupported(other)),
@@ -124,7 +134,7 @@ pub async fn drive(
                     share = s;
                     Event::Done(a)
                 }
-                Err(e) => Event::Failed(a, e.to_string()),
+                Err(why) => Event::Failed(a, why),
             };
             queue.extend(lc.on_event(now(), &ev, policy));
             timeline
