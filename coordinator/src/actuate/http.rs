@@ -129,10 +129,6 @@ impl Client {
         Ok(Client { tls, timeout })
     }
 
-    pub fn timeout(&self) -> Duration {
-        self.timeout
-    }
-
     /// One request; `headers` are added to Host, User-Agent and, with a
     /// body, `Content-Type: application/json`.
     pub async fn send(

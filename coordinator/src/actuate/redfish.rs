@@ -572,7 +572,8 @@ impl Redfish {
 impl Conn<'_> {
     fn auth_header(&self) -> (&HeaderName, &HeaderValue) {
         static TOKEN: HeaderName = HeaderName::from_static("x-auth-token");
-        if self.session.is_some() || self.bmc.auth == AuthMode::Session {
+        // A session's token (only session auth opens one), else Basic.
+        if self.bmc.auth == AuthMode::Session {
             (&TOKEN, &self.auth)
         } else {
             (&AUTHORIZATION, &self.auth)
