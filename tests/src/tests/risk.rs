@@ -24,6 +24,28 @@ async fn risks(url: &str) -> serde_json::Value {
     serde_json::from_str(&out).unwrap_or_default()
 }
 
+/// `umbractl audit` over the last hour, as text (`TIME JSON` per line).
+async fn audit(url: &str, limit: u32, target: Option<&str>) -> Result<String> {
+    ctl_out(
+        url,
+        Command::Audit {
+            since: Duration::from_secs(3600),
+            limit,
+            target: target.map(str::to_owned),
+        },
+    )
+    .await
+}
+
+/// The JSON records of `TIME JSON` lines (`umbractl audit`, `replay`);
+/// `#` lines are comments.
+fn records(out: &str) -> Vec<serde_json::Value> {
+    out.lines()
+        .filter(|l| !l.starts_with('#'))
+        .map(|l| serde_json::from_str(l.split_once(' ').unwrap().1).unwrap())
+        .collect()
+}
+
 fn p7d_over(risks: &serde_json::Value, threshold: f64) -> bool {
     risks.as_array().is_some_and(|a| {
         a.iter()
@@ -210,20 +232,9 @@ async fn trained_model_scores_streamed_disks_and_a_new_version_is_hot_swapped() 
         })
         .await?;
         assert_eq!(shadows[0]["target"], "risk-host");
-        let audit = ctl_out(
-            &url,
-            Command::Audit {
-                since: Duration::from_secs(3600),
-                limit: 100,
-                target: None,
-            },
-        )
-        .await?;
-        let records: Vec<serde_json::Value> = audit
-            .lines()
-            .map(|l| serde_json::from_str(l.split_once(' ').unwrap().1).unwrap())
-            .collect();
-        let admission = records
+        let log = audit(&url, 100, None).await?;
+        let logged = records(&log);
+        let admission = logged
             .iter()
             .find(|r| r["event"] == "admission")
             .context("an admission record")?;
@@ -234,8 +245,8 @@ async fn trained_model_scores_streamed_disks_and_a_new_version_is_hot_swapped() 
             .unwrap()
             .iter()
             .any(|s| s == "shift 100 % of traffic"));
-        assert!(records.iter().all(|r| r["executed"] != true), "{audit}");
-        assert!(records.iter().any(|r| r["event"] == "transition"
+        assert!(logged.iter().all(|r| r["executed"] != true), "{log}");
+        assert!(logged.iter().any(|r| r["event"] == "transition"
             && r["from"] == "at_risk"
             && r["to"] == "confirmed"));
         let metrics = scrape(metrics_port).await?;
@@ -299,18 +310,10 @@ async fn trained_model_scores_streamed_disks_and_a_new_version_is_hot_swapped() 
         })
         .await?;
         assert!(delivered >= 1.0);
-        let audit = ctl_out(
-            &url,
-            Command::Audit {
-                since: Duration::from_secs(3600),
-                limit: 200,
-                target: None,
-            },
-        )
-        .await?;
+        let log = audit(&url, 200, None).await?;
         assert!(
-            audit.contains("\"event\":\"page_delivery\"") && audit.contains("\"delivered\":true"),
-            "{audit}"
+            log.contains("\"event\":\"page_delivery\"") && log.contains("\"delivered\":true"),
+            "{log}"
         );
 
         // Operators decide through umbractl; each decision is audited.
@@ -331,19 +334,9 @@ async fn trained_model_scores_streamed_disks_and_a_new_version_is_hot_swapped() 
         assert_eq!(out.trim(), "risk-host: approved; phase confirmed");
         let out = decide(Command::Deny, "risk-host").await?;
         assert_eq!(out.trim(), "risk-host: denied; phase cancelled");
-        let ops = ctl_out(
-            &url,
-            Command::Audit {
-                since: Duration::from_secs(3600),
-                limit: 1000,
-                target: Some("risk-host".into()),
-            },
-        )
-        .await?;
-        let ops: Vec<serde_json::Value> = ops
-            .lines()
-            .map(|l| serde_json::from_str(l.split_once(' ').unwrap().1).unwrap())
-            .filter(|r: &serde_json::Value| r["event"] == "operator")
+        let ops: Vec<serde_json::Value> = records(&audit(&url, 1000, Some("risk-host")).await?)
+            .into_iter()
+            .filter(|r| r["event"] == "operator")
             .collect();
         assert_eq!(ops.len(), 2, "{ops:?}");
         assert_eq!(ops[1]["operator"], "alice");
@@ -400,19 +393,7 @@ async fn trained_model_scores_streamed_disks_and_a_new_version_is_hot_swapped() 
     // Replay: the policy over the stored history, with the active model,
     // reports the confirmation (and, with manual approval, that it would
     // wait), and writes nothing to the audit log.
-    let audit_len = |url: String| async move {
-        let a = ctl_out(
-            &url,
-            Command::Audit {
-                since: Duration::from_secs(3600),
-                limit: 100_000,
-                target: None,
-            },
-        )
-        .await?;
-        anyhow::Ok(a.lines().count())
-    };
-    let before = audit_len(url.clone()).await?;
+    let before = audit(&url, 100_000, None).await?.lines().count();
     let replayed = ctl_out(
         &url,
         Command::Replay {
@@ -421,26 +402,22 @@ async fn trained_model_scores_streamed_disks_and_a_new_version_is_hot_swapped() 
         },
     )
     .await?;
-    let records: Vec<serde_json::Value> = replayed
-        .lines()
-        .filter(|l| !l.starts_with('#'))
-        .map(|l| serde_json::from_str(l.split_once(' ').unwrap().1).unwrap())
-        .collect();
+    let replayed_records = records(&replayed);
     assert!(
-        records.iter().any(|r| r["target"] == "risk-host"
+        replayed_records.iter().any(|r| r["target"] == "risk-host"
             && r["event"] == "transition"
             && r["to"] == "confirmed"),
         "{replayed}"
     );
     assert!(
-        records
+        replayed_records
             .iter()
             .any(|r| r["event"] == "admission" && r["verdict"] == "awaiting approval"),
         "{replayed}"
     );
     assert!(replayed.contains("nothing was executed"), "{replayed}");
     assert_eq!(
-        audit_len(url.clone()).await?,
+        audit(&url, 100_000, None).await?.lines().count(),
         before,
         "replay wrote nothing"
     );
