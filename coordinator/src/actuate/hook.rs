@@ -284,20 +284,12 @@ mod tests {
 
     #[tokio::test]
     async fn http_hooks_post_the_document() {
-        use tokio::io::{AsyncReadExt, AsyncWriteExt};
-        let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let url = format!("http://{}/migrate", l.local_addr().unwrap());
-        let server = tokio::spawn(async move {
-            let (mut s, _) = l.accept().await.unwrap();
-            let mut buf = vec![0u8; 8192];
-            let n = s.read(&mut buf).await.unwrap();
-            s.write_all(b"HTTP/1.1 409 Conflict\r\nContent-Length: 8\r\n\r\nbusy now")
-                .await
-                .unwrap();
-            String::from_utf8_lossy(&buf[..n]).into_owned()
-        });
+        let (base, server) = crate::actuate::http::tests::serve_once(
+            b"HTTP/1.1 409 Conflict\r\nContent-Length: 8\r\n\r\nbusy now",
+        )
+        .await;
         let hook = HookConfig::Http {
-            url,
+            url: format!("{base}/migrate"),
             token: Some(Secret::inline("t")),
             ca_file: None,
             timeout: Duration::from_secs(5),
@@ -315,7 +307,7 @@ mod tests {
             e.to_string().contains("409") && e.to_string().contains("busy now"),
             "{e}"
         );
-        let req = server.await.unwrap();
+        let req = String::from_utf8(server.await.unwrap()).unwrap();
         assert!(req.starts_with("POST /migrate "), "{req}");
         assert!(req.contains("Bearer t"), "{req}");
         assert!(req.contains(r#""workloads":["db-2"]"#), "{req}");

@@ -299,14 +299,16 @@ pub fn bearer_auth(token: Option<&service::secret::Secret>) -> Option<(HeaderNam
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     use tokio::net::TcpListener;
 
     /// A one-shot loopback server that answers `reply` and hands back the
-    /// request it read.
-    async fn serve_once(reply: &'static [u8]) -> (String, tokio::task::JoinHandle<Vec<u8>>) {
+    /// request it read (the other executors' tests use it too).
+    pub(crate) async fn serve_once(
+        reply: &'static [u8],
+    ) -> (String, tokio::task::JoinHandle<Vec<u8>>) {
         let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let url = format!("http://{}", l.local_addr().unwrap());
         let h = tokio::spawn(async move {
