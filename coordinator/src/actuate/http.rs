@@ -67,6 +67,15 @@ impl HttpError {
     }
 }
 
+/// How often and how patiently to repeat a request.
+#[derive(Debug, Clone, Copy)]
+pub struct Retry {
+    /// Further tries after the first.
+    pub retries: u32,
+    /// The first wait; it doubles each time.
+    pub backoff: Duration,
+}
+
 /// An answer, body fully read.
 #[derive(Debug, Clone)]
 pub struct Response {
@@ -148,6 +157,39 @@ impl Client {
                     timeout,
                 })
             })
+    }
+
+    /// [`send`](Self::send), tried again up to `retry.retries` times
+    /// (waiting `retry.backoff`, then twice that, ...) after a transient
+    /// failure or an answer `retry_status` says is worth repeating. The
+    /// last outcome is returned, whatever its status.
+    pub async fn send_retrying(
+        &self,
+        method: Method,
+        url: &str,
+        headers: &[(HeaderName, HeaderValue)],
+        body: Option<&[u8]>,
+        retry: Retry,
+        retry_status: impl Fn(StatusCode) -> bool,
+    ) -> Result<Response, HttpError> {
+        let Retry { retries, backoff } = retry;
+        let mut attempt = 0;
+        loop {
+            let outcome = self
+                .send(method.clone(), url, headers, body.map(<[u8]>::to_vec))
+                .await;
+            let retry = match &outcome {
+                Ok(r) => retry_status(r.status),
+                Err(e) => e.is_transient(),
+            };
+            if !retry || attempt >= retries {
+                return outcome;
+            }
+            let wait = backoff * 2u32.saturating_pow(attempt);
+            tracing::debug!(%url, attempt, ?wait, "request failed transiently; retrying");
+            tokio::time::sleep(wait).await;
+            attempt += 1;
+        }
     }
 
     async fn exchange(

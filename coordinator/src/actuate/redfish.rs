@@ -9,7 +9,7 @@
 //! an image that is already inserted, does nothing, so a lifecycle step can
 //! be repeated after a coordinator restart.
 
-use super::http::{basic_auth, Client, HttpError, Response};
+use super::http::{basic_auth, Client, HttpError, Response, Retry};
 use http::header::{HeaderName, HeaderValue, AUTHORIZATION};
 use http::{Method, StatusCode};
 use serde::Deserialize;
@@ -266,32 +266,30 @@ impl Redfish {
                 HeaderValue::from_static("4.0"),
             )])
             .collect();
-        let mut attempt = 0;
-        loop {
-            let body = body.map(|b| serde_json::to_vec(b).expect("JSON values serialise"));
-            let outcome = self.http.send(method.clone(), &url, &headers, body).await;
-            let retry = match &outcome {
-                Ok(r) => r.status.is_server_error(),
-                Err(e) => e.is_transient(),
-            };
-            if retry && attempt < self.retries {
-                let wait = BACKOFF * 2u32.saturating_pow(attempt);
-                tracing::debug!(%url, attempt, ?wait, "Redfish request failed transiently; retrying");
-                tokio::time::sleep(wait).await;
-                attempt += 1;
-                continue;
-            }
-            let r = outcome?;
-            if !r.status.is_success() {
-                return Err(RedfishError::Status {
-                    method,
-                    path: path.to_owned(),
-                    status: r.status,
-                    message: error_message(&r),
-                });
-            }
-            return Ok(r);
+        let body = body.map(|b| serde_json::to_vec(b).expect("JSON values serialise"));
+        let r = self
+            .http
+            .send_retrying(
+                method.clone(),
+                &url,
+                &headers,
+                body.as_deref(),
+                Retry {
+                    retries: self.retries,
+                    backoff: BACKOFF,
+                },
+                |s| s.is_server_error(),
+            )
+            .await?;
+        if !r.status.is_success() {
+            return Err(RedfishError::Status {
+                method,
+                path: path.to_owned(),
+                status: r.status,
+                message: error_message(&r),
+            });
         }
+        Ok(r)
     }
 
     /// Every system on this BMC.

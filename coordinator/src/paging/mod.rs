@@ -17,10 +17,10 @@ pub mod opsgenie;
 pub mod pagerduty;
 pub mod webhook;
 
-use crate::actuate::http::{Client, HttpError};
+use crate::actuate::http::{Client, HttpError, Retry};
 use crate::shadow::engine::{Ms, Severity};
 use http::header::{HeaderName, HeaderValue};
-use http::Method;
+use http::{Method, StatusCode};
 use serde::{Deserialize, Serialize};
 use std::path::PathBuf;
 use std::time::Duration;
@@ -279,36 +279,34 @@ impl Pagers {
     }
 
     async fn send(&self, receiver: &'static str, d: &Delivery) -> Result<(), PageError> {
-        let mut attempt = 0;
-        loop {
-            let body = serde_json::to_vec(&d.body).expect("JSON values serialise");
-            let r = self
-                .client
-                .send(d.method.clone(), &d.url, &d.headers, Some(body))
-                .await;
-            let retry = match &r {
-                Ok(resp) => resp.status.is_server_error() || resp.status.as_u16() == 429,
-                Err(e) => e.is_transient(),
-            };
-            if retry && attempt < self.retries {
-                tokio::time::sleep(BACKOFF * 2u32.saturating_pow(attempt)).await;
-                attempt += 1;
-                continue;
-            }
-            let resp = r.map_err(|source| PageError::Http { receiver, source })?;
-            if !resp.status.is_success() {
-                return Err(PageError::Refused {
-                    receiver,
-                    url: d.url.clone(),
-                    status: resp.status.as_u16(),
-                    body: String::from_utf8_lossy(&resp.body)
-                        .chars()
-                        .take(300)
-                        .collect(),
-                });
-            }
-            return Ok(());
+        let body = serde_json::to_vec(&d.body).expect("JSON values serialise");
+        let resp = self
+            .client
+            .send_retrying(
+                d.method.clone(),
+                &d.url,
+                &d.headers,
+                Some(&body),
+                Retry {
+                    retries: self.retries,
+                    backoff: BACKOFF,
+                },
+                |s| s.is_server_error() || s == StatusCode::TOO_MANY_REQUESTS,
+            )
+            .await
+            .map_err(|source| PageError::Http { receiver, source })?;
+        if !resp.status.is_success() {
+            return Err(PageError::Refused {
+                receiver,
+                url: d.url.clone(),
+                status: resp.status.as_u16(),
+                body: String::from_utf8_lossy(&resp.body)
+                    .chars()
+                    .take(300)
+                    .collect(),
+            });
         }
+        Ok(())
     }
 }
 
