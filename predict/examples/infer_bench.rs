@@ -56,11 +56,15 @@ fn main() {
     let t = Instant::now();
     let q = kernel.predict(&windows).expect("kernel").len();
     let fast = t.elapsed().as_secs_f64();
+    let t = Instant::now();
+    let p = kernel.predict_portable(&windows).expect("kernel").len();
+    let portable = t.elapsed().as_secs_f64();
     #[allow(clippy::cast_precision_loss)]
-    let (b_us, r_us, k_us) = (
+    let (b_us, r_us, k_us, p_us) = (
         batched * 1e6 / n as f64,
         reference * 1e6 / m as f64,
         fast * 1e6 / q as f64,
+        portable * 1e6 / p as f64,
     );
     // Training time per epoch of the failure model on a Backblaze directory, if given.
     let training = args.get(2).map(|dir| {
@@ -76,7 +80,7 @@ fn main() {
         )
     });
     println!(
-        "{{\"series\":{series},\"batch\":{batch},\"threads\":{},\"candle_batched_us_per_series\":{b_us:.2},\"reference_us_per_series\":{r_us:.2},\"kernel_us_per_series\":{k_us:.2}{}}}",
+        "{{\"series\":{series},\"batch\":{batch},\"threads\":{},\"candle_batched_us_per_series\":{b_us:.2},\"reference_us_per_series\":{r_us:.2},\"kernel_us_per_series\":{k_us:.2},\"kernel_portable_us_per_series\":{p_us:.2}{}}}",
         std::thread::available_parallelism().map_or(1, usize::from),
         training.unwrap_or_default()
     );

@@ -9,7 +9,7 @@
 //! - [`eval`]: the evaluation protocols, one per dataset, printing a report.
 //! - [`forecast`]: the LSTM forecaster (Gaussian per step), shared per
 //!   metric family; [`nn`]: candle helpers (seeded init, weight export).
-#![forbid(unsafe_code)]
+#![deny(unsafe_code)]
 
 pub mod anomaly;
 pub mod calibrate;

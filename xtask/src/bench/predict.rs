@@ -30,10 +30,11 @@ pub fn run(root: &Path, series: usize) -> Result<String> {
     }
     let col = |k: &str| -> Vec<f64> { runs.iter().filter_map(|r| r[k].as_f64()).collect() };
     let med = |k: &str| super::median(&mut col(k));
-    let (candle, reference, kernel) = (
+    let (candle, reference, kernel, portable) = (
         med("candle_batched_us_per_series"),
         med("reference_us_per_series"),
         med("kernel_us_per_series"),
+        med("kernel_portable_us_per_series"),
     );
     let mut report = format!(
         "Forecaster inference, hidden 32, 60-step windows, {series} series, median of 3 runs (2 cores):\n\n\
@@ -42,7 +43,11 @@ pub fn run(root: &Path, series: usize) -> Result<String> {
     for (name, us) in [
         ("candle, batches of 1024", candle),
         ("plain reference (naive loops)", reference),
-        ("kernel (production path)", kernel),
+        ("kernel, baseline x86-64 build", portable),
+        (
+            "kernel (production path: AVX2+FMA where the CPU has it)",
+            kernel,
+        ),
     ] {
         report.push_str(&format!(
             "| {name} | {us:.1} | {:.2} | {:.2}× |\n",
