@@ -52,6 +52,8 @@ pub struct RawConfig {
     pub risk: RawRisk,
     #[serde(default)]
     pub shadow: RawShadow,
+    #[serde(default)]
+    pub learn: RawLearn,
     /// `[paging]`: where pages go (none by default).
     #[serde(default)]
     pub paging: crate::paging::PagingConfig,
@@ -153,6 +155,7 @@ impl RawShadow {
             mode: self.mode,
             policy,
             rails,
+            holdout_percent: 0, // `[learn]`'s, set by the caller
         })
     }
 }
@@ -177,6 +180,65 @@ impl Default for RawRisk {
 
 const fn default_risk_interval() -> Duration {
     Duration::from_secs(600)
+}
+
+/// `[learn]`: the feedback loop (see [`crate::learn`]).
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawLearn {
+    /// Retrain this often ("0s": only on `umbractl retrain`). Default 7 days.
+    #[serde(default, with = "humantime_serde")]
+    pub interval: Option<Duration>,
+    /// Hosts never mitigated by shadows, percent (0..=20). Default 2.
+    pub holdout_percent: Option<u8>,
+    /// Labelled failures needed to train. Default 5.
+    pub min_failures: Option<usize>,
+    /// Precision the tuned threshold must reach (0..1]. Default 0.5.
+    pub target_precision: Option<f64>,
+    /// Use the active model's tuned threshold as `[shadow] enter`. Default false.
+    pub apply_threshold: Option<bool>,
+    /// `if_better` (default), `always` or `never`.
+    pub activate: Option<crate::learn::Activate>,
+    /// Days of history per disk (14..=3650). Default 180.
+    pub max_days: Option<usize>,
+    pub seed: Option<u64>,
+}
+
+impl RawLearn {
+    fn settings(self) -> Result<crate::learn::Settings, ConfigError> {
+        let d = crate::learn::Settings::default();
+        let s = crate::learn::Settings {
+            interval: match self.interval {
+                Some(i) if i.is_zero() => None,
+                Some(i) => Some(i),
+                None => d.interval,
+            },
+            holdout_percent: self.holdout_percent.unwrap_or(d.holdout_percent),
+            min_failures: self.min_failures.unwrap_or(d.min_failures),
+            target_precision: self.target_precision.unwrap_or(d.target_precision),
+            apply_threshold: self.apply_threshold.unwrap_or(d.apply_threshold),
+            activate: self.activate.unwrap_or(d.activate),
+            max_days: self.max_days.unwrap_or(d.max_days),
+            seed: self.seed.unwrap_or(d.seed),
+        };
+        let bad = |m: &str| Err(ConfigError::Invalid(format!("learn: {m}")));
+        if s.holdout_percent > 20 {
+            return bad("holdout_percent must be 0..=20 (a holdout is a small control group)");
+        }
+        if !(s.target_precision > 0.0 && s.target_precision <= 1.0) {
+            return bad("target_precision must be in (0, 1]");
+        }
+        if !(14..=3650).contains(&s.max_days) {
+            return bad("max_days must be 14..=3650");
+        }
+        if s.min_failures == 0 {
+            return bad("min_failures must be >= 1");
+        }
+        if s.interval.is_some_and(|i| i < Duration::from_secs(3600)) {
+            return bad("interval must be at least 1h (or \"0s\": on request only)");
+        }
+        Ok(s)
+    }
 }
 
 /// `[metrics]`: the Prometheus endpoint.
@@ -345,6 +407,7 @@ pub struct Config {
     pub metrics_listen: Option<SocketAddr>,
     pub risk_interval: Duration,
     pub shadow: crate::shadow::runtime::Settings,
+    pub learn: crate::learn::Settings,
     pub paging: crate::paging::PagingConfig,
 }
 
@@ -421,6 +484,7 @@ impl RawConfig {
         if l.max_samples_per_second_per_agent == 0 || l.max_samples_per_batch == 0 {
             return bad("limits: sample rates and batch sizes must be >= 1".into());
         }
+        let learn = self.learn.settings()?;
         Ok(Config {
             listen,
             id: self
@@ -444,7 +508,12 @@ impl RawConfig {
             max_samples_per_batch: l.max_samples_per_batch,
             metrics_listen: self.metrics.listen,
             risk_interval: self.risk.interval,
-            shadow: self.shadow.settings()?,
+            shadow: {
+                let mut shadow = self.shadow.settings()?;
+                shadow.holdout_percent = learn.holdout_percent;
+                shadow
+            },
+            learn,
             paging: {
                 self.paging.validate().map_err(ConfigError::Invalid)?;
                 self.paging
@@ -514,6 +583,26 @@ mod tests {
             .clone()
             .try_into()
             .unwrap();
+        let learn: RawLearn = toml::from_str::<toml::Table>(&text).unwrap()["learn"]
+            .clone()
+            .try_into()
+            .unwrap();
+        assert_eq!(learn.settings().unwrap(), crate::learn::Settings::default());
+        for bad in [
+            "holdout_percent = 50",
+            "target_precision = 0.0",
+            "max_days = 3",
+            "min_failures = 0",
+            "interval = \"10m\"",
+            "activate = \"sometimes\"",
+        ] {
+            let r = toml::from_str::<RawLearn>(bad)
+                .map_err(|e| e.to_string())
+                .and_then(|r| r.settings().map_err(|e| e.to_string()));
+            assert!(r.is_err(), "{bad}");
+        }
+        let on_request: RawLearn = toml::from_str("interval = \"0s\"").unwrap();
+        assert_eq!(on_request.settings().unwrap().interval, None);
         let default = crate::paging::PagingConfig::default();
         assert!(paging.receivers.is_empty());
         assert_eq!(

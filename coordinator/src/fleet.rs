@@ -20,6 +20,8 @@ pub struct FleetService {
     pub pagers: Arc<crate::paging::Pagers>,
     /// The risk loop's interval: `Replay`'s default step.
     pub risk_interval: std::time::Duration,
+    pub learner: Arc<crate::learn::Learner>,
+    pub learn_settings: crate::learn::Settings,
 }
 
 fn store_status(e: StoreError) -> Status {
@@ -373,6 +375,7 @@ impl pb::fleet_server::Fleet for FleetService {
                     model_version: r.model_version,
                     evaluated_unix_ms: r.evaluated_ms,
                     history_days: r.history_days,
+                    holdout: r.holdout,
                 })
                 .collect(),
             last_run_unix_ms: self.risks.snapshot().last_run_ms,
@@ -484,6 +487,7 @@ impl pb::fleet_server::Fleet for FleetService {
             r.step_ms
         };
         let (store, settings) = (self.ingest.store.clone(), self.shadow_settings.clone());
+        let apply_threshold = self.learn_settings.apply_threshold;
         let outcome = tokio::task::spawn_blocking(move || {
             let version = store
                 .active_model(crate::risk::DISK_MODEL)
@@ -493,6 +497,12 @@ impl pb::fleet_server::Fleet for FleetService {
                         "no active failure/disk model to replay with (umbractl train)",
                     )
                 })?;
+            let tuned = if apply_threshold {
+                crate::learn::tuned_enter(&store, version).map_err(store_status)?
+            } else {
+                None
+            };
+            let settings = crate::risk::with_threshold(&settings, tuned);
             let model =
                 crate::risk::load(&store, version).map_err(|e| Status::internal(e.to_string()))?;
             let events = replay(&store, &model, version, &settings, r.since_ms, until, step)
@@ -538,6 +548,71 @@ impl pb::fleet_server::Fleet for FleetService {
                     json: v.to_string(),
                 })
                 .collect(),
+        }))
+    }
+
+    async fn record_failure(
+        &self,
+        req: Request<pb::RecordFailureRequest>,
+    ) -> Result<Response<pb::RecordFailureResponse>, Status> {
+        let r = req.into_inner();
+        if r.host_id.is_empty() || r.component.is_empty() {
+            return Err(Status::invalid_argument(
+                "host_id and component are required",
+            ));
+        }
+        if r.host_id.contains('\0') || r.component.contains('\0') {
+            return Err(Status::invalid_argument("NUL in host_id or component"));
+        }
+        let now = crate::now_ms();
+        if r.at_unix_ms > now + 60_000 {
+            return Err(Status::invalid_argument("at_unix_ms is in the future"));
+        }
+        let label = crate::learn::FailureLabel {
+            at_ms: if r.at_unix_ms == 0 { now } else { r.at_unix_ms },
+            source: "operator".into(),
+            note: r.note,
+            operator: r.operator,
+        };
+        let value = serde_json::to_value(&label).expect("serialisable");
+        let audit = serde_json::json!({
+            "target": r.host_id, "event": "failure_recorded", "component": r.component,
+            "at_ms": label.at_ms, "operator": label.operator, "note": label.note,
+        });
+        with_store(&self.ingest, move |s| {
+            s.put_failure(&r.host_id, &r.component, &value)?;
+            s.append_audit(now, &audit)
+        })
+        .await?;
+        Ok(Response::new(pb::RecordFailureResponse {}))
+    }
+
+    async fn retrain(
+        &self,
+        _: Request<pb::RetrainRequest>,
+    ) -> Result<Response<pb::RetrainResponse>, Status> {
+        use crate::learn::LearnError;
+        let (store, learner, settings) = (
+            self.ingest.store.clone(),
+            self.learner.clone(),
+            self.learn_settings.clone(),
+        );
+        let outcome = tokio::task::spawn_blocking(move || {
+            learner.retrain(&store, &settings, crate::now_ms(), |_, _| {})
+        })
+        .await
+        .map_err(|e| Status::internal(e.to_string()))?
+        .map_err(|e| match e {
+            LearnError::TooFewFailures { .. } => Status::failed_precondition(e.to_string()),
+            LearnError::Busy => Status::unavailable(e.to_string()),
+            _ => Status::internal(e.to_string()),
+        })?;
+        Ok(Response::new(pb::RetrainResponse {
+            version: outcome.version,
+            activated: outcome.activated,
+            activation: outcome.activation,
+            evaluation_json: outcome.evaluation.to_string(),
+            report: outcome.report,
         }))
     }
 

@@ -19,6 +19,7 @@ pub mod ctl;
 pub mod events;
 pub mod fleet;
 pub mod ingest;
+pub mod learn;
 pub mod metrics;
 pub mod model;
 pub mod paging;
@@ -157,8 +158,15 @@ pub async fn serve(
             shadows: shadows.clone(),
             settings: config.shadow.clone(),
             pagers: pagers.clone(),
+            apply_threshold: config.learn.apply_threshold,
         },
         config.risk_interval,
+    ));
+    let learner = Arc::new(learn::Learner::default());
+    let learn_loop = tokio::spawn(learn::run(
+        store.clone(),
+        learner.clone(),
+        config.learn.clone(),
     ));
     let metrics = match config.metrics_listen {
         Some(addr) => {
@@ -195,6 +203,8 @@ pub async fn serve(
                 shadow_settings: config.shadow.clone(),
                 pagers,
                 risk_interval: config.risk_interval,
+                learner,
+                learn_settings: config.learn.clone(),
             })
             .max_decoding_message_size(max),
         )
@@ -205,6 +215,7 @@ pub async fn serve(
         .await;
     maintenance.abort();
     risk_loop.abort();
+    learn_loop.abort();
     if let Some(m) = metrics {
         m.abort();
     }

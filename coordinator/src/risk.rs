@@ -30,7 +30,7 @@ use std::time::Duration;
 pub const DISK_MODEL: &str = "failure/disk";
 /// Names of the model's horizons ([`MODEL_HORIZONS`], in days).
 pub const WINDOWS: [&str; MODEL_HORIZONS.len()] = ["24h", "7d"];
-const DAY_MS: i64 = 86_400_000;
+pub(crate) const DAY_MS: i64 = 86_400_000;
 
 /// Metrics of the SMART collector that carry an attribute's normalised
 /// value or threshold, not its raw value.
@@ -59,6 +59,8 @@ pub struct Risk {
     pub model_version: u64,
     pub evaluated_ms: i64,
     pub history_days: u32,
+    /// In the feedback loop's un-mitigated holdout (never shadowed).
+    pub holdout: bool,
 }
 
 /// The latest risks, shared by the loop, the fleet API and `/metrics`.
@@ -145,6 +147,12 @@ pub fn disks(series: &[SeriesMeta]) -> BTreeMap<(String, String), Vec<(u16, u64)
 /// [`SEQ_DAYS`]), each attribute's largest value that day (NaN: no data).
 /// `None` when there is no data at all.
 pub fn history(component: &str, buckets: &[(u16, Vec<Bucket>)]) -> Option<Drive> {
+    daily(component, buckets, SEQ_DAYS)
+}
+
+/// As [`history`], keeping the last `max_days` days (training reads the
+/// whole retained history).
+pub fn daily(component: &str, buckets: &[(u16, Vec<Bucket>)], max_days: usize) -> Option<Drive> {
     let mut by_day: BTreeMap<i64, [f32; ATTRIBUTES.len()]> = BTreeMap::new();
     for (attr, bs) in buckets {
         let Some(j) = attribute_index(*attr) else {
@@ -161,7 +169,7 @@ pub fn history(component: &str, buckets: &[(u16, Vec<Bucket>)]) -> Option<Drive>
     }
     let (&first, _) = by_day.first_key_value()?;
     let (&last, _) = by_day.last_key_value()?;
-    let start = first.max(last - SEQ_DAYS as i64 + 1);
+    let start = first.max(last - i64::try_from(max_days).unwrap_or(i64::MAX) + 1);
     let days: Vec<i64> = (start..=last).collect();
     Some(Drive {
         serial: component.to_owned(),
@@ -225,6 +233,7 @@ pub fn evaluate(
             model_version: version,
             evaluated_ms: now_ms,
             history_days: u32::try_from(drive.days.len()).unwrap_or(u32::MAX),
+            holdout: false,
         });
     }
     Ok(out)
@@ -251,6 +260,26 @@ pub struct Shadowing {
     pub shadows: Arc<crate::shadow::runtime::Shadows>,
     pub settings: crate::shadow::runtime::Settings,
     pub pagers: Arc<crate::paging::Pagers>,
+    /// Use the active model's tuned threshold (`[learn] apply_threshold`).
+    pub apply_threshold: bool,
+}
+
+/// The loaded model: version, model, its tuned threshold.
+type Loaded = (u64, FailureModel, Option<f64>);
+
+/// `settings` with the policy's `enter` moved to a tuned threshold, `exit`
+/// keeping its ratio to `enter` (the hysteresis band scales with it).
+pub fn with_threshold(
+    settings: &crate::shadow::runtime::Settings,
+    tuned: Option<f64>,
+) -> crate::shadow::runtime::Settings {
+    let mut s = settings.clone();
+    if let Some(t) = tuned {
+        let ratio = s.policy.exit / s.policy.enter;
+        s.policy.enter = t;
+        s.policy.exit = t * ratio;
+    }
+    s
 }
 
 /// One run: load the active model if it changed, score, publish, and feed
@@ -259,7 +288,7 @@ fn run_once(
     store: &Store,
     board: &Board,
     shadowing: &Shadowing,
-    loaded: &mut Option<(u64, FailureModel)>,
+    loaded: &mut Option<Loaded>,
 ) -> Result<Output, RiskError> {
     let Some(active) = store.active_model(DISK_MODEL)? else {
         if loaded.take().is_some() {
@@ -268,20 +297,29 @@ fn run_once(
         board.clear();
         return Ok(Output::default());
     };
-    if loaded.as_ref().is_none_or(|(v, _)| *v != active) {
+    if loaded.as_ref().is_none_or(|(v, _, _)| *v != active) {
         let model = load(store, active)?;
+        let tuned = if shadowing.apply_threshold {
+            crate::learn::tuned_enter(store, active)?
+        } else {
+            None
+        };
         tracing::info!(
             kind = DISK_MODEL,
             version = active,
+            tuned_enter = ?tuned,
             "model loaded for inference"
         );
-        *loaded = Some((active, model));
+        *loaded = Some((active, model, tuned));
     }
-    let (version, model) = loaded.as_ref().expect("just loaded");
+    let (version, model, tuned) = loaded.as_ref().expect("just loaded");
     let now = crate::now_ms();
-    let risks = evaluate(store, model, *version, now)?;
-    let out =
-        crate::shadow::runtime::step(store, &shadowing.shadows, &shadowing.settings, &risks, now)?;
+    let mut risks = evaluate(store, model, *version, now)?;
+    for r in &mut risks {
+        r.holdout = crate::learn::is_holdout(&r.host, shadowing.settings.holdout_percent);
+    }
+    let settings = with_threshold(&shadowing.settings, *tuned);
+    let out = crate::shadow::runtime::step(store, &shadowing.shadows, &settings, &risks, now)?;
     board.publish(risks, *version, now);
     Ok(out)
 }
@@ -334,7 +372,7 @@ pub async fn deliver(
 pub async fn run(store: Arc<Store>, board: Arc<Board>, shadowing: Shadowing, every: Duration) {
     let mut tick = tokio::time::interval(every);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let mut loaded: Option<(u64, FailureModel)> = None;
+    let mut loaded: Option<Loaded> = None;
     loop {
         tick.tick().await;
         let (s, b, sh) = (store.clone(), board.clone(), shadowing.clone());
@@ -474,6 +512,7 @@ mod tests {
             model_version: 3,
             evaluated_ms: 1,
             history_days: 1,
+            holdout: false,
         };
         b.publish(vec![r("h1", 0.1), r("h2", 0.7), r("h3", 0.3)], 3, 1000);
         let ranked: Vec<String> = b.ranked(None).into_iter().map(|r| r.host).collect();

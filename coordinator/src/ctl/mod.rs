@@ -169,6 +169,25 @@ pub enum Command {
     Pause(Decision),
     /// Let a paused lifecycle go on.
     Resume(Decision),
+    /// Record that a component failed: a training label for the feedback
+    /// loop (`retrain`). Recording it again replaces the earlier record.
+    Failed {
+        host: String,
+        /// The component, as its series name it (e.g. `disk:wwn-0x5000…`).
+        component: String,
+        /// How long ago it failed, e.g. 2h; default: now.
+        #[arg(long, value_parser = humantime::parse_duration)]
+        ago: Option<Duration>,
+        #[arg(long, default_value = "")]
+        note: String,
+        /// Who records it; default: $USER.
+        #[arg(long, env = "USER", default_value = "unknown")]
+        operator: String,
+    },
+    /// Retrain the disk failure model from the coordinator's stored history
+    /// and recorded failures now (the periodic feedback loop's job), print
+    /// its evaluation and tuned threshold, and say whether it was activated.
+    Retrain,
     /// Stored versions of a model kind, with their evaluation.
     Models {
         #[arg(default_value = "failure/disk")]
@@ -572,6 +591,29 @@ pub async fn run(cli: Cli, out: &mut (dyn Write + Send)) -> Result<()> {
             let since_ms = crate::now_ms().saturating_sub(ms(since));
             risk::replay(&mut client, since_ms, step.map_or(0, ms), out).await
         }
+        Command::Failed {
+            host,
+            component,
+            ago,
+            note,
+            operator,
+        } => {
+            let at = ago.map_or(0, |d| {
+                crate::now_ms().saturating_sub(i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+            });
+            client
+                .record_failure(pb::RecordFailureRequest {
+                    host_id: host.clone(),
+                    component: component.clone(),
+                    at_unix_ms: at,
+                    note,
+                    operator,
+                })
+                .await?;
+            writeln!(out, "recorded: {host} {component} failed")?;
+            Ok(())
+        }
+        Command::Retrain => risk::retrain(&mut client, out).await,
         Command::Approve(d) => risk::decide(&mut client, "approve", d, out).await,
         Command::Deny(d) => risk::decide(&mut client, "deny", d, out).await,
         Command::Rollback(d) => risk::decide(&mut client, "rollback", d, out).await,

@@ -34,7 +34,7 @@ pub(super) async fn risks(
                     "host": k.host_id, "component": k.component, "probability": p,
                     "explanation": k.explanation, "model_kind": k.model_kind,
                     "model_version": k.model_version, "evaluated_unix_ms": k.evaluated_unix_ms,
-                    "history_days": k.history_days,
+                    "history_days": k.history_days, "holdout": k.holdout,
                 })
             })
             .collect();
@@ -66,7 +66,11 @@ pub(super) async fn risks(
         let mut row = vec![k.host_id.clone(), k.component.clone()];
         row.extend(k.windows.iter().map(|w| format!("{:.4}", w.probability)));
         row.push(k.history_days.to_string());
-        row.push(k.explanation.clone());
+        row.push(if k.holdout {
+            format!("[holdout: not shadowed] {}", k.explanation)
+        } else {
+            k.explanation.clone()
+        });
         rows.push(row);
     }
     table(&rows, out)?;
@@ -102,25 +106,7 @@ pub(super) async fn train(
         "\nP(fail within 7 d) on test drive-days: Brier {:.5}, ECE {:.5}",
         rel.brier, rel.ece
     )?;
-    let lstm = report
-        .methods
-        .iter()
-        .find(|m| m.name == bb::Method::name(&model))
-        .context("the report lacks the trained model")?;
-    let evaluation = serde_json::json!({
-        "dataset": "backblaze",
-        "test_drives": report.test_drives,
-        "test_failures": report.test_failures,
-        "by_horizon_days": lstm.by_horizon.iter().map(|h| serde_json::json!({
-            "horizon": h.horizon, "failures": h.failures, "caught": h.caught,
-            "drive_days": h.drive_days, "alarm_days": h.alarm_days,
-            "true_alarm_days": h.true_alarm_days, "lead_times_days": h.lead_times,
-        })).collect::<Vec<_>>(),
-        "p7d_brier": rel.brier,
-        "p7d_ece": rel.ece,
-        "train_examples": model.train_examples,
-        "train_positives": model.train_positives,
-    });
+    let evaluation = crate::learn::evaluation_json(&report, &model, &rel, "backblaze");
     let trained_on = format!(
         "backblaze {} ({} drives, {} drive-days, seed {seed})",
         path.display(),
@@ -147,6 +133,24 @@ pub(super) async fn train(
         } else {
             ", active from the next risk run"
         }
+    )?;
+    Ok(())
+}
+
+pub(super) async fn retrain(
+    client: &mut FleetClient<Channel>,
+    out: &mut (dyn Write + Send),
+) -> Result<()> {
+    writeln!(out, "retraining from the coordinator's stored history ...")?;
+    let r = client.retrain(pb::RetrainRequest {}).await?.into_inner();
+    write!(out, "{}", r.report)?;
+    writeln!(
+        out,
+        "\nstored {} version {}: {} ({})",
+        crate::risk::DISK_MODEL,
+        r.version,
+        if r.activated { "active" } else { "not active" },
+        r.activation
     )?;
     Ok(())
 }

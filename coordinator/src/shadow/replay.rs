@@ -85,7 +85,7 @@ pub fn replay(
     for i in 0..steps {
         let t = from_ms + i * step_ms;
         let risks = evaluate(store, model, version, t)?;
-        for (host, r) in riskiest(&risks) {
+        for (host, r) in riskiest(&risks, settings.holdout_percent) {
             let lc = lifecycles
                 .entry(host.to_owned())
                 .or_insert_with(|| Lifecycle::new(host, t));

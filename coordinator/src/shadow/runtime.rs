@@ -34,6 +34,9 @@ pub struct Settings {
     pub mode: Mode,
     pub policy: Policy,
     pub rails: Rails,
+    /// Hosts in the feedback loop's holdout ([`crate::learn::is_holdout`])
+    /// are never shadowed.
+    pub holdout_percent: u8,
 }
 
 /// The lifecycles, shared by the risk loop, the fleet API and `/metrics`.
@@ -408,10 +411,14 @@ pub fn admit_confirmed(
     rails::admit(rails, &view, &confirmed, now)
 }
 
-/// Each host's risk: its riskiest component's (by P(7 d)).
-pub fn riskiest(risks: &[Risk]) -> BTreeMap<&str, &Risk> {
+/// Each host's risk: its riskiest component's (by P(7 d)). Hosts in the
+/// feedback loop's holdout are left out: they are never shadowed.
+pub fn riskiest(risks: &[Risk], holdout_percent: u8) -> BTreeMap<&str, &Risk> {
     let mut per_host: BTreeMap<&str, &Risk> = BTreeMap::new();
     for r in risks {
+        if crate::learn::is_holdout(&r.host, holdout_percent) {
+            continue;
+        }
         let e = per_host.entry(&r.host).or_insert(r);
         if r.probability[1] >= e.probability[1] {
             *e = r;
@@ -440,7 +447,7 @@ pub fn step(
     let State {
         lifecycles, pages, ..
     } = &mut *state;
-    for (host, risk) in riskiest(risks) {
+    for (host, risk) in riskiest(risks, settings.holdout_percent) {
         let (p24h, p7d) = (risk.probability[0], risk.probability[1]);
         let lc = lifecycles
             .entry(host.to_owned())
@@ -526,6 +533,7 @@ mod tests {
             model_version: 1,
             evaluated_ms: 0,
             history_days: 1,
+            holdout: false,
         }
     }
 
@@ -544,6 +552,38 @@ mod tests {
             stats: Default::default(),
             stored_samples: 0,
             series_count: 0,
+        }
+    }
+
+    #[test]
+    fn holdout_hosts_are_never_shadowed() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path(), crate::store::StoreConfig::default()).unwrap();
+        let hosts: Vec<String> = (0..40).map(|i| format!("n{i}")).collect();
+        for h in &hosts {
+            store.put_host(&host(h, "r1")).unwrap();
+        }
+        let settings = Settings {
+            mode: Mode::DryRun,
+            policy: Policy::default(),
+            rails: Rails::default(),
+            holdout_percent: 20,
+        };
+        let shadows = Shadows::default();
+        let risks: Vec<Risk> = hosts.iter().map(|h| risk(h, "disk:a", 0.95)).collect();
+        step(&store, &shadows, &settings, &risks, 1_000).unwrap();
+        let s = shadows.snapshot();
+        let held: Vec<&String> = hosts
+            .iter()
+            .filter(|h| crate::learn::is_holdout(h, 20))
+            .collect();
+        assert!(!held.is_empty() && held.len() < hosts.len());
+        for h in &hosts {
+            assert_eq!(
+                s.lifecycles.contains_key(h.as_str()),
+                !held.contains(&h),
+                "{h}"
+            );
         }
     }
 
@@ -573,6 +613,7 @@ mod tests {
                 max_confirmed_fraction: 0.5,
                 ..Rails::default()
             },
+            holdout_percent: 0,
         };
         let shadows = Shadows::default();
         // a1's worst disk is at risk; b1 too; a2 healthy.
@@ -644,6 +685,7 @@ mod tests {
                 ..Policy::default()
             },
             rails: Rails::default(),
+            holdout_percent: 0,
         };
         let shadows = Shadows::default();
         let mut hot = risk("a1", "disk:x", 0.9);
@@ -717,6 +759,7 @@ mod tests {
                 ..Policy::default()
             },
             rails: Rails::default(),
+            holdout_percent: 0,
         };
         let shadows = Shadows::default();
         step(
@@ -812,6 +855,7 @@ mod tests {
             mode: Mode::Off,
             policy: Policy::default(),
             rails: Rails::default(),
+            holdout_percent: 0,
         };
         let shadows = Shadows::default();
         step(&store, &shadows, &settings, &[risk("a", "d", 0.99)], 1).unwrap();

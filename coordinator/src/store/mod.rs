@@ -38,6 +38,8 @@ const CF_META: &str = "meta";
 
 /// A RocksDB key as returned by iterators.
 type ChunkKey = Box<[u8]>;
+/// (host, component).
+pub type HostComponent = (String, String);
 
 /// Chunk ids are reserved from the meta CF in blocks of this size.
 const CHUNK_ID_BLOCK: u64 = 1 << 20;
@@ -494,6 +496,28 @@ impl Store {
     /// Every open page: (target, page).
     pub fn open_pages(&self) -> Result<Vec<(String, serde_json::Value)>, StoreError> {
         self.keyed_json(b'G', "open page")
+    }
+
+    /// Record a component's failure label (`'F' host NUL component`), as
+    /// the feedback loop's training reads it. Recording it again replaces it.
+    pub fn put_failure(
+        &self,
+        host: &str,
+        component: &str,
+        label: &serde_json::Value,
+    ) -> Result<(), StoreError> {
+        self.put_keyed_json(b'F', &format!("{host}\0{component}"), Some(label))
+    }
+
+    /// Every recorded failure label: ((host, component), label).
+    pub fn failures(&self) -> Result<Vec<(HostComponent, serde_json::Value)>, StoreError> {
+        self.keyed_json(b'F', "failure label")?
+            .into_iter()
+            .map(|(k, v)| match k.split_once('\0') {
+                Some((h, c)) => Ok(((h.to_owned(), c.to_owned()), v)),
+                None => Err(StoreError::Corrupt(format!("failure label key {k:?}"))),
+            })
+            .collect()
     }
 
     fn put_keyed_json(

@@ -246,17 +246,9 @@ impl LstmFailure {
         })
     }
 
-    fn examples(d: &Drive) -> Vec<Example> {
-        (0..d.days.len())
-            .map(|i| example(d, i, vec![false; MODEL_HORIZONS.len()], 1.0))
-            .collect()
-    }
-
     /// Calibrated P(fail within each horizon) for every day of `d`.
     pub fn probabilities(&self, d: &Drive) -> Vec<Vec<f64>> {
-        self.model
-            .predict(&Self::examples(d))
-            .unwrap_or_else(|_| vec![vec![f64::NAN; MODEL_HORIZONS.len()]; d.days.len()])
+        probabilities(&self.model, d)
     }
 }
 
@@ -268,7 +260,7 @@ impl Method for LstmFailure {
         )
     }
     fn alarms(&self, drive: &Drive) -> Vec<bool> {
-        match self.model.logits(&Self::examples(drive)) {
+        match self.model.logits(&day_examples(drive)) {
             Ok(z) => z.iter().map(|z| z[1] >= self.threshold).collect(),
             Err(_) => vec![false; drive.days.len()],
         }
@@ -341,13 +333,34 @@ pub fn explanation(model: &FailureModel, e: &Example, h: usize, k: usize) -> Str
     }
 }
 
+/// The model input of every day of `d` (labels unset).
+fn day_examples(d: &Drive) -> Vec<Example> {
+    (0..d.days.len())
+        .map(|i| example(d, i, vec![false; MODEL_HORIZONS.len()], 1.0))
+        .collect()
+}
+
+/// `model`'s calibrated P(fail within each horizon) for every day of `d`
+/// (NaN where the model refuses the input).
+pub fn probabilities(model: &FailureModel, d: &Drive) -> Vec<Vec<f64>> {
+    model
+        .predict(&day_examples(d))
+        .unwrap_or_else(|_| vec![vec![f64::NAN; MODEL_HORIZONS.len()]; d.days.len()])
+}
+
 /// Calibration of P(7 d) on the test drives' days whose 7-day future is in
 /// the data.
 pub fn test_reliability(fleet: &Fleet, m: &LstmFailure) -> Reliability {
+    test_reliability_of(fleet, &m.model)
+}
+
+/// [`test_reliability`] of any failure model (e.g. the one active now,
+/// to compare with a newly trained one on the same days).
+pub fn test_reliability_of(fleet: &Fleet, model: &FailureModel) -> Reliability {
     let split = Split::of(fleet);
     let (mut probs, mut ys) = (Vec::new(), Vec::new());
     for d in fleet.drives.iter().filter(|d| is_test_drive(&d.serial)) {
-        let p = m.probabilities(d);
+        let p = probabilities(model, d);
         for (i, &day) in d.days.iter().enumerate() {
             if day < split.cut_day
                 || day + 7 > split.last_day

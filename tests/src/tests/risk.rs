@@ -73,7 +73,7 @@ async fn trained_model_scores_streamed_disks_and_a_new_version_is_hot_swapped() 
     let c = InProcessCoordinator::start(
         "[tls]\ninsecure_plaintext = true",
         &format!(
-            "[risk]\ninterval = \"300ms\"\n[shadow]\nmode = \"dry-run\"\nconfirm = 2\nmanual_approval = true\n[metrics]\nlisten = \"127.0.0.1:{metrics_port}\"\n\
+            "[risk]\ninterval = \"300ms\"\n[learn]\nholdout_percent = 0\n[shadow]\nmode = \"dry-run\"\nconfirm = 2\nmanual_approval = true\n[metrics]\nlisten = \"127.0.0.1:{metrics_port}\"\n\
              [paging]\n[[paging.receivers]]\nkind = \"alertmanager\"\nurl = \"{am_url}\"\n\
              [[paging.receivers]]\nkind = \"webhook\"\nurl = \"{}/hook\"\n",
             hook.url
@@ -453,6 +453,44 @@ async fn trained_model_scores_streamed_disks_and_a_new_version_is_hot_swapped() 
     assert!(
         models[0]["evaluation"]["by_horizon_days"].is_array(),
         "{models}"
+    );
+
+    // The feedback loop: an operator records a failure (audited); with one
+    // labelled failure in the store, retraining refuses with the reason.
+    let scored = risks(&url).await;
+    let disk = scored[0]["component"].as_str().unwrap().to_owned();
+    let out = ctl_out(
+        &url,
+        Command::Failed {
+            host: "risk-host".into(),
+            component: disk.clone(),
+            ago: Some(Duration::from_secs(60)),
+            note: "replaced after medium errors".into(),
+            operator: "e2e".into(),
+        },
+    )
+    .await?;
+    assert!(out.contains("recorded"), "{out}");
+    let recorded = records(&audit(&url, 100_000, Some("risk-host")).await?);
+    assert!(
+        recorded.iter().any(|r| r["event"] == "failure_recorded"
+            && r["component"] == disk.as_str()
+            && r["operator"] == "e2e"),
+        "{recorded:?}"
+    );
+    let e = ctl_out(&url, Command::Retrain).await.unwrap_err();
+    assert!(
+        e.to_string().contains("1 labelled failures") && e.to_string().contains("at least 5"),
+        "{e}"
+    );
+    assert!(
+        risks(&url)
+            .await
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|r| r["holdout"] == false),
+        "no holdout configured (risk-host would fall in the default 2 %)"
     );
 
     let _ = stop_tx.send(());
