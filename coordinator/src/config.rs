@@ -54,6 +54,8 @@ pub struct RawConfig {
     pub shadow: RawShadow,
     #[serde(default)]
     pub learn: RawLearn,
+    #[serde(default)]
+    pub readiness: RawReadiness,
     /// `[paging]`: where pages go (none by default).
     #[serde(default)]
     pub paging: crate::paging::PagingConfig,
@@ -241,6 +243,31 @@ impl RawLearn {
     }
 }
 
+/// `[readiness]`: the migration-readiness weights (see [`crate::readiness`]).
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawReadiness {
+    pub risk_weight: Option<f64>,
+    pub utilisation_weight: Option<f64>,
+    pub history_weight: Option<f64>,
+    pub max_failure_rate: Option<f64>,
+}
+
+impl RawReadiness {
+    fn weights(self) -> Result<crate::readiness::Weights, ConfigError> {
+        let d = crate::readiness::Weights::default();
+        let w = crate::readiness::Weights {
+            risk: self.risk_weight.unwrap_or(d.risk),
+            utilisation: self.utilisation_weight.unwrap_or(d.utilisation),
+            history: self.history_weight.unwrap_or(d.history),
+            max_failure_rate: self.max_failure_rate.unwrap_or(d.max_failure_rate),
+        };
+        w.validate()
+            .map_err(|m| ConfigError::Invalid(format!("readiness: {m}")))?;
+        Ok(w)
+    }
+}
+
 /// `[metrics]`: the Prometheus endpoint.
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -408,6 +435,7 @@ pub struct Config {
     pub risk_interval: Duration,
     pub shadow: crate::shadow::runtime::Settings,
     pub learn: crate::learn::Settings,
+    pub readiness: crate::readiness::Weights,
     pub paging: crate::paging::PagingConfig,
 }
 
@@ -514,6 +542,7 @@ impl RawConfig {
                 shadow
             },
             learn,
+            readiness: self.readiness.weights()?,
             paging: {
                 self.paging.validate().map_err(ConfigError::Invalid)?;
                 self.paging
@@ -601,6 +630,18 @@ mod tests {
                 .and_then(|r| r.settings().map_err(|e| e.to_string()));
             assert!(r.is_err(), "{bad}");
         }
+        let readiness: RawReadiness = toml::from_str::<toml::Table>(&text).unwrap()["readiness"]
+            .clone()
+            .try_into()
+            .unwrap();
+        assert_eq!(
+            readiness.weights().unwrap(),
+            crate::readiness::Weights::default()
+        );
+        assert!(toml::from_str::<RawReadiness>("risk_weight = -1.0")
+            .unwrap()
+            .weights()
+            .is_err());
         let on_request: RawLearn = toml::from_str("interval = \"0s\"").unwrap();
         assert_eq!(on_request.settings().unwrap().interval, None);
         let default = crate::paging::PagingConfig::default();

@@ -22,6 +22,7 @@ pub struct FleetService {
     pub risk_interval: std::time::Duration,
     pub learner: Arc<crate::learn::Learner>,
     pub learn_settings: crate::learn::Settings,
+    pub readiness: crate::readiness::Weights,
 }
 
 fn store_status(e: StoreError) -> Status {
@@ -589,7 +590,7 @@ impl pb::fleet_server::Fleet for FleetService {
 
     async fn retrain(
         &self,
-        _: Request<pb::RetrainRequest>,
+        req: Request<pb::RetrainRequest>,
     ) -> Result<Response<pb::RetrainResponse>, Status> {
         use crate::learn::LearnError;
         let (store, learner, settings) = (
@@ -597,6 +598,28 @@ impl pb::fleet_server::Fleet for FleetService {
             self.learner.clone(),
             self.learn_settings.clone(),
         );
+        if req.into_inner().demand {
+            let trained = tokio::task::spawn_blocking(move || {
+                learner.retrain_demand(&store, &settings, crate::now_ms())
+            })
+            .await
+            .map_err(|e| Status::internal(e.to_string()))?
+            .map_err(|e| match e {
+                LearnError::Busy => Status::unavailable(e.to_string()),
+                _ => Status::internal(e.to_string()),
+            })?;
+            let evaluation: serde_json::Map<String, serde_json::Value> = trained
+                .iter()
+                .map(|t| (t.resource.to_owned(), t.evaluation.clone()))
+                .collect();
+            return Ok(Response::new(pb::RetrainResponse {
+                version: 0,
+                activated: trained.iter().any(|t| t.activated),
+                activation: String::new(),
+                evaluation_json: serde_json::Value::Object(evaluation).to_string(),
+                report: crate::demand::report(&trained),
+            }));
+        }
         let outcome = tokio::task::spawn_blocking(move || {
             learner.retrain(&store, &settings, crate::now_ms(), |_, _| {})
         })
@@ -613,6 +636,71 @@ impl pb::fleet_server::Fleet for FleetService {
             activation: outcome.activation,
             evaluation_json: outcome.evaluation.to_string(),
             report: outcome.report,
+        }))
+    }
+
+    async fn list_readiness(
+        &self,
+        _: Request<pb::ListReadinessRequest>,
+    ) -> Result<Response<pb::ListReadinessResponse>, Status> {
+        let (board, weights) = (self.risks.clone(), self.readiness);
+        let hosts = with_store(&self.ingest, move |s| {
+            crate::readiness::fleet(s, &board, &weights)
+        })
+        .await?;
+        Ok(Response::new(pb::ListReadinessResponse {
+            hosts: hosts
+                .into_iter()
+                .map(|(host_id, r)| pb::HostReadiness {
+                    host_id,
+                    score: r.score,
+                    p7d: r.inputs.p7d.unwrap_or(f64::NAN),
+                    utilisation: r.inputs.utilisation.unwrap_or(f64::NAN),
+                    failure_rate: r.inputs.failure_rate.unwrap_or(f64::NAN),
+                    explanation: r.explanation,
+                })
+                .collect(),
+        }))
+    }
+
+    async fn forecast_demand(
+        &self,
+        req: Request<pb::ForecastDemandRequest>,
+    ) -> Result<Response<pb::ForecastDemandResponse>, Status> {
+        use crate::demand::DemandError;
+        let host = req.into_inner().host_id;
+        let store = self.ingest.store.clone();
+        let forecasts = tokio::task::spawn_blocking(move || {
+            crate::demand::forecast(&store, &host, crate::now_ms())
+        })
+        .await
+        .map_err(|e| Status::internal(e.to_string()))?
+        .map_err(|e| match e {
+            DemandError::UnknownHost(_) => Status::not_found(e.to_string()),
+            _ => Status::internal(e.to_string()),
+        })?;
+        Ok(Response::new(pb::ForecastDemandResponse {
+            resources: forecasts
+                .into_iter()
+                .map(|f| pb::ResourceForecast {
+                    resource: f.resource.to_owned(),
+                    unit: f.unit.to_owned(),
+                    last: f.last.unwrap_or(f64::NAN),
+                    points: f
+                        .points
+                        .iter()
+                        .map(|p| pb::DemandPoint {
+                            at_unix_ms: p.at_ms,
+                            mean: p.mean,
+                            lower: p.lower,
+                            upper: p.upper,
+                        })
+                        .collect(),
+                    model_version: f.model_version,
+                    coverage: f.coverage.unwrap_or(f64::NAN),
+                    missing: f.missing.unwrap_or_default(),
+                })
+                .collect(),
         }))
     }
 

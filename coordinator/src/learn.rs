@@ -99,6 +99,8 @@ pub enum LearnError {
     TooFewFailures { found: usize, need: usize },
     #[error("a retraining is already running")]
     Busy,
+    #[error("demand forecasters: {0}")]
+    Demand(String),
     #[error("failure label of {host} {component}: {reason}")]
     Label {
         host: String,
@@ -578,10 +580,25 @@ impl Learner {
         let _guard = self.busy.try_lock().map_err(|_| LearnError::Busy)?;
         retrain(store, settings, now_ms, progress)
     }
+
+    /// [`crate::demand::train`], refused while another retraining runs.
+    pub fn retrain_demand(
+        &self,
+        store: &Store,
+        settings: &Settings,
+        now_ms: i64,
+    ) -> Result<Vec<crate::demand::Trained>, LearnError> {
+        let _guard = self.busy.try_lock().map_err(|_| LearnError::Busy)?;
+        crate::demand::train(store, settings, now_ms).map_err(|e| match e {
+            crate::demand::DemandError::Store(e) => LearnError::Store(e),
+            other => LearnError::Demand(other.to_string()),
+        })
+    }
 }
 
-/// Retrain every [`Settings::interval`] (the first run one interval after
-/// start) until the task is dropped; failures are logged and audited.
+/// Retrain the demand forecasters and the failure model every
+/// [`Settings::interval`] (the first run one interval after start) until
+/// the task is dropped; failures are logged, the failure model's audited.
 pub async fn run(
     store: std::sync::Arc<Store>,
     learner: std::sync::Arc<Learner>,
@@ -595,9 +612,14 @@ pub async fn run(
     loop {
         tick.tick().await;
         let (s, l, cfg) = (store.clone(), learner.clone(), settings.clone());
-        let res =
-            tokio::task::spawn_blocking(move || l.retrain(&s, &cfg, crate::now_ms(), |_, _| {}))
-                .await;
+        let res = tokio::task::spawn_blocking(move || {
+            match l.retrain_demand(&s, &cfg, crate::now_ms()) {
+                Ok(t) => tracing::info!(report = %crate::demand::report(&t), "demand forecasters retrained"),
+                Err(e) => tracing::warn!(error = %e, "demand forecasters not retrained"),
+            }
+            l.retrain(&s, &cfg, crate::now_ms(), |_, _| {})
+        })
+        .await;
         match res {
             Ok(Ok(o)) => {
                 tracing::info!(version = o.version, activated = o.activated, activation = %o.activation, "failure model retrained")

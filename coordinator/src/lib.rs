@@ -16,6 +16,7 @@ pub mod actuate;
 pub mod cli;
 pub mod config;
 pub mod ctl;
+pub mod demand;
 pub mod events;
 pub mod fleet;
 pub mod ingest;
@@ -23,6 +24,7 @@ pub mod learn;
 pub mod metrics;
 pub mod model;
 pub mod paging;
+pub mod readiness;
 pub mod risk;
 pub mod shadow;
 pub mod store;
@@ -205,6 +207,7 @@ pub async fn serve(
                 risk_interval: config.risk_interval,
                 learner,
                 learn_settings: config.learn.clone(),
+                readiness: config.readiness,
             })
             .max_decoding_message_size(max),
         )

@@ -187,7 +187,25 @@ pub enum Command {
     /// Retrain the disk failure model from the coordinator's stored history
     /// and recorded failures now (the periodic feedback loop's job), print
     /// its evaluation and tuned threshold, and say whether it was activated.
-    Retrain,
+    Retrain {
+        /// Retrain the resource-demand forecasters (CPU, memory, network,
+        /// storage) instead.
+        #[arg(long)]
+        demand: bool,
+    },
+    /// Migration readiness of every host, highest first: which hosts' work
+    /// to move first (risk, utilisation, failure history; see `[readiness]`).
+    Readiness {
+        #[arg(long)]
+        json: bool,
+    },
+    /// A host's resource-demand forecast: CPU, memory, network and storage
+    /// for the next 24 hours with 90 % intervals.
+    Forecast {
+        host: String,
+        #[arg(long)]
+        json: bool,
+    },
     /// Stored versions of a model kind, with their evaluation.
     Models {
         #[arg(default_value = "failure/disk")]
@@ -613,7 +631,9 @@ pub async fn run(cli: Cli, out: &mut (dyn Write + Send)) -> Result<()> {
             writeln!(out, "recorded: {host} {component} failed")?;
             Ok(())
         }
-        Command::Retrain => risk::retrain(&mut client, out).await,
+        Command::Retrain { demand } => risk::retrain(&mut client, demand, out).await,
+        Command::Readiness { json } => risk::readiness(&mut client, json, out).await,
+        Command::Forecast { host, json } => risk::forecast(&mut client, host, json, out).await,
         Command::Approve(d) => risk::decide(&mut client, "approve", d, out).await,
         Command::Deny(d) => risk::decide(&mut client, "deny", d, out).await,
         Command::Rollback(d) => risk::decide(&mut client, "rollback", d, out).await,

@@ -139,20 +139,153 @@ pub(super) async fn train(
 
 pub(super) async fn retrain(
     client: &mut FleetClient<Channel>,
+    demand: bool,
     out: &mut (dyn Write + Send),
 ) -> Result<()> {
     writeln!(out, "retraining from the coordinator's stored history ...")?;
-    let r = client.retrain(pb::RetrainRequest {}).await?.into_inner();
+    let r = client
+        .retrain(pb::RetrainRequest { demand })
+        .await?
+        .into_inner();
     write!(out, "{}", r.report)?;
-    writeln!(
-        out,
-        "\nstored {} version {}: {} ({})",
-        crate::risk::DISK_MODEL,
-        r.version,
-        if r.activated { "active" } else { "not active" },
-        r.activation
-    )?;
+    if !demand {
+        writeln!(
+            out,
+            "\nstored {} version {}: {} ({})",
+            crate::risk::DISK_MODEL,
+            r.version,
+            if r.activated { "active" } else { "not active" },
+            r.activation
+        )?;
+    }
     Ok(())
+}
+
+pub(super) async fn readiness(
+    client: &mut FleetClient<Channel>,
+    json: bool,
+    out: &mut (dyn Write + Send),
+) -> Result<()> {
+    let r = client
+        .list_readiness(pb::ListReadinessRequest {})
+        .await?
+        .into_inner();
+    let num = |v: f64| {
+        if v.is_nan() {
+            serde_json::Value::Null
+        } else {
+            serde_json::json!(v)
+        }
+    };
+    if json {
+        let v: Vec<_> = r
+            .hosts
+            .iter()
+            .map(|h| {
+                serde_json::json!({
+                    "host": h.host_id, "score": h.score, "p7d": num(h.p7d),
+                    "utilisation": num(h.utilisation), "failure_rate": num(h.failure_rate),
+                    "explanation": h.explanation,
+                })
+            })
+            .collect();
+        writeln!(out, "{}", serde_json::to_string_pretty(&v)?)?;
+        return Ok(());
+    }
+    let mut rows = vec![vec![
+        "HOST".to_owned(),
+        "READINESS".to_owned(),
+        "WHY".to_owned(),
+    ]];
+    for h in &r.hosts {
+        rows.push(vec![
+            h.host_id.clone(),
+            format!("{:.3}", h.score),
+            h.explanation.clone(),
+        ]);
+    }
+    table(&rows, out)
+}
+
+pub(super) async fn forecast(
+    client: &mut FleetClient<Channel>,
+    host: String,
+    json: bool,
+    out: &mut (dyn Write + Send),
+) -> Result<()> {
+    let r = client
+        .forecast_demand(pb::ForecastDemandRequest {
+            host_id: host.clone(),
+        })
+        .await?
+        .into_inner();
+    let num = |v: f64| {
+        if v.is_nan() {
+            serde_json::Value::Null
+        } else {
+            serde_json::json!(v)
+        }
+    };
+    if json {
+        let v: Vec<_> = r
+            .resources
+            .iter()
+            .map(|f| {
+                serde_json::json!({
+                    "resource": f.resource, "unit": f.unit, "last": num(f.last),
+                    "model_version": f.model_version, "coverage_90": num(f.coverage),
+                    "missing": f.missing,
+                    "points": f.points.iter().map(|p| serde_json::json!({
+                        "at_unix_ms": p.at_unix_ms, "mean": p.mean, "lower": p.lower, "upper": p.upper,
+                    })).collect::<Vec<_>>(),
+                })
+            })
+            .collect();
+        writeln!(out, "{}", serde_json::to_string_pretty(&v)?)?;
+        return Ok(());
+    }
+    let mut rows = vec![[
+        "RESOURCE",
+        "UNIT",
+        "LAST",
+        "+1 h [90 %]",
+        "+6 h [90 %]",
+        "+24 h [90 %]",
+        "MODEL",
+    ]
+    .map(str::to_owned)
+    .to_vec()];
+    for f in &r.resources {
+        let at = |k: usize| {
+            f.points.get(k).map_or_else(
+                || "-".to_owned(),
+                |p| format!("{:.4} [{:.4}, {:.4}]", p.mean, p.lower, p.upper),
+            )
+        };
+        let model = if f.missing.is_empty() {
+            format!(
+                "v{} (coverage {:.0} %)",
+                f.model_version,
+                f.coverage * 100.0
+            )
+        } else {
+            f.missing.clone()
+        };
+        rows.push(vec![
+            f.resource.clone(),
+            f.unit.clone(),
+            if f.last.is_nan() {
+                "-".to_owned()
+            } else {
+                format!("{:.4}", f.last)
+            },
+            at(0),
+            at(5),
+            at(23),
+            model,
+        ]);
+    }
+    table(&rows, out)
 }
 
 pub(super) async fn models(

@@ -478,7 +478,9 @@ async fn trained_model_scores_streamed_disks_and_a_new_version_is_hot_swapped() 
             && r["operator"] == "e2e"),
         "{recorded:?}"
     );
-    let e = ctl_out(&url, Command::Retrain).await.unwrap_err();
+    let e = ctl_out(&url, Command::Retrain { demand: false })
+        .await
+        .unwrap_err();
     assert!(
         e.to_string().contains("1 labelled failures") && e.to_string().contains("at least 5"),
         "{e}"
@@ -492,6 +494,40 @@ async fn trained_model_scores_streamed_disks_and_a_new_version_is_hot_swapped() 
             .all(|r| r["holdout"] == false),
         "no holdout configured (risk-host would fall in the default 2 %)"
     );
+    // Readiness ranks the host by its risk; the demand forecast says what
+    // is missing (the agent runs no host collector here, nothing trained).
+    let ready = ctl_out(&url, Command::Readiness { json: true }).await?;
+    let ready: serde_json::Value = serde_json::from_str(&ready)?;
+    assert_eq!(ready[0]["host"], "risk-host", "{ready}");
+    assert!(ready[0]["p7d"].as_f64().unwrap() > 0.0, "{ready}");
+    assert!(
+        ready[0]["explanation"]
+            .as_str()
+            .unwrap()
+            .contains("utilisation unknown"),
+        "{ready}"
+    );
+    let demand = ctl_out(&url, Command::Retrain { demand: true }).await?;
+    assert!(demand.contains("forecast/cpu      not trained"), "{demand}");
+    let f = ctl_out(
+        &url,
+        Command::Forecast {
+            host: "risk-host".into(),
+            json: false,
+        },
+    )
+    .await?;
+    assert!(f.contains("no active forecast/cpu model"), "{f}");
+    let e = ctl_out(
+        &url,
+        Command::Forecast {
+            host: "nobody".into(),
+            json: false,
+        },
+    )
+    .await
+    .unwrap_err();
+    assert!(e.to_string().contains("no data for host nobody"), "{e}");
 
     let _ = stop_tx.send(());
     agent.await??;
