@@ -139,6 +139,9 @@ pub struct ResourceForecast {
     pub last: Option<f64>,
     pub points: Vec<Point>,
     pub model_version: u64,
+    /// `lstm`, or the naive baseline served because it beat the LSTM on
+    /// the held-out hours at training.
+    pub method: &'static str,
     /// The interval's measured coverage when the model was trained.
     pub coverage: Option<f64>,
     /// Why there is no forecast (no model, too little history).
@@ -171,6 +174,7 @@ pub fn forecast(
                 .map(|v| f64::from(*v)),
             points: Vec::new(),
             model_version: 0,
+            method: Method::Lstm.name(),
             coverage: None,
             missing: None,
         };
@@ -197,11 +201,54 @@ pub fn forecast(
             continue;
         }
         f.model_version = version;
-        f.coverage = store
+        let evaluation = store
             .models(&kind)?
             .into_iter()
             .find(|m| m.version == version)
-            .and_then(|m| m.evaluation["coverage_90"].as_f64());
+            .map(|m| m.evaluation)
+            .unwrap_or_default();
+        f.coverage = evaluation["coverage_90"].as_f64();
+        let method = evaluation["method"]
+            .as_str()
+            .and_then(Method::from_name)
+            .unwrap_or(Method::Lstm);
+        f.method = method.name();
+        if method != Method::Lstm {
+            let key = format!("{}_q90_spreads", method.name());
+            // Widths in spreads, stored as f64 from f32 (null: no error sample).
+            #[allow(clippy::cast_possible_truncation)]
+            let q: Vec<f32> = evaluation[key.as_str()]
+                .as_array()
+                .map(|a| {
+                    a.iter()
+                        .map(|v| v.as_f64().map_or(f32::INFINITY, |x| x as f32))
+                        .collect()
+                })
+                .unwrap_or_default();
+            let finite = window.iter().filter(|v| v.is_finite()).count();
+            if q.len() != HORIZON_H || finite * 2 < WINDOW_H {
+                f.missing = Some(format!(
+                    "{kind} version {version}: no usable {} forecast",
+                    method.name()
+                ));
+            } else {
+                let sp = spread(&window);
+                f.points = (0..HORIZON_H)
+                    .map(|k| {
+                        let m = naive(method, &window, k);
+                        Point {
+                            at_ms: this_hour + i64::try_from(k).unwrap_or(0) * HOUR_MS,
+                            mean: f64::from(m),
+                            lower: f64::from(m - q[k] * sp).max(0.0),
+                            upper: f64::from(m + q[k] * sp),
+                        }
+                    })
+                    .filter(|p| p.mean.is_finite())
+                    .collect();
+            }
+            out.push(f);
+            continue;
+        }
         match model
             .kernel()
             .map_err(model_err(&kind))?
@@ -245,29 +292,127 @@ pub struct Trained {
     pub evaluation: serde_json::Value,
 }
 
-/// Evaluate on each series' held-out tail: (MAE, seasonal-naive MAE, 90 %
-/// coverage, steps), over tails whose inputs and actuals are finite.
+/// How a resource is forecast: the LSTM, or a naive baseline where the
+/// LSTM lost to it on the held-out hours.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Method {
+    Lstm,
+    SeasonalNaive,
+    LastValue,
+}
+
+impl Method {
+    pub const ALL: [Method; 3] = [Method::Lstm, Method::SeasonalNaive, Method::LastValue];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Method::Lstm => "lstm",
+            Method::SeasonalNaive => "seasonal_naive",
+            Method::LastValue => "last_value",
+        }
+    }
+
+    fn from_name(n: &str) -> Option<Method> {
+        Method::ALL.into_iter().find(|m| m.name() == n)
+    }
+}
+
+/// A naive method's forecast of step `k` after `window`.
+fn naive(m: Method, window: &[f32], k: usize) -> f32 {
+    match m {
+        Method::SeasonalNaive => window[WINDOW_H - 24 + k % 24],
+        _ => window
+            .iter()
+            .rev()
+            .copied()
+            .find(|v| v.is_finite())
+            .unwrap_or(f32::NAN),
+    }
+}
+
+/// A window's spread (standard deviation of its finite values, floored):
+/// naive intervals are multiples of it, so one width fits hosts of any scale.
+fn spread(window: &[f32]) -> f32 {
+    let v: Vec<f32> = window.iter().copied().filter(|x| x.is_finite()).collect();
+    #[allow(clippy::cast_precision_loss)]
+    let n = v.len().max(1) as f32;
+    let mean = v.iter().sum::<f32>() / n;
+    let var = v.iter().map(|x| (x - mean).powi(2)).sum::<f32>() / n;
+    var.sqrt().max(1e-3 * mean.abs()).max(1e-6)
+}
+
+/// Per step, the 90th percentile of a naive method's absolute error in
+/// window spreads, over origins every 24 h in the training series.
+fn naive_q90(m: Method, fit: &[Vec<f32>]) -> Vec<f32> {
+    let mut errs: Vec<Vec<f32>> = vec![Vec::new(); HORIZON_H];
+    for h in fit {
+        let mut o = WINDOW_H;
+        while o + HORIZON_H <= h.len() {
+            let w = &h[o - WINDOW_H..o];
+            let sp = spread(w);
+            for (k, e) in errs.iter_mut().enumerate() {
+                let (p, a) = (naive(m, w, k), h[o + k]);
+                if p.is_finite() && a.is_finite() {
+                    e.push((p - a).abs() / sp);
+                }
+            }
+            o += 24;
+        }
+    }
+    errs.into_iter()
+        .map(|mut e| {
+            if e.is_empty() {
+                return f32::INFINITY;
+            }
+            e.sort_by(f32::total_cmp);
+            #[allow(
+                clippy::cast_possible_truncation,
+                clippy::cast_sign_loss,
+                clippy::cast_precision_loss
+            )]
+            let i = ((e.len() - 1) as f32 * 0.9).round() as usize;
+            e[i]
+        })
+        .collect()
+}
+
+/// One method's score on the held-out tails.
+#[derive(Debug, Clone, Copy, PartialEq)]
+struct Score {
+    mae: f64,
+    coverage: f64,
+    steps: usize,
+}
+
+/// Score every method on each series' held-out tail (its last
+/// [`HORIZON_H`] hours after the [`WINDOW_H`] before them).
 fn evaluate(
     model: &Forecaster,
+    q90: &[Vec<f32>; 2],
     tails: &[Vec<f32>],
-) -> Result<(f64, f64, f64, usize), predict::nn::ModelError> {
+) -> Result<[Score; 3], predict::nn::ModelError> {
     let kernel = model.kernel()?;
-    let (mut err, mut naive, mut inside, mut n) = (0.0, 0.0, 0usize, 0usize);
+    let (mut err, mut inside, mut n) = ([0.0f64; 3], [0usize; 3], 0usize);
     for t in tails {
         let (input, actual) = t.split_at(WINDOW_H);
         let Some(fc) = kernel.predict(&[input])?.pop().flatten() else {
             continue;
         };
+        let sp = spread(input);
         for (k, a) in actual.iter().enumerate() {
-            let seasonal = input[WINDOW_H - 24 + k % 24];
-            if !a.is_finite() || !seasonal.is_finite() {
+            let preds = [
+                (fc.mean[k], Z90 * fc.std[k]),
+                (naive(Method::SeasonalNaive, input, k), q90[0][k] * sp),
+                (naive(Method::LastValue, input, k), q90[1][k] * sp),
+            ];
+            if !a.is_finite() || preds.iter().any(|(p, _)| !p.is_finite()) {
                 continue;
             }
-            let (m, s) = (fc.mean[k], fc.std[k]);
-            err += f64::from((m - a).abs());
-            naive += f64::from((seasonal - a).abs());
-            if (m - Z90 * s..=m + Z90 * s).contains(a) {
-                inside += 1;
+            for (j, (p, half)) in preds.into_iter().enumerate() {
+                err[j] += f64::from((p - a).abs());
+                if (p - half..=p + half).contains(a) {
+                    inside[j] += 1;
+                }
             }
             n += 1;
         }
@@ -275,7 +420,11 @@ fn evaluate(
     #[allow(clippy::cast_precision_loss)]
     let d = n.max(1) as f64;
     #[allow(clippy::cast_precision_loss)]
-    Ok((err / d, naive / d, inside as f64 / d, n))
+    Ok([0, 1, 2].map(|j| Score {
+        mae: err[j] / d,
+        coverage: inside[j] as f64 / d,
+        steps: n,
+    }))
 }
 
 /// Train and store one forecaster per resource from every host's history
@@ -327,11 +476,31 @@ pub fn train(store: &Store, settings: &Settings, now_ms: i64) -> Result<Vec<Trai
         };
         let (model, epochs) =
             Forecaster::train_capped(cfg, &fit, 20_000, |_| {}).map_err(model_err(&kind))?;
-        let (mae, naive, coverage, steps) = evaluate(&model, &tails).map_err(model_err(&kind))?;
+        let q90 = [
+            naive_q90(Method::SeasonalNaive, &fit),
+            naive_q90(Method::LastValue, &fit),
+        ];
+        let scores = evaluate(&model, &q90, &tails).map_err(model_err(&kind))?;
+        // The method served: the lowest held-out MAE (the LSTM on ties).
+        let (best, _) =
+            Method::ALL
+                .into_iter()
+                .zip(scores)
+                .fold((Method::Lstm, scores[0]), |b, (m, s)| {
+                    if s.mae < b.1.mae {
+                        (m, s)
+                    } else {
+                        b
+                    }
+                });
+        let chosen = scores[Method::ALL.iter().position(|m| *m == best).unwrap_or(0)];
         let evaluation = json!({
             "dataset": "coordinator", "series": fit.len(), "window_hours": WINDOW_H,
-            "horizon_hours": HORIZON_H, "eval_steps": steps, "mae": mae,
-            "seasonal_naive_mae": naive, "coverage_90": coverage,
+            "horizon_hours": HORIZON_H, "eval_steps": chosen.steps,
+            "method": best.name(), "mae": chosen.mae, "coverage_90": chosen.coverage,
+            "lstm_mae": scores[0].mae, "lstm_coverage_90": scores[0].coverage,
+            "seasonal_naive_mae": scores[1].mae, "last_value_mae": scores[2].mae,
+            "seasonal_naive_q90_spreads": q90[0], "last_value_q90_spreads": q90[1],
             "final_loss": epochs.last().map(|e| e.loss),
         });
         let version = store
@@ -368,13 +537,15 @@ pub fn report(trained: &[Trained]) -> String {
         let e = &t.evaluation;
         match t.version {
             Some(v) => out.push_str(&format!(
-                "forecast/{:<8} version {v}{}: {} series, held-out {} h: MAE {:.4} (seasonal naive {:.4}), 90 % interval coverage {:.1} %\n",
+                "forecast/{:<8} version {v}{}: {} series, held-out {} h MAE: LSTM {:.4}, seasonal naive {:.4}, last value {:.4}; serves {} (90 % interval coverage {:.1} %)\n",
                 t.resource,
                 if t.activated { " (active)" } else { "" },
                 e["series"],
                 e["horizon_hours"],
-                e["mae"].as_f64().unwrap_or(f64::NAN),
+                e["lstm_mae"].as_f64().unwrap_or(f64::NAN),
                 e["seasonal_naive_mae"].as_f64().unwrap_or(f64::NAN),
+                e["last_value_mae"].as_f64().unwrap_or(f64::NAN),
+                e["method"].as_str().unwrap_or("?"),
                 e["coverage_90"].as_f64().unwrap_or(f64::NAN) * 100.0,
             )),
             None => out.push_str(&format!(
@@ -519,17 +690,31 @@ mod tests {
             e["coverage_90"].as_f64().unwrap(),
         );
         assert_eq!(e["eval_steps"], 6 * 24);
-        // The noise is ±2 %: a forecaster that learned the cycle stays near it.
         // A flat forecast of this ±20 % daily cycle has an MAE near 12.7;
-        // one that learned it stays within a point (0.23 when written,
-        // against 0.10 for seasonal naive on this exactly periodic series).
-        assert!(mae < 1.0, "{e}");
+        // an LSTM that learned it stays within a point (0.23 when written).
+        // Seasonal naive is better still on this exactly periodic series
+        // (0.10), so it is what gets served, with its own interval.
+        assert!(e["lstm_mae"].as_f64().unwrap() < 1.0, "{e}");
+        let best = ["lstm", "seasonal_naive", "last_value"]
+            .into_iter()
+            .min_by(|a, b| {
+                let m = |n: &str| e[format!("{n}_mae").as_str()].as_f64().unwrap();
+                m(a).total_cmp(&m(b))
+            })
+            .unwrap();
+        assert_eq!(e["method"], best, "{e}");
+        assert!((mae - e[format!("{best}_mae").as_str()].as_f64().unwrap()).abs() < 1e-12);
         assert!(naive > 0.0 && cov >= 0.5, "{e}");
+        assert_eq!(
+            e["seasonal_naive_q90_spreads"].as_array().unwrap().len(),
+            HORIZON_H
+        );
 
         let f = forecast(&store, "d1", now).unwrap();
         let cpu_f = f.iter().find(|f| f.resource == "cpu").unwrap();
         assert_eq!(cpu_f.points.len(), HORIZON_H, "{cpu_f:?}");
         assert_eq!(cpu_f.model_version, cpu.version.unwrap());
+        assert_eq!(cpu_f.method, best);
         assert!(cpu_f
             .points
             .iter()

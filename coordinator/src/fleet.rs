@@ -697,6 +697,7 @@ impl pb::fleet_server::Fleet for FleetService {
                         })
                         .collect(),
                     model_version: f.model_version,
+                    method: f.method.to_owned(),
                     coverage: f.coverage.unwrap_or(f64::NAN),
                     missing: f.missing.unwrap_or_default(),
                 })

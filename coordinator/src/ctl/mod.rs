@@ -255,6 +255,14 @@ pub enum EvalDataset {
         #[arg(long)]
         plot: Option<PathBuf>,
     },
+    /// Resource-demand forecasting on NAB's real series (a NAB root, as for
+    /// `nab`): the production forecaster (48 h in, 24 h out) against
+    /// seasonal naive and last value on each series' last 3 days.
+    Demand {
+        path: PathBuf,
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+    },
     /// Skoltech Anomaly Benchmark: a directory of experiment CSVs (and anomaly-free/).
     Skab {
         path: PathBuf,
@@ -359,6 +367,13 @@ fn eval(dataset: EvalDataset, out: &mut (dyn Write + Send)) -> Result<()> {
             for line in bb::top_risks(&fleet, &model, 5) {
                 writeln!(out, "  {line}")?;
             }
+            Ok(())
+        }
+        EvalDataset::Demand { path, seed } => {
+            let series = predict::data::nab::load(&path)
+                .with_context(|| format!("reading {}", path.display()))?;
+            let report = predict::eval::demand::run(&series, seed, progress("training"))?;
+            write!(out, "{report}")?;
             Ok(())
         }
         EvalDataset::Nab { path, alarm, plot } => {

@@ -233,7 +233,7 @@ pub(super) async fn forecast(
             .map(|f| {
                 serde_json::json!({
                     "resource": f.resource, "unit": f.unit, "last": num(f.last),
-                    "model_version": f.model_version, "coverage_90": num(f.coverage),
+                    "model_version": f.model_version, "method": f.method, "coverage_90": num(f.coverage),
                     "missing": f.missing,
                     "points": f.points.iter().map(|p| serde_json::json!({
                         "at_unix_ms": p.at_unix_ms, "mean": p.mean, "lower": p.lower, "upper": p.upper,

@@ -2,6 +2,7 @@
 //! they were not trained on and returns a report that prints as text.
 
 pub mod backblaze;
+pub mod demand;
 pub mod nab;
 pub mod nab_score;
 pub mod skab;

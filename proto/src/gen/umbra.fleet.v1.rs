@@ -60,6 +60,10 @@ pub struct ResourceForecast {
     /// Why there are no points (no model, too little history); empty otherwise.
     #[prost(string, tag = "7")]
     pub missing: ::prost::alloc::string::String,
+    /// "lstm", or the naive baseline ("seasonal_naive", "last_value") served
+    /// because it beat the LSTM on held-out hours when the version was trained.
+    #[prost(string, tag = "8")]
+    pub method: ::prost::alloc::string::String,
 }
 #[derive(Clone, PartialEq, ::prost::Message)]
 pub struct ForecastDemandResponse {
