@@ -227,6 +227,11 @@ pub fn dataset(store: &Store, settings: &Settings, now_ms: i64) -> Result<Datase
     let mitigated = mitigations(store)?;
     let mut stats = DatasetStats::default();
     let mut drives = Vec::new();
+    let hosts: BTreeMap<String, crate::model::HostRecord> = store
+        .hosts()?
+        .into_iter()
+        .map(|h| (h.host_id.clone(), h))
+        .collect();
     for ((host, component), series) in disks(&store.series(None)?) {
         let mut buckets = Vec::with_capacity(series.len());
         for (attr, key) in series {
@@ -236,6 +241,7 @@ pub fn dataset(store: &Store, settings: &Settings, now_ms: i64) -> Result<Datase
             continue;
         };
         d.serial = format!("{host}/{component}");
+        crate::risk::identify(&mut d, hosts.get(&host), &component);
         let label = labels.get(&(host.clone(), component.clone()));
         let mut failed_on = label.map(|l| day_of(l.at_ms));
         // A day's input is what was known by its end; no rows past the failure.
@@ -251,6 +257,7 @@ pub fn dataset(store: &Store, settings: &Settings, now_ms: i64) -> Result<Datase
         let keep = d.days.iter().take_while(|&&day| day <= last).count();
         d.days.truncate(keep);
         d.raw.truncate(keep);
+        d.written.truncate(keep);
         if d.days.is_empty() {
             continue;
         }

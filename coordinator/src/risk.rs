@@ -19,8 +19,8 @@ use crate::model::SeriesMeta;
 use crate::paging::Notice;
 use crate::shadow::runtime::Output;
 use crate::store::{Bucket, Resolution, Store, StoreError};
-use predict::data::backblaze::{attribute_index, Drive, ATTRIBUTES};
-use predict::eval::backblaze::{example, explanation, MODEL_HORIZONS, SEQ_DAYS};
+use predict::data::backblaze::{attribute_index, Drive, ATTRIBUTES, USAGE_ATTRIBUTE};
+use predict::eval::backblaze::{example_for, explanation, MODEL_HORIZONS, SEQ_DAYS};
 use predict::failure::FailureModel;
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
@@ -132,7 +132,9 @@ pub fn disks(series: &[SeriesMeta]) -> BTreeMap<(String, String), Vec<(u16, u64)
         let Some(attr) = m.id.labels.get("id").and_then(|v| v.parse::<u16>().ok()) else {
             continue;
         };
-        if attribute_index(attr).is_none() || !m.id.component.starts_with("disk:") {
+        if (attribute_index(attr).is_none() && attr != USAGE_ATTRIBUTE)
+            || !m.id.component.starts_with("disk:")
+        {
             continue;
         }
         out.entry((m.id.host.clone(), m.id.component.clone()))
@@ -153,43 +155,57 @@ pub fn history(component: &str, buckets: &[(u16, Vec<Bucket>)]) -> Option<Drive>
 /// As [`history`], keeping the last `max_days` days (training reads the
 /// whole retained history).
 pub fn daily(component: &str, buckets: &[(u16, Vec<Bucket>)], max_days: usize) -> Option<Drive> {
-    let mut by_day: BTreeMap<i64, [f32; ATTRIBUTES.len()]> = BTreeMap::new();
+    // Per day: the attributes, then the usage attribute.
+    let mut by_day: BTreeMap<i64, ([f32; ATTRIBUTES.len()], f32)> = BTreeMap::new();
     for (attr, bs) in buckets {
-        let Some(j) = attribute_index(*attr) else {
+        let j = attribute_index(*attr);
+        if j.is_none() && *attr != USAGE_ATTRIBUTE {
             continue;
-        };
+        }
         for b in bs.iter().filter(|b| b.count > 0 && b.max.is_finite()) {
             let row = by_day
                 .entry(b.start_ms.div_euclid(DAY_MS))
-                .or_insert([f32::NAN; ATTRIBUTES.len()]);
+                .or_insert(([f32::NAN; ATTRIBUTES.len()], f32::NAN));
             #[allow(clippy::cast_possible_truncation)]
             let v = b.max as f32;
-            row[j] = if row[j].is_nan() { v } else { row[j].max(v) };
+            let slot = match j {
+                Some(j) => &mut row.0[j],
+                None => &mut row.1,
+            };
+            *slot = if slot.is_nan() { v } else { slot.max(v) };
         }
     }
     let (&first, _) = by_day.first_key_value()?;
     let (&last, _) = by_day.last_key_value()?;
     let start = first.max(last - i64::try_from(max_days).unwrap_or(i64::MAX) + 1);
-    let days: Vec<i64> = (start..=last).collect();
+    let rows: Vec<(i32, ([f32; ATTRIBUTES.len()], f32))> = (start..=last)
+        .map(|d| {
+            let row = by_day
+                .get(&d)
+                .copied()
+                .unwrap_or(([f32::NAN; ATTRIBUTES.len()], f32::NAN));
+            (i32::try_from(d).unwrap_or(i32::MAX), row)
+        })
+        .collect();
     Some(Drive {
         serial: component.to_owned(),
         model: String::new(),
+        firmware: String::new(),
         capacity_bytes: 0, // unknown to the coordinator: the model reads NaN as "average"
-        days: days
-            .iter()
-            .map(|&d| i32::try_from(d).unwrap_or(i32::MAX))
-            .collect(),
-        raw: days
-            .iter()
-            .map(|d| {
-                by_day
-                    .get(d)
-                    .copied()
-                    .unwrap_or([f32::NAN; ATTRIBUTES.len()])
-            })
-            .collect(),
+        days: rows.iter().map(|r| r.0).collect(),
+        raw: rows.iter().map(|r| r.1 .0).collect(),
+        written: rows.iter().map(|r| r.1 .1).collect(),
         failed_on: None,
     })
+}
+
+/// The disk's model and firmware from its host's inventory (empty when
+/// unknown: the model then reads the fleet's average failure rate).
+pub fn identify(drive: &mut Drive, record: Option<&crate::model::HostRecord>, component: &str) {
+    if let Some(c) = record.and_then(|h| h.components.iter().find(|c| c.id == component)) {
+        drive.model.clone_from(&c.model);
+        drive.firmware.clone_from(&c.firmware);
+    }
 }
 
 /// Score every disk in `store` with `model`.
@@ -201,16 +217,22 @@ pub fn evaluate(
 ) -> Result<Vec<Risk>, RiskError> {
     let from = now_ms - (SEQ_DAYS as i64 + 1) * DAY_MS;
     let mut out = Vec::new();
+    let hosts: BTreeMap<String, crate::model::HostRecord> = store
+        .hosts()?
+        .into_iter()
+        .map(|h| (h.host_id.clone(), h))
+        .collect();
     for ((host, component), series) in disks(&store.series(None)?) {
         let mut buckets = Vec::with_capacity(series.len());
         for (attr, key) in series {
             buckets.push((attr, store.rollup(key, Resolution::Hour, from, now_ms + 1)?));
         }
-        let Some(drive) = history(&component, &buckets) else {
+        let Some(mut drive) = history(&component, &buckets) else {
             continue;
         };
+        identify(&mut drive, hosts.get(&host), &component);
         let last = drive.days.len() - 1;
-        let e = example(&drive, last, vec![false; MODEL_HORIZONS.len()], 1.0);
+        let e = example_for(model, &drive, last, vec![false; MODEL_HORIZONS.len()], 1.0);
         let model_err = |e: predict::nn::ModelError| RiskError::Model {
             kind: DISK_MODEL,
             version,

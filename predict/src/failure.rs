@@ -126,8 +126,68 @@ impl Standard {
     }
 }
 
+/// Failure rates of categorical groups (a component model, a model and
+/// firmware), learned from training components and saved with the model so
+/// inference encodes a group as training did. A group's rate is shrunk
+/// toward its parent's (the model's toward the fleet's) with a prior of
+/// [`GroupRates::PRIOR`] components, so a rare or unseen group reads as
+/// its parent: it generalises to models it never saw.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct GroupRates {
+    /// Components seen and failed, fleet-wide.
+    pub fleet: (u32, u32),
+    /// Per group key: (components, failed).
+    pub groups: std::collections::BTreeMap<String, (u32, u32)>,
+}
+
+impl GroupRates {
+    pub const PRIOR: f64 = 20.0;
+
+    /// Count each component once under each of its keys (e.g. its model,
+    /// and model + firmware).
+    pub fn fit<'a>(items: impl IntoIterator<Item = (&'a [String], bool)>) -> GroupRates {
+        let mut g = GroupRates::default();
+        for (keys, failed) in items {
+            g.fleet.0 += 1;
+            g.fleet.1 += u32::from(failed);
+            for k in keys {
+                let e = g.groups.entry(k.clone()).or_default();
+                e.0 += 1;
+                e.1 += u32::from(failed);
+            }
+        }
+        g
+    }
+
+    fn rate(&self) -> f64 {
+        (f64::from(self.fleet.1) + 0.5) / (f64::from(self.fleet.0) + 1.0)
+    }
+
+    /// ln(rate / fleet rate) of the most specific of `keys` (ordered from
+    /// general to specific), each shrunk toward the one before; 0 for
+    /// groups never seen. Finite.
+    pub fn log_relative(&self, keys: &[String]) -> f32 {
+        let fleet = self.rate();
+        let mut rate = fleet;
+        for k in keys {
+            if let Some(&(n, f)) = self.groups.get(k) {
+                rate = (f64::from(f) + Self::PRIOR * rate) / (f64::from(n) + Self::PRIOR);
+            }
+        }
+        #[allow(clippy::cast_possible_truncation)]
+        let v = (rate / fleet).ln() as f32;
+        if v.is_finite() {
+            v
+        } else {
+            0.0
+        }
+    }
+}
+
 pub struct FailureModel {
     cfg: Config,
+    /// Categorical covariates' encoding (see [`GroupRates`]).
+    groups: GroupRates,
     varmap: VarMap,
     lstm: LSTM,
     head: Linear,
@@ -162,6 +222,7 @@ impl FailureModel {
         nn::reseed(&varmap, cfg.seed)?;
         let (f, s) = (cfg.features, cfg.statics);
         Ok(FailureModel {
+            groups: GroupRates::default(),
             platt: vec![Platt { a: 1.0, b: 0.0 }; cfg.horizons.len()],
             cfg,
             varmap,
@@ -180,6 +241,15 @@ impl FailureModel {
 
     pub fn config(&self) -> &Config {
         &self.cfg
+    }
+
+    pub fn groups(&self) -> &GroupRates {
+        &self.groups
+    }
+
+    /// Keep the group encoding the training examples were built with.
+    pub fn set_groups(&mut self, groups: GroupRates) {
+        self.groups = groups;
     }
 
     fn check(&self, e: &Example) -> Result<()> {
@@ -382,6 +452,7 @@ impl FailureModel {
             seq_norm: &'a Standard,
             static_norm: &'a Standard,
             platt: &'a [Platt],
+            groups: &'a GroupRates,
             weights: nn::Weights,
         }
         serde_json::to_vec(&Saved {
@@ -390,6 +461,7 @@ impl FailureModel {
             seq_norm: &self.seq_norm,
             static_norm: &self.static_norm,
             platt: &self.platt,
+            groups: &self.groups,
             weights: nn::export(&self.varmap)?,
         })
         .map_err(|e| ModelError::Format(e.to_string()))
@@ -403,6 +475,9 @@ impl FailureModel {
             seq_norm: Standard,
             static_norm: Standard,
             platt: Vec<Platt>,
+            /// Absent in models saved before it existed.
+            #[serde(default)]
+            groups: GroupRates,
             weights: nn::Weights,
         }
         let s: Saved =
@@ -432,6 +507,7 @@ impl FailureModel {
         m.seq_norm = s.seq_norm;
         m.static_norm = s.static_norm;
         m.platt = s.platt;
+        m.groups = s.groups;
         Ok(m)
     }
 }
@@ -534,6 +610,30 @@ mod tests {
         assert!(m.explain(&failing, 5).is_err());
         assert!((relative_slope(&[1.0, 2.0, 3.0]) - 0.5).abs() < 1e-12);
         assert!(relative_slope(&[f64::NAN, 1.0]).is_nan());
+    }
+
+    #[test]
+    fn group_rates_shrink_toward_their_parent_and_unseen_groups_read_as_the_fleet() {
+        let key = |m: &str, f: &str| vec![format!("model:{m}"), format!("firmware:{m}/{f}")];
+        let mut items: Vec<(Vec<String>, bool)> = Vec::new();
+        for i in 0..200 {
+            // Model A fails 10 % (firmware A1 all of those), model B 1 %.
+            items.push((key("A", if i < 40 { "A1" } else { "A2" }), i < 20));
+            items.push((key("B", "B1"), i < 2));
+        }
+        let g = GroupRates::fit(items.iter().map(|(k, f)| (k.as_slice(), *f)));
+        assert_eq!(g.fleet, (400, 22));
+        let a1 = g.log_relative(&key("A", "A1"));
+        let a2 = g.log_relative(&key("A", "A2"));
+        let b = g.log_relative(&key("B", "B1"));
+        assert!(a1 > a2 && a2 > b, "{a1} {a2} {b}");
+        assert!(a1 > 1.0 && b < -1.0, "{a1} {b}");
+        // Unseen firmware of a known model reads as the model; unseen
+        // model as the fleet.
+        let a_new = g.log_relative(&key("A", "A9"));
+        assert!((a_new - g.log_relative(&key("A", "")[..1])).abs() < 1e-6);
+        assert_eq!(g.log_relative(&key("Z", "Z1")), 0.0);
+        assert_eq!(GroupRates::default().log_relative(&key("A", "A1")), 0.0);
     }
 
     #[test]

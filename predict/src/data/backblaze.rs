@@ -15,6 +15,10 @@ use std::path::{Path, PathBuf};
 /// SMART attributes read (raw values), in feature order.
 pub const ATTRIBUTES: [u16; 15] = [1, 3, 4, 5, 7, 9, 10, 12, 187, 188, 193, 194, 197, 198, 199];
 
+/// The usage covariate: SMART 241 (total LBAs written), raw, read beside
+/// [`ATTRIBUTES`] but given to the model as a static covariate.
+pub const USAGE_ATTRIBUTE: u16 = 241;
+
 /// Index of an attribute in [`ATTRIBUTES`].
 pub fn attribute_index(id: u16) -> Option<usize> {
     ATTRIBUTES.iter().position(|&a| a == id)
@@ -25,11 +29,15 @@ pub fn attribute_index(id: u16) -> Option<usize> {
 pub struct Drive {
     pub serial: String,
     pub model: String,
+    /// Empty where unknown (Backblaze's snapshots have no firmware column).
+    pub firmware: String,
     pub capacity_bytes: u64,
     /// Days since 1970-01-01.
     pub days: Vec<i32>,
     /// Raw SMART values per day, in [`ATTRIBUTES`] order (NaN = missing).
     pub raw: Vec<[f32; ATTRIBUTES.len()]>,
+    /// Raw [`USAGE_ATTRIBUTE`] per day (NaN = missing); empty when never read.
+    pub written: Vec<f32>,
     /// Day of the `failure = 1` row.
     pub failed_on: Option<i32>,
 }
@@ -56,6 +64,7 @@ struct Columns {
     capacity: Option<usize>,
     failure: usize,
     raw: [Option<usize>; ATTRIBUTES.len()],
+    written: Option<usize>,
 }
 
 impl Columns {
@@ -74,6 +83,7 @@ impl Columns {
             capacity: find("capacity_bytes"),
             failure: need("failure")?,
             raw,
+            written: find(&format!("smart_{USAGE_ATTRIBUTE}_raw")),
         })
     }
 }
@@ -166,6 +176,12 @@ pub fn load(dir: &Path, mut progress: impl FnMut(usize, usize)) -> Result<Fleet,
                     }
                 }
             }
+            // Parsed like the attributes; a malformed usage value is missing.
+            #[allow(clippy::cast_possible_truncation)]
+            let written = cols
+                .written
+                .and_then(|c| get(c).parse::<f64>().ok())
+                .map_or(f32::NAN, |v| v as f32);
             let failed = match get(cols.failure) {
                 "1" => true,
                 "0" | "" => false,
@@ -175,9 +191,11 @@ pub fn load(dir: &Path, mut progress: impl FnMut(usize, usize)) -> Result<Fleet,
                 fleet.drives.push(Drive {
                     serial: serial.to_owned(),
                     model: get(cols.model).to_owned(),
+                    firmware: String::new(),
                     capacity_bytes: cols.capacity.and_then(|c| get(c).parse().ok()).unwrap_or(0),
                     days: Vec::new(),
                     raw: Vec::new(),
+                    written: Vec::new(),
                     failed_on: None,
                 });
                 fleet.drives.len() - 1
@@ -185,6 +203,7 @@ pub fn load(dir: &Path, mut progress: impl FnMut(usize, usize)) -> Result<Fleet,
             let d = &mut fleet.drives[id];
             d.days.push(day);
             d.raw.push(raw);
+            d.written.push(written);
             if failed {
                 d.failed_on = Some(day);
             }
@@ -197,10 +216,16 @@ pub fn load(dir: &Path, mut progress: impl FnMut(usize, usize)) -> Result<Fleet,
     // Files are in date order, but be robust to any order.
     for d in &mut fleet.drives {
         if d.days.windows(2).any(|w| w[0] > w[1]) {
-            let mut rows: Vec<(i32, [f32; ATTRIBUTES.len()])> =
-                d.days.iter().copied().zip(d.raw.iter().copied()).collect();
+            let mut rows: Vec<(i32, ([f32; ATTRIBUTES.len()], f32))> = d
+                .days
+                .iter()
+                .copied()
+                .zip(d.raw.iter().copied().zip(d.written.iter().copied()))
+                .collect();
             rows.sort_by_key(|r| r.0);
-            (d.days, d.raw) = rows.into_iter().unzip();
+            let (days, rest): (Vec<i32>, Vec<_>) = rows.into_iter().unzip();
+            d.days = days;
+            (d.raw, d.written) = rest.into_iter().unzip();
         }
     }
     Ok(fleet)

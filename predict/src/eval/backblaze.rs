@@ -11,7 +11,7 @@
 
 use crate::calibrate::Reliability;
 use crate::data::backblaze::{attribute_index, Drive, Fleet, ATTRIBUTES};
-use crate::failure::{self, Example, FailureModel};
+use crate::failure::{self, Example, FailureModel, GroupRates};
 use crate::metrics::{evaluate, wilson, AlarmReport, DriveAlarms};
 use crate::nn::Result;
 use std::fmt;
@@ -88,10 +88,39 @@ pub const MODEL_HORIZONS: [u32; 2] = [1, 7];
 /// Healthy drive-days allowed to alarm, per 1,000 (sets the threshold).
 pub const ALARM_BUDGET_PER_1000: f64 = 10.0;
 
+/// The static covariates, in model input order.
+pub const STATICS: [&str; 4] = [
+    "power-on years",
+    "log2 capacity (TB)",
+    "log1p(LBAs written)",
+    "model/firmware failure rate (log, relative to the fleet)",
+];
+
+/// A drive's groups for [`GroupRates`], general to specific: its model,
+/// then model and firmware (when known).
+pub fn group_keys(d: &Drive) -> Vec<String> {
+    let mut keys = Vec::new();
+    if !d.model.is_empty() {
+        keys.push(format!("model:{}", d.model));
+        if !d.firmware.is_empty() {
+            keys.push(format!("firmware:{}\u{0}{}", d.model, d.firmware));
+        }
+    }
+    keys
+}
+
 /// Model input of a drive at day index `i`: the last [`SEQ_DAYS`] days of
-/// log1p(raw SMART) (padded with the first day), and covariates: power-on
-/// years and log2 capacity in TB (unknown, NaN, when the capacity is 0).
-pub fn example(d: &Drive, i: usize, labels: Vec<bool>, weight: f32) -> Example {
+/// log1p(raw SMART) (padded with the first day), and the [`STATICS`]:
+/// power-on years, log2 capacity in TB (NaN when unknown), log1p of the
+/// day's total LBAs written (usage; NaN when not reported) and the
+/// drive's model/firmware failure rate from `groups`.
+pub fn example(
+    d: &Drive,
+    i: usize,
+    labels: Vec<bool>,
+    weight: f32,
+    groups: &GroupRates,
+) -> Example {
     let n = ATTRIBUTES.len();
     let mut seq = Vec::with_capacity(SEQ_DAYS * n);
     for k in 0..SEQ_DAYS {
@@ -111,12 +140,37 @@ pub fn example(d: &Drive, i: usize, labels: Vec<bool>, weight: f32) -> Example {
     } else {
         (d.capacity_bytes as f64 / 1e12).max(1e-3).log2() as f32
     };
+    let written = d
+        .written
+        .get(i)
+        .copied()
+        .filter(|v| v.is_finite())
+        .map_or(f32::NAN, |v| v.max(0.0).ln_1p());
     Example {
         seq,
-        statics: vec![hours / 8766.0, tb],
+        statics: vec![
+            hours / 8766.0,
+            tb,
+            written,
+            groups.log_relative(&group_keys(d)),
+        ],
         labels,
         weight,
     }
+}
+
+/// [`example`] as `model` takes it (with its group encoding; a model saved
+/// before the usage and group covariates existed takes the first two).
+pub fn example_for(
+    model: &FailureModel,
+    d: &Drive,
+    i: usize,
+    labels: Vec<bool>,
+    weight: f32,
+) -> Example {
+    let mut e = example(d, i, labels, weight, model.groups());
+    e.statics.truncate(model.config().statics);
+    e
 }
 
 fn labels(d: &Drive, day: i32) -> Vec<bool> {
@@ -176,6 +230,19 @@ impl LstmFailure {
         let rate = ((pos.len() * 50) as f64 / neg.len().max(1) as f64).min(1.0);
         #[allow(clippy::cast_possible_truncation)]
         let weight = (1.0 / rate) as f32;
+        // Group failure rates from train drives, failures before the cut only.
+        let keys: Vec<(Vec<String>, bool)> = fleet
+            .drives
+            .iter()
+            .filter(|d| !is_test_drive(&d.serial))
+            .map(|d| {
+                (
+                    group_keys(d),
+                    d.failed_on.is_some_and(|f| f < split.cut_day),
+                )
+            })
+            .collect();
+        let groups = GroupRates::fit(keys.iter().map(|(k, f)| (k.as_slice(), *f)));
         let (mut fit, mut held) = (Vec::new(), Vec::new());
         for &(di, i) in pos.iter().chain(neg.iter()) {
             let d = &fleet.drives[di];
@@ -184,7 +251,7 @@ impl LstmFailure {
             if !positive && rng.f64() >= rate {
                 continue;
             }
-            let e = example(d, i, y, if positive { 1.0 } else { weight });
+            let e = example(d, i, y, if positive { 1.0 } else { weight }, &groups);
             if (serial_hash(&d.serial) / 100).is_multiple_of(5) {
                 held.push(e);
             } else {
@@ -194,7 +261,7 @@ impl LstmFailure {
         let cfg = failure::Config {
             seq_len: SEQ_DAYS,
             features: ATTRIBUTES.len(),
-            statics: 2,
+            statics: STATICS.len(),
             horizons: MODEL_HORIZONS.to_vec(),
             hidden: 16,
             epochs: 30,
@@ -260,7 +327,7 @@ impl Method for LstmFailure {
         )
     }
     fn alarms(&self, drive: &Drive) -> Vec<bool> {
-        match self.model.logits(&day_examples(drive)) {
+        match self.model.logits(&day_examples(&self.model, drive)) {
             Ok(z) => z.iter().map(|z| z[1] >= self.threshold).collect(),
             Err(_) => vec![false; drive.days.len()],
         }
@@ -278,7 +345,7 @@ pub fn top_risks(fleet: &Fleet, m: &LstmFailure, k: usize) -> Vec<String> {
         .filter(|d| is_test_drive(&d.serial) && !d.days.is_empty())
         .filter_map(|d| {
             let last = d.days.len() - 1;
-            let e = example(d, last, vec![false; MODEL_HORIZONS.len()], 1.0);
+            let e = example_for(&m.model, d, last, vec![false; MODEL_HORIZONS.len()], 1.0);
             let p = m.model.predict(std::slice::from_ref(&e)).ok()?;
             Some((p[0][1], d))
         })
@@ -289,7 +356,7 @@ pub fn top_risks(fleet: &Fleet, m: &LstmFailure, k: usize) -> Vec<String> {
         .take(k)
         .map(|(p, d)| {
             let last = d.days.len() - 1;
-            let e = example(d, last, vec![false; MODEL_HORIZONS.len()], 1.0);
+            let e = example_for(&m.model, d, last, vec![false; MODEL_HORIZONS.len()], 1.0);
             let why = explanation(&m.model, &e, 1, 3);
             let outcome = match d.failed_on {
                 Some(f) => format!("failed on day {f}"),
@@ -333,10 +400,10 @@ pub fn explanation(model: &FailureModel, e: &Example, h: usize, k: usize) -> Str
     }
 }
 
-/// The model input of every day of `d` (labels unset).
-fn day_examples(d: &Drive) -> Vec<Example> {
+/// `model`'s input of every day of `d` (labels unset).
+fn day_examples(model: &FailureModel, d: &Drive) -> Vec<Example> {
     (0..d.days.len())
-        .map(|i| example(d, i, vec![false; MODEL_HORIZONS.len()], 1.0))
+        .map(|i| example_for(model, d, i, vec![false; MODEL_HORIZONS.len()], 1.0))
         .collect()
 }
 
@@ -344,7 +411,7 @@ fn day_examples(d: &Drive) -> Vec<Example> {
 /// (NaN where the model refuses the input).
 pub fn probabilities(model: &FailureModel, d: &Drive) -> Vec<Vec<f64>> {
     model
-        .predict(&day_examples(d))
+        .predict(&day_examples(model, d))
         .unwrap_or_else(|_| vec![vec![f64::NAN; MODEL_HORIZONS.len()]; d.days.len()])
 }
 
@@ -530,6 +597,8 @@ mod tests {
         Drive {
             serial: serial.into(),
             model: "M".into(),
+            firmware: String::new(),
+            written: Vec::new(),
             capacity_bytes: 1,
             failed_on: failed.then(|| *days.last().unwrap()),
             days,

@@ -73,7 +73,7 @@ async fn trained_model_scores_streamed_disks_and_a_new_version_is_hot_swapped() 
     let c = InProcessCoordinator::start(
         "[tls]\ninsecure_plaintext = true",
         &format!(
-            "[risk]\ninterval = \"300ms\"\n[learn]\nholdout_percent = 0\n[shadow]\nmode = \"dry-run\"\nconfirm = 2\nmanual_approval = true\n[metrics]\nlisten = \"127.0.0.1:{metrics_port}\"\n\
+            "[risk]\ninterval = \"300ms\"\n[learn]\nholdout_percent = 0\n[shadow]\nmode = \"dry-run\"\nenter = 0.2\nexit = 0.1\nconfirm = 2\nmanual_approval = true\n[metrics]\nlisten = \"127.0.0.1:{metrics_port}\"\n\
              [paging]\n[[paging.receivers]]\nkind = \"alertmanager\"\nurl = \"{am_url}\"\n\
              [[paging.receivers]]\nkind = \"webhook\"\nurl = \"{}/hook\"\n",
             hook.url
@@ -210,8 +210,8 @@ async fn trained_model_scores_streamed_disks_and_a_new_version_is_hot_swapped() 
     // Dry run: the riskiest disk makes its host's lifecycle confirm; the
     // rails admit it (one host) and the plan is audited, nothing executed.
     assert!(
-        p7d_over(&scored, 0.5),
-        "the fixture disk no longer scores above the shadow threshold: {scored}"
+        p7d_over(&scored, 0.2),
+        "the fixture disk no longer scores above the test's shadow threshold: {scored}"
     );
     {
         let shadows = eventually("the host confirmed", Duration::from_secs(20), || {
@@ -283,7 +283,10 @@ async fn trained_model_scores_streamed_disks_and_a_new_version_is_hot_swapped() 
         assert_eq!(p["target"], "risk-host");
         assert_eq!(p["dry_run"], true);
         assert!(p["component"].as_str().unwrap().starts_with("disk:"), "{p}");
-        assert!(p["p7d"].as_f64().unwrap() >= 0.5, "{p}");
+        assert!(
+            p["p7d"].as_f64().unwrap() >= 0.2,
+            "at or above the test's enter: {p}"
+        );
         assert!(!p["explanation"].as_str().unwrap().is_empty(), "{p}");
         assert!(p["commands"]
             .as_array()
