@@ -607,6 +607,35 @@ mod tests {
     }
 
     #[test]
+    fn models_saved_before_the_usage_and_group_covariates_still_score() {
+        let d = drive("S1", 0..20, false, Some(10));
+        for statics in [2, STATICS.len()] {
+            let m = FailureModel::new(failure::Config {
+                seq_len: SEQ_DAYS,
+                features: ATTRIBUTES.len(),
+                statics,
+                horizons: MODEL_HORIZONS.to_vec(),
+                hidden: 4,
+                epochs: 1,
+                batch: 8,
+                learning_rate: 1e-3,
+                seed: 1,
+            })
+            .unwrap();
+            let p = probabilities(&m, &d);
+            assert_eq!(p.len(), 20);
+            assert!(
+                p.iter().flatten().all(|v| v.is_finite()),
+                "{statics}: {p:?}"
+            );
+            assert_eq!(
+                example_for(&m, &d, 3, vec![false; 2], 1.0).statics.len(),
+                statics
+            );
+        }
+    }
+
+    #[test]
     fn the_rule_of_thumb_is_scored_on_test_drives_after_the_cut() {
         // Serials chosen so that both sides of the hash split are used.
         let serials: Vec<String> = (0..40).map(|i| format!("S{i}")).collect();
