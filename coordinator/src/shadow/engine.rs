@@ -269,6 +269,14 @@ impl Phase {
     }
 
     /// A spare is (being) taken: counts against the blast-radius budget.
+    /// The lifecycle is over (until the risk re-arms it).
+    pub fn ended(&self) -> bool {
+        matches!(
+            self,
+            Phase::Healthy | Phase::Promoted | Phase::RolledBack { .. } | Phase::Cancelled
+        )
+    }
+
     pub fn holds_spare(&self) -> bool {
         matches!(
             self,

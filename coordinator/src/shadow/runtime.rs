@@ -9,9 +9,10 @@
 //! do (the plan), executing nothing. Pages still go out in dry-run (marked
 //! as such): on-call learns about a predicted failure whether or not the
 //! coordinator may act on it. [`step`] returns them as [`Notice`]s for the
-//! caller to deliver (I/O stays out of this module). The executors
-//! (Redfish is in `actuate`, switch ports, traffic, replication) are not
-//! driven from here yet, so the modes that act are refused by the config.
+//! caller to deliver (I/O stays out of this module). `execute` also starts
+//! admitted lifecycles (`Event::Start`); their actions are then carried
+//! out by [`super::execute`], which feeds the outcomes back through
+//! [`apply`].
 
 use super::engine::{Command, Event, Lifecycle, Ms, Phase, Policy, Severity};
 use super::rails::{self, Member, Rails, View};
@@ -27,6 +28,8 @@ use std::sync::Mutex;
 pub enum Mode {
     Off,
     DryRun,
+    /// Act: admitted lifecycles start and their actions are carried out.
+    Execute,
 }
 
 #[derive(Debug, Clone)]
@@ -72,6 +75,7 @@ impl Shadows {
     pub fn mode_name(&self) -> &'static str {
         match self.mode {
             Some(Mode::DryRun) => "dry-run",
+            Some(Mode::Execute) => "execute",
             Some(Mode::Off) | None => "off",
         }
     }
@@ -358,7 +362,7 @@ fn record_commands(
         audit(
             store,
             now,
-            json!({ "target": target, "event": kind, "detail": detail, "dry_run": dry_run, "executed": false }),
+            json!({ "target": target, "event": kind, "detail": detail, "dry_run": dry_run, "executed": !dry_run && kind == "action" }),
         );
     }
     Ok(notices)
@@ -425,6 +429,108 @@ pub fn riskiest(risks: &[Risk], holdout_percent: u8) -> BTreeMap<&str, &Risk> {
         }
     }
     per_host
+}
+
+fn verdict_ok(verdicts: &BTreeMap<String, String>, target: &str) -> bool {
+    verdicts.get(target).is_some_and(|v| v == "admitted")
+}
+
+/// Feed `event` to `lc`: a phase change is audited, the commands recorded
+/// (pages, actions), the lifecycle persisted when it changed.
+fn transition(
+    store: &Store,
+    pages: &mut BTreeMap<String, Page>,
+    lc: &mut Lifecycle,
+    event: &Event,
+    settings: &Settings,
+    now: Ms,
+) -> Result<Vec<Notice>, StoreError> {
+    let dry_run = settings.mode != Mode::Execute;
+    let before = lc.clone();
+    let commands = lc.on_event(now, event, &settings.policy);
+    if lc.phase != before.phase {
+        let mut record = json!({
+            "target": lc.target, "event": "transition", "from": before.phase.name(),
+            "to": lc.phase.name(), "dry_run": dry_run,
+        });
+        match event {
+            Event::Done(a) => record["after"] = json!(format!("{a:?} done")),
+            Event::Failed(a, why) => record["after"] = json!(format!("{a:?} failed: {why}")),
+            Event::Kpi(k) => {
+                record["kpi"] = json!({"requests": k.requests, "error_rate": k.error_rate, "p99_ms": k.p99_ms, "lag_ms": k.lag_ms})
+            }
+            _ => {}
+        }
+        audit(store, now, record);
+    }
+    if let Event::Done(a) | Event::Failed(a, _) = event {
+        if before.pending.is_some_and(|(p, _)| p == *a) {
+            let error = match event {
+                Event::Failed(_, why) => json!(why),
+                _ => json!(null),
+            };
+            audit(
+                store,
+                now,
+                json!({"target": lc.target, "event": "action_result", "action": format!("{a:?}"), "ok": error.is_null(), "error": error}),
+            );
+        }
+    }
+    let note = pages.get(&lc.target).map_or_else(
+        || RiskNote {
+            window: "7d".to_owned(),
+            ..RiskNote::default()
+        },
+        |p| RiskNote {
+            component: p.component.clone(),
+            p24h: p.p24h,
+            window: p.window.clone(),
+            explanation: p.explanation.clone(),
+        },
+    );
+    let notices = record_commands(store, pages, lc, &note, commands, dry_run, now)?;
+    if *lc != before {
+        store.put_lifecycle(
+            &lc.target,
+            &serde_json::to_value(&*lc).expect("serialisable"),
+        )?;
+    }
+    Ok(notices)
+}
+
+/// Feed an executor's outcome, a KPI sample or a tick to `target`'s
+/// lifecycle (execute mode); returns the pages to deliver. With `started`
+/// (the pending action and since when, as the executor started it), the
+/// event applies only if the lifecycle still waits for exactly that: the
+/// late answer of an action that timed out and was commanded again is
+/// dropped. A target without a lifecycle is ignored.
+pub fn apply(
+    store: &Store,
+    shadows: &Shadows,
+    settings: &Settings,
+    target: &str,
+    started: Option<(super::engine::Action, Ms)>,
+    event: &Event,
+    now: Ms,
+) -> Result<Vec<Notice>, StoreError> {
+    let mut state = shadows.inner.lock().expect("poisoned");
+    let State {
+        lifecycles, pages, ..
+    } = &mut *state;
+    match lifecycles.get_mut(target) {
+        Some(lc) if started.is_none_or(|s| lc.pending == Some(s)) => {
+            transition(store, pages, lc, event, settings, now)
+        }
+        Some(_) => {
+            audit(
+                store,
+                now,
+                json!({"target": target, "event": "stale_outcome", "detail": format!("{event:?}")}),
+            );
+            Ok(Vec::new())
+        }
+        None => Ok(Vec::new()),
+    }
 }
 
 /// One step after a risk run: feed each host's risk, apply the rails to
@@ -497,7 +603,7 @@ pub fn step(
             let record = match verdict {
                 Ok(()) => json!({
                     "target": target, "event": "admission", "verdict": "admitted",
-                    "dry_run": dry_run, "executed": false,
+                    "dry_run": dry_run, "executed": !dry_run,
                     "plan": plan(&settings.policy),
                 }),
                 Err(refusal) => json!({
@@ -506,7 +612,16 @@ pub fn step(
                 }),
             };
             audit(store, now, record);
-            state.verdicts.insert(target, text);
+            state.verdicts.insert(target.clone(), text);
+        }
+        if settings.mode == Mode::Execute && verdict_ok(&state.verdicts, &target) {
+            let State {
+                lifecycles, pages, ..
+            } = &mut *state;
+            if let Some(lc) = lifecycles.get_mut(&target) {
+                let notices = transition(store, pages, lc, &Event::Start, settings, now)?;
+                output.notices.extend(notices);
+            }
         }
     }
     state.verdicts.retain(|t, _| seen.contains(t));
