@@ -62,8 +62,7 @@ pub struct RawConfig {
 }
 
 /// `[shadow]`: the shadow lifecycle (engine policy and safety rails).
-/// Only `off` and `dry-run` exist so far: the executors that act are not
-/// built yet.
+/// `execute` acts, and needs `[shadow.execute]` (spares, services).
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawShadow {
@@ -91,6 +90,8 @@ pub struct RawShadow {
     pub max_confirmed_fraction: Option<f64>,
     /// Wait for `umbractl approve HOST` before a confirmed host starts.
     pub manual_approval: Option<bool>,
+    /// What execute mode acts on: spares and protected services.
+    pub execute: Option<crate::shadow::actuator::ExecuteConfig>,
 }
 
 impl Default for RawShadow {
@@ -434,6 +435,8 @@ pub struct Config {
     pub metrics_listen: Option<SocketAddr>,
     pub risk_interval: Duration,
     pub shadow: crate::shadow::runtime::Settings,
+    /// `[shadow.execute]`, present exactly when the mode is `execute`.
+    pub shadow_execute: Option<crate::shadow::actuator::ExecuteConfig>,
     pub learn: crate::learn::Settings,
     pub readiness: crate::readiness::Weights,
     pub paging: crate::paging::PagingConfig,
@@ -513,6 +516,25 @@ impl RawConfig {
             return bad("limits: sample rates and batch sizes must be >= 1".into());
         }
         let learn = self.learn.settings()?;
+        let mut raw_shadow = self.shadow;
+        let shadow_execute = raw_shadow.execute.take();
+        let mut shadow = raw_shadow.settings()?;
+        shadow.holdout_percent = learn.holdout_percent;
+        match (shadow.mode, &shadow_execute) {
+            (crate::shadow::runtime::Mode::Execute, None) => {
+                return bad(
+                    "shadow.mode = \"execute\" needs [shadow.execute] (spares and services)".into(),
+                );
+            }
+            (crate::shadow::runtime::Mode::Execute, Some(e)) => {
+                e.validate()
+                    .map_err(|m| ConfigError::Invalid(format!("shadow.execute: {m}")))?;
+            }
+            (_, Some(_)) => {
+                return bad("[shadow.execute] is only read in mode \"execute\"".into());
+            }
+            (_, None) => {}
+        }
         Ok(Config {
             listen,
             id: self
@@ -536,11 +558,8 @@ impl RawConfig {
             max_samples_per_batch: l.max_samples_per_batch,
             metrics_listen: self.metrics.listen,
             risk_interval: self.risk.interval,
-            shadow: {
-                let mut shadow = self.shadow.settings()?;
-                shadow.holdout_percent = learn.holdout_percent;
-                shadow
-            },
+            shadow,
+            shadow_execute,
             learn,
             readiness: self.readiness.weights()?,
             paging: {

@@ -65,6 +65,8 @@ pub enum RunError {
     Transport(#[from] tonic::transport::Error),
     #[error("paging: {0}")]
     Paging(#[from] actuate::http::HttpError),
+    #[error("shadow executors: {0}")]
+    Execute(String),
 }
 
 /// Bind `config.listen` and serve until `shutdown` resolves.
@@ -164,6 +166,24 @@ pub async fn serve(
         },
         config.risk_interval,
     ));
+    let executor = match &config.shadow_execute {
+        Some(cfg) => {
+            let actuator = shadow::actuator::FleetActuator::new(store.clone(), cfg.clone())
+                .map_err(RunError::Execute)?;
+            let ex = shadow::execute::Executor::new(
+                store.clone(),
+                shadows.clone(),
+                config.shadow.clone(),
+                Arc::new(actuator),
+                pagers.clone(),
+            );
+            tracing::warn!(
+                "shadow lifecycles in EXECUTE mode: admitted hosts get shadows and traffic moves"
+            );
+            Some(tokio::spawn(ex.run(cfg.interval)))
+        }
+        None => None,
+    };
     let learner = Arc::new(learn::Learner::default());
     let learn_loop = tokio::spawn(learn::run(
         store.clone(),
@@ -219,6 +239,9 @@ pub async fn serve(
     maintenance.abort();
     risk_loop.abort();
     learn_loop.abort();
+    if let Some(e) = executor {
+        e.abort();
+    }
     if let Some(m) = metrics {
         m.abort();
     }

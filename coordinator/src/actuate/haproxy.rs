@@ -197,9 +197,63 @@ impl Haproxy {
 
     /// The shadow server's counters.
     pub async fn shadow_stats(&self) -> Result<ServerStats, HaproxyError> {
-        let text = self.command("show stat").await?;
-        parse_stat(&text, &self.cfg.backend, &self.cfg.shadow)
+        self.stats_of(&self.cfg.backend, &self.cfg.shadow).await
     }
+
+    /// Any server's counters (e.g. the shadow in the mirror backend).
+    pub async fn stats_of(&self, backend: &str, server: &str) -> Result<ServerStats, HaproxyError> {
+        let text = self.command("show stat").await?;
+        parse_stat(&text, checked(backend)?, checked(server)?)
+    }
+
+    /// Point `backend/server` at `addr` (where a provisioned spare serves),
+    /// verified by reading the server state back. State-based.
+    pub async fn set_addr(
+        &self,
+        backend: &str,
+        server: &str,
+        addr: std::net::SocketAddr,
+    ) -> Result<(), HaproxyError> {
+        let (b, sv) = (checked(backend)?, checked(server)?);
+        let command = format!(
+            "set server {b}/{sv} addr {} port {}",
+            addr.ip(),
+            addr.port()
+        );
+        let answer = self.command(&command).await?;
+        // HAProxy answers with what changed, or that nothing did.
+        if !answer.contains("changed") && !answer.contains("no need to change") {
+            return Err(HaproxyError::Refused {
+                command,
+                answer: answer.trim().to_owned(),
+            });
+        }
+        let state = self.command(&format!("show servers state {b}")).await?;
+        match parse_server_addr(&state, sv) {
+            Some(got) if got == addr => Ok(()),
+            got => Err(HaproxyError::Unexpected(format!(
+                "{b}/{sv}: address {got:?} after setting {addr}"
+            ))),
+        }
+    }
+}
+
+/// A server's address from `show servers state BACKEND` (columns by the
+/// `#` header's names: `srv_name`, `srv_addr`, `srv_port`).
+pub fn parse_server_addr(text: &str, server: &str) -> Option<std::net::SocketAddr> {
+    let mut lines = text.lines().filter(|l| !l.trim().is_empty());
+    let header = lines.find_map(|l| l.strip_prefix("# "))?;
+    let cols: Vec<&str> = header.split_whitespace().collect();
+    let col = |n: &str| cols.iter().position(|c| *c == n);
+    let (name, addr, port) = (col("srv_name")?, col("srv_addr")?, col("srv_port")?);
+    lines.find_map(|l| {
+        let f: Vec<&str> = l.split_whitespace().collect();
+        if f.get(name) != Some(&server) {
+            return None;
+        }
+        let ip: std::net::IpAddr = f.get(addr)?.parse().ok()?;
+        Some(std::net::SocketAddr::new(ip, f.get(port)?.parse().ok()?))
+    })
 }
 
 /// One server's row of `show stat` CSV (columns by the header's names).
@@ -267,6 +321,19 @@ app,shadow,0,0,0,1,,25,200,400,,0,,1,2,0,0,UP,25,1,0,,0,10,0,,1,3,2,,25,,2,0,,3,
         assert_eq!(s.weight, 25);
         assert!(parse_stat(STAT, "app", "nope").is_err());
         assert!(parse_stat("garbage", "app", "shadow").is_err());
+    }
+
+    #[test]
+    fn server_addresses_are_read_from_the_servers_state() {
+        let text = "1\n# be_id be_name srv_id srv_name srv_addr srv_op_state srv_admin_state srv_uweight srv_iweight srv_time_since_last_change srv_check_status srv_check_result srv_check_health srv_check_state srv_agent_state bk_f_forced_id srv_f_forced_id srv_fqdn srv_port srvrecord\n\
+3 app 1 primary 127.0.0.1 2 0 100 100 12 1 0 0 0 0 0 0 - 18080 -\n\
+3 app 2 shadow 127.0.0.2 2 0 0 100 12 1 0 0 0 0 0 0 - 18081 -\n";
+        assert_eq!(
+            parse_server_addr(text, "shadow"),
+            Some("127.0.0.2:18081".parse().unwrap())
+        );
+        assert_eq!(parse_server_addr(text, "nope"), None);
+        assert_eq!(parse_server_addr("garbage", "shadow"), None);
     }
 
     #[test]

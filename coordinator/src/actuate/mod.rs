@@ -10,12 +10,15 @@
 //!   lag, cut-over barrier).
 //! * [`switch`]: switch-port reconfiguration by SNMP SET, verified by
 //!   read-back and undone on failure or rollback.
+//! * [`mirror`]: request mirroring to the shadow through nginx's `mirror`
+//!   module (the share written into an include nginx reloads).
 //! * [`hook`]: workload migration through an orchestrator's own hook
 //!   (a program or an HTTP endpoint), with the host → workloads map.
 
 pub mod haproxy;
 pub mod hook;
 pub mod http;
+pub mod mirror;
 pub mod redfish;
 pub mod rsync;
 pub mod switch;

@@ -5,6 +5,7 @@
 //! actions of live lifecycles through an `Actuator` (execute mode);
 //! [`traffic`] drives one shift through HAProxy (`actuate::haproxy`).
 
+pub mod actuator;
 pub mod engine;
 pub mod execute;
 pub mod rails;

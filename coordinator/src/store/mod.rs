@@ -498,6 +498,20 @@ impl Store {
         self.keyed_json(b'G', "open page")
     }
 
+    /// Persist which spare a target's shadow uses (`None`: released).
+    pub fn put_assignment(
+        &self,
+        target: &str,
+        assignment: Option<&serde_json::Value>,
+    ) -> Result<(), StoreError> {
+        self.put_keyed_json(b'S', target, assignment)
+    }
+
+    /// Every spare assignment: (target, assignment).
+    pub fn assignments(&self) -> Result<Vec<(String, serde_json::Value)>, StoreError> {
+        self.keyed_json(b'S', "spare assignment")
+    }
+
     /// Record a component's failure label (`'F' host NUL component`), as
     /// the feedback loop's training reads it. Recording it again replaces it.
     pub fn put_failure(

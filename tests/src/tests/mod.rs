@@ -2,6 +2,7 @@
 
 mod conservation;
 mod ctl;
+mod execute;
 mod ipmi;
 mod ops;
 pub mod paging;

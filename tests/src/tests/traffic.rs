@@ -22,7 +22,7 @@ use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpListener;
 
 /// An HTTP/1.1 keep-alive backend answering 200 after `delay_ms`.
-async fn backend(delay_ms: Arc<AtomicU64>) -> Result<u16> {
+pub(crate) async fn backend(delay_ms: Arc<AtomicU64>) -> Result<u16> {
     let l = TcpListener::bind("127.0.0.1:0").await?;
     let port = l.local_addr()?.port();
     tokio::spawn(async move {
@@ -105,7 +105,7 @@ async fn start_haproxy(primary: u16, shadow: u16) -> Result<Lb> {
 
 /// wrk's totals: (requests, failed) where failed counts non-2xx/3xx
 /// responses and socket errors (connect, read, write, timeout).
-fn wrk_totals(out: &str) -> Result<(u64, u64)> {
+pub(crate) fn wrk_totals(out: &str) -> Result<(u64, u64)> {
     let requests = out
         .lines()
         .find_map(|l| {

@@ -1,0 +1,435 @@
+//! The real [`Actuator`]: each engine action carried out on the systems of
+//! one protected service (`[shadow.execute]`).
+//!
+//! - `Provision`: choose a spare ([`spare::choose`]: available, outside the
+//!   failing host's rack/PDU/ToR unless allowed, cheapest; never one another
+//!   lifecycle holds, nor one that failed for this target before), bring it
+//!   up on the provisioning image through its BMC (Redfish), and point the
+//!   service's shadow servers in HAProxy (live and mirror backends) at it.
+//!   The choice is persisted (`'S'` in the store) before anything is done,
+//!   so a restart provisions the same spare again (state-based).
+//! - `Sync`: an rsync snapshot where the service has state; nothing else.
+//! - `Mirror`: the share of nginx's request copies HAProxy passes to the
+//!   shadow ([`crate::actuate::mirror`], a runtime map entry: no reload).
+//! - `SetWeight`: the shadow's share in HAProxy. `Promote`: all traffic
+//!   to the shadow, the old primary drained, mirroring off.
+//! - `Revert`: traffic back to the primary, mirroring off, the spare
+//!   released (image ejected, powered off) and its assignment dropped.
+//!
+//! KPIs: while syncing, the replication lag; while mirroring, the
+//! shadow's counters in the mirror backend; while shifting, in the live
+//! backend (requests and 5xx since the last sample, HAProxy's `rtime`).
+
+use super::engine::{Action, Kpi, Phase};
+use super::execute::Actuator;
+use super::spare::{self, Spare};
+use super::traffic::kpi_between;
+use crate::actuate::haproxy::{Haproxy, HaproxyConfig, ServerStats};
+use crate::actuate::mirror::{Mirror, MirrorConfig};
+use crate::actuate::redfish::{Redfish, RedfishConfig};
+use crate::actuate::rsync::{Rsync, RsyncConfig};
+use crate::model::FailureDomain;
+use crate::store::Store;
+use serde::Deserialize;
+use serde_json::json;
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+/// `[shadow.execute]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ExecuteConfig {
+    /// How often pending actions, KPIs and dwell times are looked at.
+    #[serde(default = "default_interval", with = "humantime_serde")]
+    pub interval: Duration,
+    /// The provisioning image (virtual media URL).
+    pub image: String,
+    /// Let a spare share the failing host's rack, PDU or ToR when no other
+    /// is available.
+    #[serde(default)]
+    pub allow_same_domain: bool,
+    pub spares: Vec<SpareConfig>,
+    pub services: Vec<ServiceConfig>,
+}
+
+fn default_interval() -> Duration {
+    Duration::from_secs(1)
+}
+
+/// `[[shadow.execute.spares]]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SpareConfig {
+    pub id: String,
+    /// The system on its BMC (Id, Name or UUID).
+    pub system: String,
+    pub bmc: RedfishConfig,
+    #[serde(default = "default_cost")]
+    pub cost: f64,
+    #[serde(default)]
+    pub rack: String,
+    #[serde(default)]
+    pub pdu: String,
+    #[serde(default)]
+    pub tor: String,
+    /// Where the service answers on this spare once provisioned.
+    pub address: SocketAddr,
+}
+
+fn default_cost() -> f64 {
+    1.0
+}
+
+/// `[[shadow.execute.services]]`: one protected host's service.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServiceConfig {
+    pub host: String,
+    pub haproxy: HaproxyConfig,
+    /// Mirroring: nginx copies requests to a HAProxy frontend that passes
+    /// a share (this map entry) to `mirror_backend`, whose server is named
+    /// as the live backend's shadow server.
+    pub mirror: Option<MirrorConfig>,
+    pub mirror_backend: Option<String>,
+    /// State to replicate to the shadow.
+    pub rsync: Option<RsyncConfig>,
+}
+
+impl ExecuteConfig {
+    pub fn validate(&self) -> Result<(), String> {
+        if self.spares.is_empty() || self.services.is_empty() {
+            return Err("execute needs at least one spare and one service".into());
+        }
+        let mut hosts = std::collections::BTreeSet::new();
+        for s in &self.services {
+            if !hosts.insert(&s.host) {
+                return Err(format!("service host {:?} listed twice", s.host));
+            }
+            if s.mirror.is_some() != s.mirror_backend.is_some() {
+                return Err(format!(
+                    "service {}: mirror and mirror_backend go together",
+                    s.host
+                ));
+            }
+            Haproxy::new(s.haproxy.clone()).map_err(|e| format!("service {}: {e}", s.host))?;
+        }
+        let mut ids = std::collections::BTreeSet::new();
+        for s in &self.spares {
+            if !ids.insert(&s.id) {
+                return Err(format!("spare {:?} listed twice", s.id));
+            }
+            if !s.cost.is_finite() || s.cost < 0.0 {
+                return Err(format!("spare {}: cost must be finite and >= 0", s.id));
+            }
+        }
+        if self.interval.is_zero() {
+            return Err("execute.interval must be positive".into());
+        }
+        Ok(())
+    }
+}
+
+struct Service {
+    lb: Haproxy,
+    mirror: Option<(Mirror, String)>,
+    rsync: Option<Rsync>,
+}
+
+/// Which spare a target uses, persisted.
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+struct Assignment {
+    spare: String,
+    attempt: u32,
+    /// Spares that failed to provision for this target.
+    failed: Vec<String>,
+}
+
+pub struct FleetActuator {
+    store: Arc<Store>,
+    cfg: ExecuteConfig,
+    bmcs: BTreeMap<String, Redfish>,
+    services: BTreeMap<String, Service>,
+    /// The last counters per (target, phase name), for KPI deltas.
+    last: Mutex<BTreeMap<(String, &'static str), ServerStats>>,
+}
+
+impl FleetActuator {
+    pub fn new(store: Arc<Store>, cfg: ExecuteConfig) -> Result<FleetActuator, String> {
+        cfg.validate()?;
+        let mut bmcs = BTreeMap::new();
+        for s in &cfg.spares {
+            let r = Redfish::new(&s.bmc).map_err(|e| format!("spare {}: {e}", s.id))?;
+            bmcs.insert(s.id.clone(), r);
+        }
+        let mut services = BTreeMap::new();
+        for s in &cfg.services {
+            let mirror = match (&s.mirror, &s.mirror_backend) {
+                (Some(m), Some(b)) => {
+                    let lb = Haproxy::new(s.haproxy.clone()).map_err(|e| e.to_string())?;
+                    Some((Mirror::new(lb, m.clone())?, b.clone()))
+                }
+                _ => None,
+            };
+            services.insert(
+                s.host.clone(),
+                Service {
+                    lb: Haproxy::new(s.haproxy.clone()).map_err(|e| e.to_string())?,
+                    mirror,
+                    rsync: s.rsync.clone().map(Rsync::new),
+                },
+            );
+        }
+        Ok(FleetActuator {
+            store,
+            cfg,
+            bmcs,
+            services,
+            last: Mutex::default(),
+        })
+    }
+
+    fn service(&self, target: &str) -> Result<&Service, String> {
+        self.services
+            .get(target)
+            .ok_or_else(|| format!("no [[shadow.execute.services]] entry for host {target}"))
+    }
+
+    fn assignment(&self, target: &str) -> Result<Option<Assignment>, String> {
+        Ok(self
+            .store
+            .assignments()
+            .map_err(|e| e.to_string())?
+            .into_iter()
+            .find(|(t, _)| t == target)
+            .and_then(|(_, v)| serde_json::from_value(v).ok()))
+    }
+
+    fn save(&self, target: &str, a: Option<&Assignment>) -> Result<(), String> {
+        let v = a.map(|a| serde_json::to_value(a).expect("serialisable"));
+        self.store
+            .put_assignment(target, v.as_ref())
+            .map_err(|e| e.to_string())
+    }
+
+    /// The spare for `target`'s attempt: the persisted one for the same
+    /// attempt, else a new choice (the previous one counted as failed).
+    fn choose(&self, target: &str, attempt: u32) -> Result<&SpareConfig, String> {
+        let mut a = self.assignment(target)?.unwrap_or_default();
+        if a.attempt == attempt && !a.spare.is_empty() {
+            return self
+                .cfg
+                .spares
+                .iter()
+                .find(|s| s.id == a.spare)
+                .ok_or_else(|| format!("assigned spare {} is no longer configured", a.spare));
+        }
+        if !a.spare.is_empty() && !a.failed.contains(&a.spare) {
+            a.failed.push(a.spare.clone());
+        }
+        let held: Vec<String> = self
+            .store
+            .assignments()
+            .map_err(|e| e.to_string())?
+            .into_iter()
+            .filter(|(t, _)| t != target)
+            .filter_map(|(_, v)| v["spare"].as_str().map(str::to_owned))
+            .collect();
+        let domain = self
+            .store
+            .host(target)
+            .map_err(|e| e.to_string())?
+            .map(|h| h.failure_domain)
+            .unwrap_or_default();
+        let pool: Vec<Spare> = self
+            .cfg
+            .spares
+            .iter()
+            .map(|s| Spare {
+                id: s.id.clone(),
+                cost: s.cost,
+                available: true,
+                domain: FailureDomain {
+                    site: String::new(),
+                    rack: s.rack.clone(),
+                    pdu: s.pdu.clone(),
+                    tor: s.tor.clone(),
+                },
+            })
+            .collect();
+        let exclude: Vec<&str> = held.iter().chain(&a.failed).map(String::as_str).collect();
+        let chosen = spare::choose(&pool, &domain, self.cfg.allow_same_domain, &exclude)
+            .ok_or_else(|| {
+                format!(
+                    "no spare available outside {target}'s failure domain ({} held by others, {} failed)",
+                    held.len(),
+                    a.failed.len()
+                )
+            })?;
+        a.spare.clone_from(&chosen.id);
+        a.attempt = attempt;
+        self.save(target, Some(&a))?;
+        self.cfg
+            .spares
+            .iter()
+            .find(|s| s.id == chosen.id)
+            .ok_or_else(|| "chosen spare vanished".to_owned())
+    }
+
+    async fn provision(&self, target: &str, attempt: u32) -> Result<(), String> {
+        let svc = self.service(target)?;
+        let spare = self.choose(target, attempt)?;
+        let bmc = &self.bmcs[&spare.id];
+        bmc.provision(&spare.system, &self.cfg.image)
+            .await
+            .map_err(|e| format!("spare {}: {e}", spare.id))?;
+        let h = &self
+            .cfg
+            .services
+            .iter()
+            .find(|s| s.host == target)
+            .expect("service")
+            .haproxy;
+        svc.lb
+            .set_addr(&h.backend, &h.shadow, spare.address)
+            .await
+            .map_err(|e| e.to_string())?;
+        if let Some((_, backend)) = &svc.mirror {
+            svc.lb
+                .set_addr(backend, &h.shadow, spare.address)
+                .await
+                .map_err(|e| e.to_string())?;
+        }
+        Ok(())
+    }
+
+    async fn mirror(&self, svc: &Service, percent: u8) -> Result<(), String> {
+        match &svc.mirror {
+            Some((m, _)) => m.set_percent(percent).await.map_err(|e| e.to_string()),
+            None if percent == 0 => Ok(()),
+            None => Err("no mirror configured for this service".into()),
+        }
+    }
+
+    async fn revert(&self, target: &str) -> Result<(), String> {
+        let svc = self.service(target)?;
+        svc.lb.set_share(0).await.map_err(|e| e.to_string())?;
+        self.mirror(svc, 0).await?;
+        if let Some(a) = self.assignment(target)? {
+            if let Some(bmc) = self.bmcs.get(&a.spare) {
+                let system = &self
+                    .cfg
+                    .spares
+                    .iter()
+                    .find(|s| s.id == a.spare)
+                    .expect("configured")
+                    .system;
+                bmc.release(system)
+                    .await
+                    .map_err(|e| format!("releasing spare {}: {e}", a.spare))?;
+            }
+            self.save(target, None)?;
+        }
+        Ok(())
+    }
+
+    /// Counters of the shadow in `backend` since the previous sample of
+    /// the same kind; the first sample only sets the baseline.
+    async fn delta(
+        &self,
+        target: &str,
+        kind: &'static str,
+        lb: &Haproxy,
+        backend: &str,
+        server: &str,
+    ) -> Result<Option<Kpi>, String> {
+        let now = lb
+            .stats_of(backend, server)
+            .await
+            .map_err(|e| e.to_string())?;
+        let mut last = self.last.lock().expect("poisoned");
+        let before = last.insert((target.to_owned(), kind), now);
+        Ok(before.map(|b| kpi_between(&b, &now)))
+    }
+}
+
+impl Actuator for FleetActuator {
+    async fn act(&self, target: &str, action: Action, attempt: u32) -> Result<(), String> {
+        let audit = json!({"target": target, "event": "executing", "action": format!("{action:?}"), "attempt": attempt});
+        if let Err(e) = self.store.append_audit(crate::now_ms(), &audit) {
+            tracing::error!(error = %e, "audit log");
+        }
+        match action {
+            Action::Provision => self.provision(target, attempt).await,
+            Action::Sync => match &self.service(target)?.rsync {
+                Some(r) => r.snapshot().await.map(drop).map_err(|e| e.to_string()),
+                None => Ok(()),
+            },
+            Action::Mirror { percent } => self.mirror(self.service(target)?, percent).await,
+            Action::SetWeight { percent } => {
+                let svc = self.service(target)?;
+                svc.lb.set_share(percent).await.map_err(|e| e.to_string())
+            }
+            Action::Promote => {
+                let svc = self.service(target)?;
+                svc.lb.set_share(100).await.map_err(|e| e.to_string())?;
+                svc.lb
+                    .set_state(svc.lb.primary(), "drain")
+                    .await
+                    .map_err(|e| e.to_string())?;
+                self.mirror(svc, 0).await
+            }
+            Action::Revert => self.revert(target).await,
+        }
+    }
+
+    async fn kpi(&self, target: &str, phase: &Phase) -> Result<Option<Kpi>, String> {
+        let svc = self.service(target)?;
+        let h = &self
+            .cfg
+            .services
+            .iter()
+            .find(|s| s.host == target)
+            .expect("service")
+            .haproxy;
+        match phase {
+            Phase::Syncing { .. } => match &svc.rsync {
+                Some(r) => {
+                    r.sync_once().await.map_err(|e| e.to_string())?;
+                    let lag = r.lag().await.map_err(|e| e.to_string())?;
+                    Ok(Some(Kpi {
+                        requests: 0,
+                        error_rate: 0.0,
+                        p99_ms: 0.0,
+                        lag_ms: lag.lag_ms,
+                    }))
+                }
+                None => Ok(Some(Kpi {
+                    requests: 0,
+                    error_rate: 0.0,
+                    p99_ms: 0.0,
+                    lag_ms: 0.0,
+                })),
+            },
+            Phase::Mirroring => match &svc.mirror {
+                Some((_, backend)) => {
+                    self.delta(target, "mirror", &svc.lb, backend, &h.shadow)
+                        .await
+                }
+                None => Ok(None),
+            },
+            Phase::Shifting { .. } => {
+                let mut k = self
+                    .delta(target, "live", &svc.lb, &h.backend, &h.shadow)
+                    .await?;
+                if let (Some(k), Some(r)) = (k.as_mut(), &svc.rsync) {
+                    r.sync_once().await.map_err(|e| e.to_string())?;
+                    k.lag_ms = r.lag().await.map_err(|e| e.to_string())?.lag_ms;
+                }
+                Ok(k)
+            }
+            _ => Ok(None),
+        }
+    }
+}

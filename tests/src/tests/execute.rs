@@ -1,0 +1,320 @@
+//! Execute mode end to end, every executor against a real peer: a host
+//! crosses the critical threshold; the runtime confirms and admits it,
+//! then the executor provisions a spare on sushy-emulator (Redfish over
+//! TLS, outside the host's rack), points HAProxy's shadow servers at it,
+//! mirrors 5 % of requests to it through nginx's `mirror` module (KPIs from
+//! HAProxy's mirror frontend, whose share the executor sets through the
+//! runtime API; KPIs from the mirror backend), shifts 10/25/50/100 % through HAProxy's
+//! runtime API and promotes, all with the default policy (10 s dwell per
+//! step) while wrk drives load through nginx: 0 failed requests. The
+//! timeline (crossing → 100 % → promoted) is printed for
+//! docs/BENCHMARKS.md.
+
+use super::redfish::{config, serve_image, start_bmc};
+use super::traffic::{backend, wrk_totals};
+use crate::{free_port, Proc};
+use anyhow::{ensure, Context, Result};
+use coordinator::actuate::haproxy::{Haproxy, HaproxyConfig};
+use coordinator::actuate::mirror::MirrorConfig;
+use coordinator::actuate::redfish::AuthMode;
+use coordinator::shadow::actuator::{ExecuteConfig, FleetActuator, ServiceConfig, SpareConfig};
+use coordinator::shadow::engine::{Phase, Policy};
+use coordinator::shadow::execute::Executor;
+use coordinator::shadow::rails::Rails;
+use coordinator::shadow::runtime::{self, Mode, Settings, Shadows};
+use coordinator::store::{Store, StoreConfig};
+use std::path::Path;
+use std::sync::atomic::AtomicU64;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+struct Front {
+    _haproxy: Proc,
+    _nginx: Proc,
+    nginx_port: u16,
+    socket: std::path::PathBuf,
+    mirror_map: std::path::PathBuf,
+}
+
+/// HAProxy (live backend `app`: primary + a shadow placeholder at weight
+/// 0; mirror frontend passing the map's share of copies to backend
+/// `mirror`, the shadow) behind nginx, which copies every request there.
+async fn start_front(dir: &Path, primary: u16) -> Result<Front> {
+    let socket = dir.join("admin.sock");
+    let (live, mirror) = (free_port(), free_port());
+    let mirror_map = dir.join("umbra-mirror.map");
+    std::fs::write(&mirror_map, "share 0\n")?;
+    std::fs::write(
+        dir.join("haproxy.cfg"),
+        format!(
+            "global\n  stats socket {} mode 600 level admin\n  maxconn 4096\n\
+             defaults\n  mode http\n  timeout connect 2s\n  timeout client 30s\n  timeout server 30s\n\
+             frontend fe\n  bind 127.0.0.1:{live}\n  default_backend app\n\
+             frontend fe_mirror\n  bind 127.0.0.1:{mirror}\n\
+               http-request set-var(txn.pct) str(share),map_str_int({map},0)\n\
+               http-request return status 204 if {{ rand(100),sub(txn.pct) ge 0 }}\n\
+               default_backend mirror\n\
+             backend app\n  balance roundrobin\n  server primary 127.0.0.1:{primary} weight 100\n  server shadow 127.0.0.1:9 weight 0\n\
+             backend mirror\n  server shadow 127.0.0.1:9 weight 100\n",
+            socket.display(),
+            map = mirror_map.display(),
+        ),
+    )?;
+    let mut cmd = std::process::Command::new("haproxy");
+    cmd.arg("-db").arg("-f").arg(dir.join("haproxy.cfg"));
+    let mut haproxy = Proc::spawn_cmd("haproxy", cmd, dir.join("haproxy.log"))?;
+    let probe = Haproxy::new(HaproxyConfig {
+        socket: socket.clone(),
+        backend: "app".into(),
+        primary: "primary".into(),
+        shadow: "shadow".into(),
+        timeout: Duration::from_secs(2),
+    })?;
+    crate::eventually("haproxy admin socket", Duration::from_secs(10), || {
+        let alive = haproxy.ensure_running();
+        let h = probe.clone();
+        async move {
+            alive?;
+            Ok(h.shadow_stats().await.ok())
+        }
+    })
+    .await?;
+
+    let nginx_port = free_port();
+    let conf = dir.join("nginx.conf");
+    std::fs::write(
+        &conf,
+        format!(
+            "daemon off;\nworker_processes 1;\npid {dir}/nginx.pid;\nerror_log {dir}/nginx-error.log;\n\
+             events {{ worker_connections 1024; }}\n\
+             http {{\n  access_log off;\n\
+               upstream live {{ server 127.0.0.1:{live}; keepalive 32; }}\n\
+               upstream mirror {{ server 127.0.0.1:{mirror_port}; keepalive 32; }}\n\
+               server {{\n    listen 127.0.0.1:{nginx_port};\n\
+                 location / {{ mirror /_umbra_mirror; proxy_http_version 1.1; proxy_set_header Connection \"\"; proxy_pass http://live; }}\n\
+                 location = /_umbra_mirror {{ internal;\n\
+                   proxy_http_version 1.1; proxy_set_header Connection \"\"; proxy_pass http://mirror$request_uri; }}\n\
+               }}\n}}\n",
+            dir = dir.display(),
+            mirror_port = mirror,
+        ),
+    )?;
+    let prefix = dir.display().to_string();
+    let conf_s = conf.display().to_string();
+    let mut cmd = std::process::Command::new("nginx");
+    cmd.args(["-p", &prefix, "-c", &conf_s]);
+    let mut nginx = Proc::spawn_cmd("nginx", cmd, dir.join("nginx.log"))?;
+    crate::eventually("nginx", Duration::from_secs(10), || {
+        let alive = nginx.ensure_running();
+        async move {
+            alive?;
+            Ok(tokio::net::TcpStream::connect(("127.0.0.1", nginx_port))
+                .await
+                .ok())
+        }
+    })
+    .await?;
+    Ok(Front {
+        _haproxy: haproxy,
+        _nginx: nginx,
+        nginx_port,
+        socket,
+        mirror_map,
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_host_at_risk_is_shadowed_end_to_end_with_no_failed_requests() -> Result<()> {
+    let bmc = start_bmc().await?;
+    let dir = tempfile::tempdir()?;
+    let (_www, www_url) = serve_image(dir.path())?;
+    let primary = backend(Arc::new(AtomicU64::new(0))).await?;
+    let spare_service = backend(Arc::new(AtomicU64::new(0))).await?;
+    let front = start_front(dir.path(), primary).await?;
+
+    let store = Arc::new(Store::open(
+        &dir.path().join("store"),
+        StoreConfig {
+            sync_writes: false,
+            ..StoreConfig::default()
+        },
+    )?);
+    for (host, rack) in [
+        ("web-01", "r1"),
+        ("web-02", "r1"),
+        ("web-03", "r2"),
+        ("db-01", "r3"),
+    ] {
+        let mut h = coordinator::model::HostRecord {
+            host_id: host.into(),
+            ..Default::default()
+        };
+        h.failure_domain.rack = rack.into();
+        store.put_host(&h)?;
+    }
+    let bmc_cfg = config(&bmc.url, &bmc.pki.path("ca.crt"), AuthMode::Session);
+    let spare = |id: &str, rack: &str, cost: f64, port: u16| SpareConfig {
+        id: id.into(),
+        system: id.into(),
+        bmc: bmc_cfg.clone(),
+        cost,
+        rack: rack.into(),
+        pdu: String::new(),
+        tor: String::new(),
+        address: format!("127.0.0.1:{port}").parse().unwrap(),
+    };
+    let cfg = ExecuteConfig {
+        interval: Duration::from_millis(250),
+        image: format!("{www_url}/provision.iso"),
+        allow_same_domain: false,
+        // spare-01 is cheaper but in the failing host's rack: never chosen.
+        spares: vec![
+            spare("spare-01", "r1", 0.5, spare_service),
+            spare("spare-02", "r9", 1.0, spare_service),
+        ],
+        services: vec![ServiceConfig {
+            host: "web-01".into(),
+            haproxy: HaproxyConfig {
+                socket: front.socket.clone(),
+                backend: "app".into(),
+                primary: "primary".into(),
+                shadow: "shadow".into(),
+                timeout: Duration::from_secs(2),
+            },
+            mirror: Some(MirrorConfig {
+                map: front.mirror_map.clone(),
+                key: "share".into(),
+            }),
+            mirror_backend: Some("mirror".into()),
+            rsync: None,
+        }],
+    };
+    let settings = Settings {
+        mode: Mode::Execute,
+        policy: Policy::default(),
+        rails: Rails {
+            max_confirmed_fraction: 1.0,
+            ..Rails::default()
+        },
+        holdout_percent: 0,
+    };
+    let shadows = Arc::new(Shadows::load(&store, Mode::Execute)?);
+    let pagers = Arc::new(coordinator::paging::Pagers::new(
+        &coordinator::paging::PagingConfig::default(),
+    )?);
+    let actuator = Arc::new(FleetActuator::new(store.clone(), cfg).map_err(anyhow::Error::msg)?);
+    let ex = Executor::new(
+        store.clone(),
+        shadows.clone(),
+        settings.clone(),
+        actuator,
+        pagers,
+    );
+
+    let wrk = tokio::process::Command::new("wrk")
+        .args(["-t2", "-c16", "-d300s"])
+        .arg(format!("http://127.0.0.1:{}/", front.nginx_port))
+        .stdout(std::process::Stdio::piped())
+        .spawn()?;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+
+    // The critical crossing: P(fail 24 h) over `critical` confirms at once.
+    let risk = coordinator::risk::Risk {
+        host: "web-01".into(),
+        component: "disk:wwn-0x5000c500499602d2".into(),
+        probability: [0.8, 0.95],
+        explanation: "SMART 5 +12.0%/day".into(),
+        model_version: 1,
+        evaluated_ms: coordinator::now_ms(),
+        history_days: 14,
+        holdout: false,
+    };
+    let t0 = Instant::now();
+    runtime::step(
+        &store,
+        &shadows,
+        &settings,
+        std::slice::from_ref(&risk),
+        coordinator::now_ms(),
+    )?;
+    ensure!(
+        shadows.snapshot().lifecycles["web-01"].phase == Phase::Provisioning { attempt: 1 },
+        "{:?}",
+        shadows.snapshot().lifecycles["web-01"]
+    );
+    let runner = tokio::spawn(ex.run(Duration::from_millis(250)));
+    let mut timeline: Vec<(Duration, String)> = vec![(Duration::ZERO, "provisioning".into())];
+    let deadline = Duration::from_secs(240);
+    loop {
+        let lc = shadows.snapshot().lifecycles["web-01"].clone();
+        let name = match &lc.phase {
+            Phase::Shifting { step, .. } => format!("shifting {}%", settings.policy.ramp[*step]),
+            p => p.name().to_owned(),
+        };
+        if timeline.last().is_none_or(|(_, n)| *n != name) {
+            timeline.push((t0.elapsed(), name));
+        }
+        if lc.phase.ended() || t0.elapsed() > deadline {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    runner.abort();
+    // Stop wrk (SIGINT: it prints its report) after a little more load.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let pid = wrk.id().context("wrk pid")?;
+    std::process::Command::new("kill")
+        .args(["-INT", &pid.to_string()])
+        .status()?;
+    let out = wrk.wait_with_output().await?;
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let (requests, failed) = wrk_totals(&text)?;
+    eprintln!("{text}\ntimeline: {timeline:?}");
+    let log = store.audit(0, 100_000)?;
+    let lc = shadows.snapshot().lifecycles["web-01"].clone();
+    ensure!(
+        lc.phase == Phase::Promoted,
+        "ended {:?}; timeline {timeline:?}; audit {:?}",
+        lc.phase,
+        log.iter().map(|(_, r)| r.to_string()).collect::<Vec<_>>()
+    );
+    ensure!(requests > 10_000, "wrk ran: {requests}");
+    ensure!(failed == 0, "{failed} failed of {requests}:\n{text}");
+    // The spare outside the rack was used, and it is up on the image.
+    let assigned = store.assignments()?;
+    ensure!(
+        assigned.len() == 1 && assigned[0].1["spare"] == "spare-02",
+        "{assigned:?}"
+    );
+    // Mirroring ran (5 %) and is off again after promotion.
+    let mirrored = log.iter().any(|(_, r)| {
+        r["event"] == "action_result" && r["action"] == "Mirror { percent: 5 }" && r["ok"] == true
+    });
+    ensure!(mirrored, "no mirror action in the audit log");
+    let lb = Haproxy::new(HaproxyConfig {
+        socket: front.socket.clone(),
+        backend: "mirror".into(),
+        primary: "shadow".into(),
+        shadow: "shadow".into(),
+        timeout: Duration::from_secs(2),
+    })?;
+    let map = lb
+        .command(&format!("show map {}", front.mirror_map.display()))
+        .await?;
+    ensure!(
+        coordinator::actuate::mirror::parse_map_value(&map, "share").as_deref() == Some("0"),
+        "{map}"
+    );
+    let mirrored_requests = lb.stats_of("mirror", "shadow").await?.responses;
+    ensure!(
+        mirrored_requests > 100,
+        "the shadow saw {mirrored_requests} mirrored requests"
+    );
+    let at = |n: &str| timeline.iter().find(|(_, x)| x == n).map(|(t, _)| *t);
+    eprintln!(
+        "critical crossing → 100 %: {:?}; → promoted: {:?}; {requests} requests, {failed} failed",
+        at("shifting 100%"),
+        at("promoted")
+    );
+    Ok(())
+}
