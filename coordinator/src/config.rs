@@ -684,6 +684,33 @@ mod tests {
     }
 
     #[test]
+    fn execute_mode_needs_its_section_and_the_section_needs_the_mode() {
+        let base = "[server]\nlisten = \"127.0.0.1:7443\"\n[tls]\ninsecure_plaintext = true\n";
+        let execute = "[shadow.execute]\nimage = \"http://img/p.iso\"\n\
+            [[shadow.execute.spares]]\nid = \"spare-02\"\nsystem = \"spare-02\"\nrack = \"r9\"\naddress = \"10.0.9.2:8080\"\n\
+            [shadow.execute.spares.bmc]\nurl = \"https://bmc-spare-02\"\nusername = \"umbra\"\npassword = \"not-a-real-password\"\n\
+            [[shadow.execute.services]]\nhost = \"web-01\"\nmirror_backend = \"mirror\"\n\
+            haproxy = { socket = \"/run/haproxy/admin.sock\", backend = \"app\", primary = \"web01\", shadow = \"shadow\" }\n\
+            mirror = { map = \"/etc/haproxy/umbra-mirror.map\" }\n";
+        let parse = |text: &str| RawConfig::parse(text, "t").and_then(RawConfig::validate);
+        let ok = parse(&format!("{base}[shadow]\nmode = \"execute\"\n{execute}")).unwrap();
+        let e = ok.shadow_execute.expect("kept");
+        assert_eq!(e.spares[0].address.port(), 8080);
+        assert_eq!(e.services[0].mirror_backend.as_deref(), Some("mirror"));
+        assert_eq!(ok.shadow.mode, crate::shadow::runtime::Mode::Execute);
+        let missing = parse(&format!("{base}[shadow]\nmode = \"execute\"\n")).unwrap_err();
+        assert!(
+            missing.to_string().contains("needs [shadow.execute]"),
+            "{missing}"
+        );
+        let idle = parse(&format!("{base}[shadow]\nmode = \"dry-run\"\n{execute}")).unwrap_err();
+        assert!(idle.to_string().contains("only read in mode"), "{idle}");
+        let half = execute.replace("mirror_backend = \"mirror\"\n", "");
+        let half = parse(&format!("{base}[shadow]\nmode = \"execute\"\n{half}")).unwrap_err();
+        assert!(half.to_string().contains("go together"), "{half}");
+    }
+
+    #[test]
     fn demo_config_validates() {
         let path = concat!(
             env!("CARGO_MANIFEST_DIR"),

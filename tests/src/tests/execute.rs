@@ -123,145 +123,210 @@ async fn start_front(dir: &Path, primary: u16) -> Result<Front> {
     })
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_host_at_risk_is_shadowed_end_to_end_with_no_failed_requests() -> Result<()> {
-    let bmc = start_bmc().await?;
-    let dir = tempfile::tempdir()?;
-    let (_www, www_url) = serve_image(dir.path())?;
-    let primary = backend(Arc::new(AtomicU64::new(0))).await?;
-    let spare_service = backend(Arc::new(AtomicU64::new(0))).await?;
-    let front = start_front(dir.path(), primary).await?;
+/// Everything a lifecycle acts on, and the coordinator side (store,
+/// lifecycles, executor settings) in process.
+struct Rig {
+    bmc: super::redfish::Bmc,
+    _www: Proc,
+    front: Front,
+    dir: tempfile::TempDir,
+    /// The spare's service answers after this many ms.
+    spare_delay: Arc<AtomicU64>,
+    store: Arc<Store>,
+    cfg: ExecuteConfig,
+    settings: Settings,
+}
 
-    let store = Arc::new(Store::open(
-        &dir.path().join("store"),
-        StoreConfig {
-            sync_writes: false,
-            ..StoreConfig::default()
-        },
-    )?);
-    for (host, rack) in [
-        ("web-01", "r1"),
-        ("web-02", "r1"),
-        ("web-03", "r2"),
-        ("db-01", "r3"),
-    ] {
-        let mut h = coordinator::model::HostRecord {
-            host_id: host.into(),
-            ..Default::default()
-        };
-        h.failure_domain.rack = rack.into();
-        store.put_host(&h)?;
-    }
-    let bmc_cfg = config(&bmc.url, &bmc.pki.path("ca.crt"), AuthMode::Session);
-    let spare = |id: &str, rack: &str, cost: f64, port: u16| SpareConfig {
-        id: id.into(),
-        system: id.into(),
-        bmc: bmc_cfg.clone(),
-        cost,
-        rack: rack.into(),
-        pdu: String::new(),
-        tor: String::new(),
-        address: format!("127.0.0.1:{port}").parse().unwrap(),
-    };
-    let cfg = ExecuteConfig {
-        interval: Duration::from_millis(250),
-        image: format!("{www_url}/provision.iso"),
-        allow_same_domain: false,
-        // spare-01 is cheaper but in the failing host's rack: never chosen.
-        spares: vec![
-            spare("spare-01", "r1", 0.5, spare_service),
-            spare("spare-02", "r9", 1.0, spare_service),
-        ],
-        services: vec![ServiceConfig {
-            host: "web-01".into(),
-            haproxy: HaproxyConfig {
-                socket: front.socket.clone(),
-                backend: "app".into(),
-                primary: "primary".into(),
-                shadow: "shadow".into(),
-                timeout: Duration::from_secs(2),
+impl Rig {
+    async fn start(policy: Policy) -> Result<Rig> {
+        let bmc = start_bmc().await?;
+        let dir = tempfile::tempdir()?;
+        let (www, www_url) = serve_image(dir.path())?;
+        let primary = backend(Arc::new(AtomicU64::new(0))).await?;
+        let spare_delay = Arc::new(AtomicU64::new(0));
+        let spare_service = backend(spare_delay.clone()).await?;
+        let front = start_front(dir.path(), primary).await?;
+        let store = Arc::new(Store::open(
+            &dir.path().join("store"),
+            StoreConfig {
+                sync_writes: false,
+                ..StoreConfig::default()
             },
-            mirror: Some(MirrorConfig {
-                map: front.mirror_map.clone(),
-                key: "share".into(),
-            }),
-            mirror_backend: Some("mirror".into()),
-            rsync: None,
-        }],
-    };
-    let settings = Settings {
-        mode: Mode::Execute,
-        policy: Policy::default(),
-        rails: Rails {
-            max_confirmed_fraction: 1.0,
-            ..Rails::default()
-        },
-        holdout_percent: 0,
-    };
-    let shadows = Arc::new(Shadows::load(&store, Mode::Execute)?);
-    let pagers = Arc::new(coordinator::paging::Pagers::new(
-        &coordinator::paging::PagingConfig::default(),
-    )?);
-    let actuator = Arc::new(FleetActuator::new(store.clone(), cfg).map_err(anyhow::Error::msg)?);
-    let ex = Executor::new(
-        store.clone(),
-        shadows.clone(),
-        settings.clone(),
-        actuator,
-        pagers,
-    );
+        )?);
+        for (host, rack) in [
+            ("web-01", "r1"),
+            ("web-02", "r1"),
+            ("web-03", "r2"),
+            ("db-01", "r3"),
+        ] {
+            let mut h = coordinator::model::HostRecord {
+                host_id: host.into(),
+                ..Default::default()
+            };
+            h.failure_domain.rack = rack.into();
+            store.put_host(&h)?;
+        }
+        let bmc_cfg = config(&bmc.url, &bmc.pki.path("ca.crt"), AuthMode::Session);
+        let spare = |id: &str, rack: &str, cost: f64| SpareConfig {
+            id: id.into(),
+            system: id.into(),
+            bmc: bmc_cfg.clone(),
+            cost,
+            rack: rack.into(),
+            pdu: String::new(),
+            tor: String::new(),
+            address: format!("127.0.0.1:{spare_service}").parse().unwrap(),
+        };
+        let cfg = ExecuteConfig {
+            interval: Duration::from_millis(250),
+            image: format!("{www_url}/provision.iso"),
+            allow_same_domain: false,
+            // spare-01 is cheaper but in the failing host's rack: never chosen.
+            spares: vec![spare("spare-01", "r1", 0.5), spare("spare-02", "r9", 1.0)],
+            services: vec![ServiceConfig {
+                host: "web-01".into(),
+                haproxy: HaproxyConfig {
+                    socket: front.socket.clone(),
+                    backend: "app".into(),
+                    primary: "primary".into(),
+                    shadow: "shadow".into(),
+                    timeout: Duration::from_secs(2),
+                },
+                mirror: Some(MirrorConfig {
+                    map: front.mirror_map.clone(),
+                    key: "share".into(),
+                }),
+                mirror_backend: Some("mirror".into()),
+                rsync: None,
+            }],
+        };
+        let settings = Settings {
+            mode: Mode::Execute,
+            policy,
+            rails: Rails {
+                max_confirmed_fraction: 1.0,
+                ..Rails::default()
+            },
+            holdout_percent: 0,
+        };
+        Ok(Rig {
+            bmc,
+            _www: www,
+            front,
+            dir,
+            spare_delay,
+            store,
+            cfg,
+            settings,
+        })
+    }
 
-    let wrk = tokio::process::Command::new("wrk")
-        .args(["-t2", "-c16", "-d300s"])
-        .arg(format!("http://127.0.0.1:{}/", front.nginx_port))
-        .stdout(std::process::Stdio::piped())
-        .spawn()?;
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    /// A coordinator process's side: lifecycles resumed from the store, a
+    /// fresh actuator, the executor running.
+    fn coordinator(&self) -> Result<(Arc<Shadows>, tokio::task::JoinHandle<()>)> {
+        let shadows = Arc::new(Shadows::load(&self.store, Mode::Execute)?);
+        let pagers = Arc::new(coordinator::paging::Pagers::new(
+            &coordinator::paging::PagingConfig::default(),
+        )?);
+        let actuator = Arc::new(
+            FleetActuator::new(self.store.clone(), self.cfg.clone()).map_err(anyhow::Error::msg)?,
+        );
+        let ex = Executor::new(
+            self.store.clone(),
+            shadows.clone(),
+            self.settings.clone(),
+            actuator,
+            pagers,
+        );
+        Ok((shadows, tokio::spawn(ex.run(self.cfg.interval))))
+    }
 
-    // The critical crossing: P(fail 24 h) over `critical` confirms at once.
-    let risk = coordinator::risk::Risk {
-        host: "web-01".into(),
-        component: "disk:wwn-0x5000c500499602d2".into(),
-        probability: [0.8, 0.95],
-        explanation: "SMART 5 +12.0%/day".into(),
-        model_version: 1,
-        evaluated_ms: coordinator::now_ms(),
-        history_days: 14,
-        holdout: false,
-    };
-    let t0 = Instant::now();
-    runtime::step(
-        &store,
-        &shadows,
-        &settings,
-        std::slice::from_ref(&risk),
-        coordinator::now_ms(),
-    )?;
-    ensure!(
-        shadows.snapshot().lifecycles["web-01"].phase == Phase::Provisioning { attempt: 1 },
-        "{:?}",
-        shadows.snapshot().lifecycles["web-01"]
-    );
-    let runner = tokio::spawn(ex.run(Duration::from_millis(250)));
-    let mut timeline: Vec<(Duration, String)> = vec![(Duration::ZERO, "provisioning".into())];
+    /// The critical crossing: P(fail 24 h) over `critical` confirms at once;
+    /// the rails admit it and execute mode starts it.
+    fn cross(&self, shadows: &Shadows) -> Result<()> {
+        let risk = coordinator::risk::Risk {
+            host: "web-01".into(),
+            component: "disk:wwn-0x5000c500499602d2".into(),
+            probability: [0.8, 0.95],
+            explanation: "SMART 5 +12.0%/day".into(),
+            model_version: 1,
+            evaluated_ms: coordinator::now_ms(),
+            history_days: 14,
+            holdout: false,
+        };
+        runtime::step(
+            &self.store,
+            shadows,
+            &self.settings,
+            std::slice::from_ref(&risk),
+            coordinator::now_ms(),
+        )?;
+        let lc = &shadows.snapshot().lifecycles["web-01"];
+        ensure!(lc.phase == Phase::Provisioning { attempt: 1 }, "{lc:?}");
+        Ok(())
+    }
+
+    fn haproxy(&self, backend: &str) -> Result<Haproxy> {
+        Ok(Haproxy::new(HaproxyConfig {
+            socket: self.front.socket.clone(),
+            backend: backend.into(),
+            primary: "primary".into(),
+            shadow: "shadow".into(),
+            timeout: Duration::from_secs(2),
+        })?)
+    }
+
+    async fn mirror_share(&self) -> Result<Option<String>> {
+        let map = self
+            .haproxy("mirror")?
+            .command(&format!("show map {}", self.front.mirror_map.display()))
+            .await?;
+        Ok(coordinator::actuate::mirror::parse_map_value(&map, "share"))
+    }
+}
+
+fn phase_label(phase: &Phase, policy: &Policy) -> String {
+    match phase {
+        Phase::Shifting { step, .. } => format!("shifting {}%", policy.ramp[*step]),
+        p => p.name().to_owned(),
+    }
+}
+
+/// Follow web-01's lifecycle until `until` holds for its label (or it
+/// ends), recording when each label began.
+async fn follow(
+    shadows: &Shadows,
+    policy: &Policy,
+    t0: Instant,
+    timeline: &mut Vec<(Duration, String)>,
+    until: impl Fn(&str) -> bool,
+) -> Result<Phase> {
     let deadline = Duration::from_secs(240);
     loop {
         let lc = shadows.snapshot().lifecycles["web-01"].clone();
-        let name = match &lc.phase {
-            Phase::Shifting { step, .. } => format!("shifting {}%", settings.policy.ramp[*step]),
-            p => p.name().to_owned(),
-        };
+        let name = phase_label(&lc.phase, policy);
         if timeline.last().is_none_or(|(_, n)| *n != name) {
-            timeline.push((t0.elapsed(), name));
+            timeline.push((t0.elapsed(), name.clone()));
         }
-        if lc.phase.ended() || t0.elapsed() > deadline {
-            break;
+        if until(&name) || lc.phase.ended() {
+            return Ok(lc.phase);
         }
+        ensure!(t0.elapsed() < deadline, "stuck in {name}: {timeline:?}");
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    runner.abort();
-    // Stop wrk (SIGINT: it prints its report) after a little more load.
-    tokio::time::sleep(Duration::from_secs(2)).await;
+}
+
+fn start_wrk(port: u16) -> Result<tokio::process::Child> {
+    Ok(tokio::process::Command::new("wrk")
+        .args(["-t2", "-c16", "-d300s", "--timeout", "5s"])
+        .arg(format!("http://127.0.0.1:{port}/"))
+        .stdout(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()?)
+}
+
+/// Stop wrk (SIGINT: it prints its report); (requests, failed, report).
+async fn stop_wrk(wrk: tokio::process::Child) -> Result<(u64, u64, String)> {
     let pid = wrk.id().context("wrk pid")?;
     std::process::Command::new("kill")
         .args(["-INT", &pid.to_string()])
@@ -269,43 +334,49 @@ async fn a_host_at_risk_is_shadowed_end_to_end_with_no_failed_requests() -> Resu
     let out = wrk.wait_with_output().await?;
     let text = String::from_utf8_lossy(&out.stdout).into_owned();
     let (requests, failed) = wrk_totals(&text)?;
+    Ok((requests, failed, text))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_host_at_risk_is_shadowed_end_to_end_with_no_failed_requests() -> Result<()> {
+    let rig = Rig::start(Policy::default()).await?;
+    let (shadows, runner) = rig.coordinator()?;
+    let wrk = start_wrk(rig.front.nginx_port)?;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let t0 = Instant::now();
+    rig.cross(&shadows)?;
+    let mut timeline = vec![(Duration::ZERO, "provisioning".to_owned())];
+    let policy = rig.settings.policy.clone();
+    let end = follow(&shadows, &policy, t0, &mut timeline, |_| false).await;
+    runner.abort();
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let (requests, failed, text) = stop_wrk(wrk).await?;
     eprintln!("{text}\ntimeline: {timeline:?}");
-    let log = store.audit(0, 100_000)?;
-    let lc = shadows.snapshot().lifecycles["web-01"].clone();
+    let log = rig.store.audit(0, 100_000)?;
     ensure!(
-        lc.phase == Phase::Promoted,
-        "ended {:?}; timeline {timeline:?}; audit {:?}",
-        lc.phase,
+        end? == Phase::Promoted,
+        "timeline {timeline:?}; audit {:?}",
         log.iter().map(|(_, r)| r.to_string()).collect::<Vec<_>>()
     );
     ensure!(requests > 10_000, "wrk ran: {requests}");
     ensure!(failed == 0, "{failed} failed of {requests}:\n{text}");
-    // The spare outside the rack was used, and it is up on the image.
-    let assigned = store.assignments()?;
+    // The spare outside the rack was used.
+    let assigned = rig.store.assignments()?;
     ensure!(
         assigned.len() == 1 && assigned[0].1["spare"] == "spare-02",
         "{assigned:?}"
     );
-    // Mirroring ran (5 %) and is off again after promotion.
+    // Mirroring ran (5 %), reached the shadow, and is off after promotion.
     let mirrored = log.iter().any(|(_, r)| {
         r["event"] == "action_result" && r["action"] == "Mirror { percent: 5 }" && r["ok"] == true
     });
     ensure!(mirrored, "no mirror action in the audit log");
-    let lb = Haproxy::new(HaproxyConfig {
-        socket: front.socket.clone(),
-        backend: "mirror".into(),
-        primary: "shadow".into(),
-        shadow: "shadow".into(),
-        timeout: Duration::from_secs(2),
-    })?;
-    let map = lb
-        .command(&format!("show map {}", front.mirror_map.display()))
-        .await?;
-    ensure!(
-        coordinator::actuate::mirror::parse_map_value(&map, "share").as_deref() == Some("0"),
-        "{map}"
-    );
-    let mirrored_requests = lb.stats_of("mirror", "shadow").await?.responses;
+    ensure!(rig.mirror_share().await?.as_deref() == Some("0"));
+    let mirrored_requests = rig
+        .haproxy("mirror")?
+        .stats_of("mirror", "shadow")
+        .await?
+        .responses;
     ensure!(
         mirrored_requests > 100,
         "the shadow saw {mirrored_requests} mirrored requests"
@@ -316,5 +387,79 @@ async fn a_host_at_risk_is_shadowed_end_to_end_with_no_failed_requests() -> Resu
         at("shifting 100%"),
         at("promoted")
     );
+    Ok(())
+}
+
+/// A coordinator restart in the middle of the shift resumes the lifecycle
+/// from the store; a latency regression on the shadow then rolls it back:
+/// traffic back on the primary, mirroring off, the spare powered off and
+/// its assignment dropped, 0 failed requests throughout.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restart_resumes_and_a_regression_rolls_back_with_no_failed_requests() -> Result<()> {
+    let policy = Policy {
+        min_dwell_ms: 2_000,
+        ..Policy::default()
+    };
+    let rig = Rig::start(policy.clone()).await?;
+    let (shadows, runner) = rig.coordinator()?;
+    let wrk = start_wrk(rig.front.nginx_port)?;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let t0 = Instant::now();
+    rig.cross(&shadows)?;
+    let mut timeline = vec![(Duration::ZERO, "provisioning".to_owned())];
+    follow(&shadows, &policy, t0, &mut timeline, |n| {
+        n == "shifting 25%"
+    })
+    .await?;
+    // The coordinator dies (its executor and in-memory state gone) ...
+    runner.abort();
+    drop(shadows);
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    // ... and a new one resumes from the store.
+    let (shadows, runner) = rig.coordinator()?;
+    timeline.push((t0.elapsed(), "restarted".to_owned()));
+    let resumed = shadows.snapshot().lifecycles["web-01"].phase.clone();
+    ensure!(matches!(resumed, Phase::Shifting { .. }), "{resumed:?}");
+    // The shadow regresses: 700 ms per response, over the 500 ms p99 limit.
+    follow(&shadows, &policy, t0, &mut timeline, |n| {
+        n == "shifting 50%"
+    })
+    .await?;
+    rig.spare_delay
+        .store(700, std::sync::atomic::Ordering::Relaxed);
+    timeline.push((t0.elapsed(), "shadow slowed".to_owned()));
+    let end = follow(&shadows, &policy, t0, &mut timeline, |_| false).await;
+    runner.abort();
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let (requests, failed, text) = stop_wrk(wrk).await?;
+    eprintln!("{text}\ntimeline: {timeline:?}");
+    let end = end?;
+    ensure!(
+        matches!(end, Phase::RolledBack { .. }),
+        "{end:?}; {timeline:?}"
+    );
+    ensure!(failed == 0, "{failed} failed of {requests}:\n{text}");
+    let live = rig.haproxy("app")?;
+    ensure!(
+        live.shadow_stats().await?.weight == 0,
+        "shadow weight after rollback"
+    );
+    ensure!(rig.mirror_share().await?.as_deref() == Some("0"));
+    ensure!(rig.store.assignments()?.is_empty(), "the spare is released");
+    let redfish = coordinator::actuate::redfish::Redfish::new(&config(
+        &rig.bmc.url,
+        &rig.bmc.pki.path("ca.crt"),
+        AuthMode::Basic,
+    ))?;
+    let c = redfish.open().await?;
+    let spare = redfish.system(&c, "spare-02").await?;
+    redfish.close(c).await;
+    ensure!(spare.power_state == "Off", "{spare:?}");
+    let reason = match &end {
+        Phase::RolledBack { reason } => reason.clone(),
+        _ => String::new(),
+    };
+    ensure!(reason.contains("p99"), "{reason}");
+    let _ = &rig.dir;
     Ok(())
 }
