@@ -66,6 +66,8 @@ pub struct ServerStats {
     /// Largest response time seen, ms (`rtime_max`, 0 on older versions).
     pub rtime_max_ms: f64,
     pub weight: u32,
+    /// Requests being served now (`scur`) and queued (`qcur`).
+    pub in_flight: u64,
 }
 
 #[derive(Debug, Clone)]
@@ -295,6 +297,7 @@ pub fn parse_stat(text: &str, backend: &str, server: &str) -> Result<ServerStats
             rtime_ms: num("rtime") as f64,
             rtime_max_ms: num("rtime_max") as f64,
             weight: u32::try_from(num("weight")).unwrap_or(u32::MAX),
+            in_flight: num("scur") + num("qcur"),
         });
     }
     Err(HaproxyError::Unexpected(format!(

@@ -23,8 +23,8 @@
 use super::engine::{Action, Kpi, Phase};
 use super::execute::Actuator;
 use super::spare::{self, Spare};
-use super::traffic::kpi_between;
-use crate::actuate::haproxy::{Haproxy, HaproxyConfig, ServerStats};
+use super::traffic::KpiSampler;
+use crate::actuate::haproxy::{Haproxy, HaproxyConfig};
 use crate::actuate::mirror::{Mirror, MirrorConfig};
 use crate::actuate::redfish::{Redfish, RedfishConfig};
 use crate::actuate::rsync::{Rsync, RsyncConfig};
@@ -151,8 +151,8 @@ pub struct FleetActuator {
     cfg: ExecuteConfig,
     bmcs: BTreeMap<String, Redfish>,
     services: BTreeMap<String, Service>,
-    /// The last counters per (target, phase name), for KPI deltas.
-    last: Mutex<BTreeMap<(String, &'static str), ServerStats>>,
+    /// KPI samplers per (target, live or mirror).
+    samplers: Mutex<BTreeMap<(String, &'static str), KpiSampler>>,
 }
 
 impl FleetActuator {
@@ -186,7 +186,7 @@ impl FleetActuator {
             cfg,
             bmcs,
             services,
-            last: Mutex::default(),
+            samplers: Mutex::default(),
         })
     }
 
@@ -348,9 +348,11 @@ impl FleetActuator {
             .stats_of(backend, server)
             .await
             .map_err(|e| e.to_string())?;
-        let mut last = self.last.lock().expect("poisoned");
-        let before = last.insert((target.to_owned(), kind), now);
-        Ok(before.map(|b| kpi_between(&b, &now)))
+        let mut samplers = self.samplers.lock().expect("poisoned");
+        Ok(samplers
+            .entry((target.to_owned(), kind))
+            .or_default()
+            .sample(now, std::time::Instant::now()))
     }
 }
 

@@ -364,7 +364,9 @@ impl Lifecycle {
                 k.error_rate, l.max_error_rate
             ));
         }
-        if k.requests > 0 && !within(k.p99_ms, l.max_p99_ms) {
+        // Latency counts even in a window without responses: requests
+        // that have been in flight for too long are the regression.
+        if !within(k.p99_ms, l.max_p99_ms) {
             return Some(format!("p99 {:.0} ms > {:.0} ms", k.p99_ms, l.max_p99_ms));
         }
         None

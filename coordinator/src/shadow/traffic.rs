@@ -47,8 +47,9 @@ pub enum DriveError {
     Deadline { phase: String, waited: Duration },
 }
 
-/// KPIs between two readings of the shadow's counters.
-pub fn kpi_between(before: &ServerStats, after: &ServerStats) -> Kpi {
+/// KPIs between two readings of the shadow's counters; `latency_ms` is
+/// the caller's estimate of the mean response time (see [`KpiSampler`]).
+pub fn kpi_between(before: &ServerStats, after: &ServerStats, latency_ms: f64) -> Kpi {
     let requests = after.responses.saturating_sub(before.responses);
     let errors = after.errors_5xx.saturating_sub(before.errors_5xx)
         + after.failures.saturating_sub(before.failures);
@@ -61,10 +62,62 @@ pub fn kpi_between(before: &ServerStats, after: &ServerStats) -> Kpi {
     Kpi {
         requests,
         error_rate,
-        p99_ms: after.rtime_ms,
+        p99_ms: after.rtime_ms.max(latency_ms),
         // A stateless service: nothing is replicated, so nothing lags. A
         // replication driver supplies this for stateful ones.
         lag_ms: 0.0,
+    }
+}
+
+/// How far back [`KpiSampler`]'s latency estimate looks.
+pub const LATENCY_HORIZON: Duration = Duration::from_secs(2);
+
+/// Successive readings of one server's counters turned into KPIs.
+///
+/// Latency: HAProxy keeps no percentiles, and its `rtime` is the mean of
+/// the server's last 1024 responses, which moves slowly once a slow server
+/// answers few requests (measured: 30 s to notice a 2 s regression at
+/// 50 %). So the gate reads the larger of `rtime` and the mean response
+/// time over the last [`LATENCY_HORIZON`] by Little's law: the mean number
+/// of requests in flight over the responses per second; requests in flight
+/// with no response at all in the horizon have taken at least all of it.
+/// (Completions of slow requests come in bursts, so one 250 ms window
+/// alone misleads either way.)
+#[derive(Debug, Default, Clone)]
+pub struct KpiSampler {
+    last: Option<ServerStats>,
+    /// (when, responses, in flight) within the horizon.
+    recent: std::collections::VecDeque<(Instant, u64, u64)>,
+}
+
+impl KpiSampler {
+    /// The KPIs since the previous reading (`None` for the first, which only
+    /// sets the baseline).
+    pub fn sample(&mut self, now: ServerStats, at: Instant) -> Option<Kpi> {
+        self.recent.push_back((at, now.responses, now.in_flight));
+        while self
+            .recent
+            .front()
+            .is_some_and(|(t, _, _)| at.duration_since(*t) > LATENCY_HORIZON)
+        {
+            self.recent.pop_front();
+        }
+        let before = self.last.replace(now)?;
+        let (t0, r0, _) = *self.recent.front().expect("just pushed");
+        let span = at.duration_since(t0).as_secs_f64();
+        #[allow(clippy::cast_precision_loss)]
+        let mean_in_flight =
+            self.recent.iter().map(|(_, _, n)| *n as f64).sum::<f64>() / self.recent.len() as f64;
+        let answered = now.responses.saturating_sub(r0);
+        #[allow(clippy::cast_precision_loss)]
+        let latency_ms = if mean_in_flight == 0.0 || span == 0.0 {
+            0.0
+        } else if answered == 0 {
+            span * 1000.0
+        } else {
+            mean_in_flight * span * 1000.0 / answered as f64
+        };
+        Some(kpi_between(&before, &now, latency_ms))
     }
 }
 
@@ -91,7 +144,11 @@ pub async fn drive(
         entries: vec![(Duration::ZERO, label(&lc.phase, share))],
     };
     let mut queue: std::collections::VecDeque<Command> = commands.into();
-    let mut last = lb.shadow_stats().await.map_err(DriveError::Kpi)?;
+    let mut sampler = KpiSampler::default();
+    sampler.sample(
+        lb.shadow_stats().await.map_err(DriveError::Kpi)?,
+        Instant::now(),
+    );
     let mut next_kpi = Instant::now() + kpi_every;
     loop {
         while let Some(c) = queue.pop_front() {
@@ -153,8 +210,9 @@ pub async fn drive(
         tokio::time::sleep_until(next_kpi.into()).await;
         next_kpi += kpi_every;
         let stats = lb.shadow_stats().await.map_err(DriveError::Kpi)?;
-        let mut kpi = kpi_between(&last, &stats);
-        last = stats;
+        let mut kpi = sampler
+            .sample(stats, Instant::now())
+            .expect("the baseline was taken");
         if let Some(r) = replica {
             r.sync_once().await.map_err(DriveError::Lag)?;
             kpi.lag_ms = r.lag().await.map_err(DriveError::Lag)?.lag_ms;
@@ -182,20 +240,68 @@ mod tests {
             rtime_ms: 3.0,
             rtime_max_ms: 9.0,
             weight: 10,
+            in_flight: 0,
         };
         let b = ServerStats {
             responses: 300,
             errors_5xx: 3,
             failures: 2,
             rtime_ms: 4.0,
+            in_flight: 1,
             ..a
         };
-        let k = kpi_between(&a, &b);
+        let k = kpi_between(&a, &b, 0.0);
         assert_eq!(k.requests, 200);
         assert!((k.error_rate - 0.02).abs() < 1e-12);
         assert_eq!(k.p99_ms, 4.0);
+        assert_eq!(kpi_between(&a, &b, 80.0).p99_ms, 80.0);
         // A restarted HAProxy (counters reset) gives no negative counts.
-        let k = kpi_between(&b, &a);
+        let k = kpi_between(&b, &a, 0.0);
         assert_eq!((k.requests, k.error_rate), (0, 0.0));
+    }
+
+    #[test]
+    fn latency_is_estimated_over_the_horizon_by_littles_law() {
+        let t0 = Instant::now();
+        let at = |ms: u64| t0 + Duration::from_millis(ms);
+        let stats = |responses: u64, in_flight: u64| ServerStats {
+            responses,
+            in_flight,
+            rtime_ms: 2.0,
+            ..ServerStats::default()
+        };
+        let mut s = KpiSampler::default();
+        assert_eq!(s.sample(stats(0, 0), at(0)), None, "the baseline");
+        // Fast: 2 in flight, 1,000 responses a second: 2 ms; rtime says 2.
+        let k = s.sample(stats(250, 2), at(250)).unwrap();
+        assert!((k.p99_ms - 2.0).abs() < 1e-9, "{k:?}");
+        // The measured slow pattern: 16 in flight, a burst of 15 answers
+        // every 750 ms (20 a second): 0.8 s, whichever window it ends in.
+        let mut s = KpiSampler::default();
+        let mut responses = 0;
+        let mut worst_window = 0.0f64;
+        for i in 0..=24u64 {
+            if i > 0 && i % 3 == 0 {
+                responses += 15;
+            }
+            if let Some(k) = s.sample(stats(responses, 16), at(i * 250)) {
+                if i >= 8 {
+                    assert!(k.p99_ms > 700.0, "sample {i}: {k:?}");
+                }
+                worst_window = worst_window.max(k.p99_ms);
+            }
+        }
+        assert!(worst_window < 2_500.0);
+        // Nothing answered for the whole horizon: at least the horizon.
+        let mut s = KpiSampler::default();
+        for i in 0..=10 {
+            s.sample(stats(5, 4), at(i * 250));
+        }
+        let k = s.sample(stats(5, 4), at(2_750)).unwrap();
+        assert!((k.p99_ms - 2_000.0).abs() < 1.0, "{k:?}");
+        // An idle server has no latency to speak of.
+        let mut s = KpiSampler::default();
+        s.sample(stats(5, 0), at(0));
+        assert_eq!(s.sample(stats(5, 0), at(250)).unwrap().p99_ms, 2.0);
     }
 }
