@@ -12,7 +12,9 @@
 //! - `Mirror`: the share of nginx's request copies HAProxy passes to the
 //!   shadow ([`crate::actuate::mirror`], a runtime map entry: no reload).
 //! - `SetWeight`: the shadow's share in HAProxy. `Promote`: all traffic
-//!   to the shadow, the old primary drained, mirroring off.
+//!   to the shadow, the old primary drained, mirroring off, then the
+//!   workloads that depend on the host moved by the orchestrator's hook
+//!   (`drain`, [`crate::actuate::hook`]).
 //! - `Revert`: traffic back to the primary, mirroring off, the spare
 //!   released (image ejected, powered off) and its assignment dropped.
 //!
@@ -25,6 +27,7 @@ use super::execute::Actuator;
 use super::spare::{self, Spare};
 use super::traffic::KpiSampler;
 use crate::actuate::haproxy::{Haproxy, HaproxyConfig};
+use crate::actuate::hook::{migrate, HookConfig, Migration};
 use crate::actuate::mirror::{Mirror, MirrorConfig};
 use crate::actuate::redfish::{Redfish, RedfishConfig};
 use crate::actuate::rsync::{Rsync, RsyncConfig};
@@ -95,6 +98,10 @@ pub struct ServiceConfig {
     pub mirror_backend: Option<String>,
     /// State to replicate to the shadow.
     pub rsync: Option<RsyncConfig>,
+    /// Workloads that depend on the host, moved at promotion by `hook`.
+    #[serde(default)]
+    pub workloads: Vec<String>,
+    pub hook: Option<HookConfig>,
 }
 
 impl ExecuteConfig {
@@ -106,6 +113,12 @@ impl ExecuteConfig {
         for s in &self.services {
             if !hosts.insert(&s.host) {
                 return Err(format!("service host {:?} listed twice", s.host));
+            }
+            if !s.workloads.is_empty() && s.hook.is_none() {
+                return Err(format!(
+                    "service {}: workloads need a hook to move them",
+                    s.host
+                ));
             }
             if s.mirror.is_some() != s.mirror_backend.is_some() {
                 return Err(format!(
@@ -334,6 +347,34 @@ impl FleetActuator {
         Ok(())
     }
 
+    /// The orchestrator moves the host's workloads (to the shadow it is
+    /// told of); what the hook said goes to the audit log.
+    async fn move_workloads(&self, target: &str) -> Result<(), String> {
+        let cfg = self
+            .cfg
+            .services
+            .iter()
+            .find(|s| s.host == target)
+            .ok_or_else(|| format!("no service for {target}"))?;
+        let Some(hook) = &cfg.hook else {
+            return Ok(());
+        };
+        let shadow = self
+            .assignment(target)?
+            .map(|a| a.spare)
+            .unwrap_or_default();
+        let said = migrate(hook, Migration::Drain, target, &shadow, &cfg.workloads)
+            .await
+            .map_err(|e| format!("moving workloads: {e}"))?;
+        let record = json!({
+            "target": target, "event": "workloads_moved", "shadow": shadow,
+            "workloads": cfg.workloads, "hook_said": said,
+        });
+        self.store
+            .append_audit(crate::now_ms(), &record)
+            .map_err(|e| e.to_string())
+    }
+
     /// Counters of the shadow in `backend` since the previous sample of
     /// the same kind; the first sample only sets the baseline.
     async fn delta(
@@ -380,7 +421,8 @@ impl Actuator for FleetActuator {
                     .set_state(svc.lb.primary(), "drain")
                     .await
                     .map_err(|e| e.to_string())?;
-                self.mirror(svc, 0).await
+                self.mirror(svc, 0).await?;
+                self.move_workloads(target).await
             }
             Action::Revert => self.revert(target).await,
         }

@@ -15,6 +15,7 @@ use super::traffic::{backend, wrk_totals};
 use crate::{free_port, Proc};
 use anyhow::{ensure, Context, Result};
 use coordinator::actuate::haproxy::{Haproxy, HaproxyConfig};
+use coordinator::actuate::hook::HookConfig;
 use coordinator::actuate::mirror::MirrorConfig;
 use coordinator::actuate::redfish::AuthMode;
 use coordinator::shadow::actuator::{ExecuteConfig, FleetActuator, ServiceConfig, SpareConfig};
@@ -146,6 +147,17 @@ impl Rig {
         let spare_delay = Arc::new(AtomicU64::new(0));
         let spare_service = backend(spare_delay.clone()).await?;
         let front = start_front(dir.path(), primary).await?;
+        // The orchestrator's hook: keeps the document it was given.
+        let hook = dir.path().join("migrate.sh");
+        std::fs::write(
+            &hook,
+            format!(
+                "#!/bin/sh\ncat > {}/migrated.json\necho moved\n",
+                dir.path().display()
+            ),
+        )?;
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&hook, std::fs::Permissions::from_mode(0o755))?;
         let store = Arc::new(Store::open(
             &dir.path().join("store"),
             StoreConfig {
@@ -198,6 +210,12 @@ impl Rig {
                 }),
                 mirror_backend: Some("mirror".into()),
                 rsync: None,
+                workloads: vec!["checkout-api".into(), "search-indexer".into()],
+                hook: Some(HookConfig::Exec {
+                    program: hook.clone(),
+                    args: Vec::new(),
+                    timeout: Duration::from_secs(10),
+                }),
             }],
         };
         let settings = Settings {
@@ -381,6 +399,19 @@ async fn a_host_at_risk_is_shadowed_end_to_end_with_no_failed_requests() -> Resu
         mirrored_requests > 100,
         "the shadow saw {mirrored_requests} mirrored requests"
     );
+    // The dependent workloads were moved to the shadow by the hook.
+    let doc: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(rig.dir.path().join("migrated.json"))?)?;
+    ensure!(
+        doc["action"] == "drain"
+            && doc["target"] == "web-01"
+            && doc["shadow"] == "spare-02"
+            && doc["workloads"] == serde_json::json!(["checkout-api", "search-indexer"]),
+        "{doc}"
+    );
+    ensure!(log
+        .iter()
+        .any(|(_, r)| r["event"] == "workloads_moved" && r["hook_said"] == "moved"));
     let at = |n: &str| timeline.iter().find(|(_, x)| x == n).map(|(t, _)| *t);
     eprintln!(
         "critical crossing → 100 %: {:?}; → promoted: {:?}; {requests} requests, {failed} failed",
