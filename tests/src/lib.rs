@@ -365,4 +365,6 @@ pub async fn raw_stream(
 }
 
 #[cfg(test)]
+pub mod kube_api;
+#[cfg(test)]
 mod tests;

@@ -12,12 +12,16 @@
 //!   read-back and undone on failure or rollback.
 //! * [`mirror`]: request mirroring to the shadow through nginx's `mirror`
 //!   module (the share written into an include nginx reloads).
+//! * [`kubernetes`]: workload migration on Kubernetes through kube-rs
+//!   (cordon, drain by the Eviction API honouring disruption budgets,
+//!   uncordon).
 //! * [`hook`]: workload migration through an orchestrator's own hook
 //!   (a program or an HTTP endpoint), with the host → workloads map.
 
 pub mod haproxy;
 pub mod hook;
 pub mod http;
+pub mod kubernetes;
 pub mod mirror;
 pub mod redfish;
 pub mod rsync;

@@ -13,8 +13,10 @@
 //!   shadow ([`crate::actuate::mirror`], a runtime map entry: no reload).
 //! - `SetWeight`: the shadow's share in HAProxy. `Promote`: all traffic
 //!   to the shadow, the old primary drained, mirroring off, then the
-//!   workloads that depend on the host moved by the orchestrator's hook
-//!   (`drain`, [`crate::actuate::hook`]).
+//!   workloads that depend on the host moved: its Kubernetes node drained
+//!   through the Eviction API ([`crate::actuate::kubernetes`]; cordoned
+//!   already at provisioning, uncordoned on revert) and/or the
+//!   orchestrator's hook told to `drain` ([`crate::actuate::hook`]).
 //! - `Revert`: traffic back to the primary, mirroring off, the spare
 //!   released (image ejected, powered off) and its assignment dropped.
 //!
@@ -28,6 +30,7 @@ use super::spare::{self, Spare};
 use super::traffic::KpiSampler;
 use crate::actuate::haproxy::{Haproxy, HaproxyConfig};
 use crate::actuate::hook::{migrate, HookConfig, Migration};
+use crate::actuate::kubernetes::{Kubernetes, KubernetesConfig};
 use crate::actuate::mirror::{Mirror, MirrorConfig};
 use crate::actuate::redfish::{Redfish, RedfishConfig};
 use crate::actuate::rsync::{Rsync, RsyncConfig};
@@ -102,6 +105,9 @@ pub struct ServiceConfig {
     #[serde(default)]
     pub workloads: Vec<String>,
     pub hook: Option<HookConfig>,
+    /// The host is a Kubernetes node: cordoned when its shadow is
+    /// provisioned, drained at promotion, uncordoned on rollback.
+    pub kubernetes: Option<KubernetesConfig>,
 }
 
 impl ExecuteConfig {
@@ -146,6 +152,7 @@ impl ExecuteConfig {
 
 struct Service {
     lb: Haproxy,
+    kube: Option<Kubernetes>,
     mirror: Option<(Mirror, String)>,
     rsync: Option<Rsync>,
 }
@@ -189,6 +196,12 @@ impl FleetActuator {
                 s.host.clone(),
                 Service {
                     lb: Haproxy::new(s.haproxy.clone()).map_err(|e| e.to_string())?,
+                    kube: s
+                        .kubernetes
+                        .clone()
+                        .map(Kubernetes::new)
+                        .transpose()
+                        .map_err(|e| format!("service {}: {e}", s.host))?,
                     mirror,
                     rsync: s.rsync.clone().map(Rsync::new),
                 },
@@ -314,6 +327,12 @@ impl FleetActuator {
                 .await
                 .map_err(|e| e.to_string())?;
         }
+        // No new pods on a node that is about to be replaced.
+        if let Some(k) = &svc.kube {
+            k.cordon(k.node_of(target), true)
+                .await
+                .map_err(|e| e.to_string())?;
+        }
         Ok(())
     }
 
@@ -329,6 +348,11 @@ impl FleetActuator {
         let svc = self.service(target)?;
         svc.lb.set_share(0).await.map_err(|e| e.to_string())?;
         self.mirror(svc, 0).await?;
+        if let Some(k) = &svc.kube {
+            k.cordon(k.node_of(target), false)
+                .await
+                .map_err(|e| e.to_string())?;
+        }
         if let Some(a) = self.assignment(target)? {
             if let Some(bmc) = self.bmcs.get(&a.spare) {
                 let system = &self
@@ -356,13 +380,25 @@ impl FleetActuator {
             .iter()
             .find(|s| s.host == target)
             .ok_or_else(|| format!("no service for {target}"))?;
-        let Some(hook) = &cfg.hook else {
-            return Ok(());
-        };
         let shadow = self
             .assignment(target)?
             .map(|a| a.spare)
             .unwrap_or_default();
+        if let Some(k) = &self.service(target)?.kube {
+            let node = k.node_of(target);
+            let report = k.drain(node).await.map_err(|e| e.to_string())?;
+            let record = json!({
+                "target": target, "event": "node_drained", "node": node,
+                "evicted": report.evicted, "kept": report.kept,
+                "budget_refusals": report.budget_refusals,
+            });
+            self.store
+                .append_audit(crate::now_ms(), &record)
+                .map_err(|e| e.to_string())?;
+        }
+        let Some(hook) = &cfg.hook else {
+            return Ok(());
+        };
         let said = migrate(hook, Migration::Drain, target, &shadow, &cfg.workloads)
             .await
             .map_err(|e| format!("moving workloads: {e}"))?;

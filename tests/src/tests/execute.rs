@@ -16,6 +16,7 @@ use crate::{free_port, Proc};
 use anyhow::{ensure, Context, Result};
 use coordinator::actuate::haproxy::{Haproxy, HaproxyConfig};
 use coordinator::actuate::hook::HookConfig;
+use coordinator::actuate::kubernetes::KubernetesConfig;
 use coordinator::actuate::mirror::MirrorConfig;
 use coordinator::actuate::redfish::AuthMode;
 use coordinator::shadow::actuator::{ExecuteConfig, FleetActuator, ServiceConfig, SpareConfig};
@@ -133,6 +134,7 @@ struct Rig {
     dir: tempfile::TempDir,
     /// The spare's service answers after this many ms.
     spare_delay: Arc<AtomicU64>,
+    kube: Arc<std::sync::Mutex<crate::kube_api::Cluster>>,
     store: Arc<Store>,
     cfg: ExecuteConfig,
     settings: Settings,
@@ -158,6 +160,9 @@ impl Rig {
         )?;
         use std::os::unix::fs::PermissionsExt;
         std::fs::set_permissions(&hook, std::fs::Permissions::from_mode(0o755))?;
+        // The host is Kubernetes node-7 (the recorded API).
+        let kube = Arc::new(std::sync::Mutex::new(crate::kube_api::node7()));
+        let kube_url = crate::kube_api::serve(kube.clone()).await;
         let store = Arc::new(Store::open(
             &dir.path().join("store"),
             StoreConfig {
@@ -216,6 +221,17 @@ impl Rig {
                     args: Vec::new(),
                     timeout: Duration::from_secs(10),
                 }),
+                kubernetes: Some(KubernetesConfig {
+                    api_url: kube_url.clone(),
+                    token: Some(service::secret::Secret::inline("sa-token")),
+                    ca_file: None,
+                    nodes: [("web-01".to_owned(), "node-7".to_owned())]
+                        .into_iter()
+                        .collect(),
+                    drain_timeout: Duration::from_secs(30),
+                    retry_interval: Duration::from_millis(200),
+                    timeout: Duration::from_secs(5),
+                }),
             }],
         };
         let settings = Settings {
@@ -233,6 +249,7 @@ impl Rig {
             front,
             dir,
             spare_delay,
+            kube,
             store,
             cfg,
             settings,
@@ -412,6 +429,20 @@ async fn a_host_at_risk_is_shadowed_end_to_end_with_no_failed_requests() -> Resu
     ensure!(log
         .iter()
         .any(|(_, r)| r["event"] == "workloads_moved" && r["hook_said"] == "moved"));
+    // The node was cordoned at provisioning and drained at promotion; the
+    // budget refused web-0 twice before it moved.
+    {
+        let k = rig.kube.lock().unwrap();
+        ensure!(k.node["spec"]["unschedulable"] == true, "{}", k.node);
+        ensure!(
+            k.pods.iter().all(|p| p["metadata"]["namespace"] != "shop"),
+            "left: {:?}",
+            k.pods
+        );
+    }
+    ensure!(log.iter().any(|(_, r)| r["event"] == "node_drained"
+        && r["node"] == "node-7"
+        && r["budget_refusals"] == 2));
     let at = |n: &str| timeline.iter().find(|(_, x)| x == n).map(|(t, _)| *t);
     eprintln!(
         "critical crossing → 100 %: {:?}; → promoted: {:?}; {requests} requests, {failed} failed",
@@ -482,6 +513,14 @@ async fn a_restart_resumes_and_a_regression_rolls_back_with_no_failed_requests()
     );
     ensure!(rig.mirror_share().await?.as_deref() == Some("0"));
     ensure!(rig.store.assignments()?.is_empty(), "the spare is released");
+    // Cordoned at provisioning, uncordoned by the rollback, never drained.
+    {
+        let k = rig.kube.lock().unwrap();
+        ensure!(k.node["spec"]["unschedulable"] == false, "{}", k.node);
+        ensure!(k.pods.len() == 5, "nothing evicted: {:?}", k.pods);
+        let patches = k.seen.iter().filter(|(m, ..)| m == "PATCH").count();
+        ensure!(patches >= 2, "cordon and uncordon: {:?}", k.seen);
+    }
     let redfish = coordinator::actuate::redfish::Redfish::new(&config(
         &rig.bmc.url,
         &rig.bmc.pki.path("ca.crt"),

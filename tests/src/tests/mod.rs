@@ -4,6 +4,7 @@ mod conservation;
 mod ctl;
 mod execute;
 mod ipmi;
+mod kubernetes;
 mod ops;
 pub mod paging;
 mod protocol;
