@@ -92,6 +92,9 @@ pub struct RawShadow {
     pub manual_approval: Option<bool>,
     /// What execute mode acts on: spares and protected services.
     pub execute: Option<crate::shadow::actuator::ExecuteConfig>,
+    /// An agent silent this long means its host failed (default 2m).
+    #[serde(default, with = "humantime_serde")]
+    pub unreachable_after: Option<Duration>,
 }
 
 impl Default for RawShadow {
@@ -159,6 +162,10 @@ impl RawShadow {
             policy,
             rails,
             holdout_percent: 0, // `[learn]`'s, set by the caller
+            unreachable_after_ms: ms(
+                self.unreachable_after,
+                crate::shadow::runtime::DEFAULT_UNREACHABLE_AFTER_MS,
+            ),
         })
     }
 }

@@ -946,6 +946,7 @@ mod tests {
             policy: crate::shadow::engine::Policy::default(),
             rails: crate::shadow::rails::Rails::default(),
             holdout_percent: 0,
+            unreachable_after_ms: crate::shadow::runtime::DEFAULT_UNREACHABLE_AFTER_MS,
         };
         let same = crate::risk::with_threshold(&base, None);
         assert_eq!(same.policy, base.policy);

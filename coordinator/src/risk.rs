@@ -341,7 +341,13 @@ fn run_once(
         r.holdout = crate::learn::is_holdout(&r.host, shadowing.settings.holdout_percent);
     }
     let settings = with_threshold(&shadowing.settings, *tuned);
-    let out = crate::shadow::runtime::step(store, &shadowing.shadows, &settings, &risks, now)?;
+    let mut out = crate::shadow::runtime::step(store, &shadowing.shadows, &settings, &risks, now)?;
+    out.notices.extend(crate::shadow::runtime::device_failures(
+        store,
+        &shadowing.shadows,
+        &settings,
+        now,
+    )?);
     board.publish(risks, *version, now);
     Ok(out)
 }

@@ -204,6 +204,7 @@ mod tests {
             },
             rails: Rails::default(),
             holdout_percent: 0,
+            unreachable_after_ms: crate::shadow::runtime::DEFAULT_UNREACHABLE_AFTER_MS,
         }
     }
 
@@ -395,6 +396,114 @@ mod tests {
         assert_eq!(
             shadows.snapshot().lifecycles["h1"].phase,
             Phase::Syncing { synced: false }
+        );
+    }
+
+    #[tokio::test]
+    async fn a_confirmed_failure_fails_over_to_a_shadow_carrying_traffic() {
+        let dir = tempfile::tempdir().unwrap();
+        let store =
+            Arc::new(Store::open(dir.path(), crate::store::StoreConfig::default()).unwrap());
+        let shadows = Arc::new(Shadows::load(&store, Mode::Execute).unwrap());
+        let s = settings();
+        confirmed(&store, &shadows, &s);
+        let actuator = Arc::new(Recorder::default());
+        let pagers = Arc::new(Pagers::new(&crate::paging::PagingConfig::default()).unwrap());
+        let ex = Executor::new(
+            store.clone(),
+            shadows.clone(),
+            s.clone(),
+            actuator.clone(),
+            pagers,
+        );
+        drive_until(&ex, &shadows, |p| {
+            matches!(p, Phase::Shifting { step: 1, .. })
+        })
+        .await;
+        let now = crate::now_ms();
+        // Heard from recently: nothing to do.
+        let mut h = store.host("h1").unwrap().unwrap();
+        h.last_seen_ms = now - 1_000;
+        store.put_host(&h).unwrap();
+        assert!(
+            crate::shadow::runtime::device_failures(&store, &shadows, &s, now)
+                .unwrap()
+                .is_empty()
+        );
+        assert!(matches!(
+            shadows.snapshot().lifecycles["h1"].phase,
+            Phase::Shifting { .. }
+        ));
+        // Silent for longer than unreachable_after: fail over at once.
+        let later = now + s.unreachable_after_ms;
+        let pages = crate::shadow::runtime::device_failures(&store, &shadows, &s, later).unwrap();
+        assert!(!pages.is_empty(), "the failover is paged");
+        assert_eq!(
+            shadows.snapshot().lifecycles["h1"].phase,
+            Phase::FailingOver
+        );
+        let phase = drive_until(&ex, &shadows, |p| p.ended()).await;
+        assert_eq!(phase, Phase::Promoted);
+        let done = actuator.done.lock().unwrap().clone();
+        assert!(done
+            .iter()
+            .any(|(_, a, _)| *a == Action::SetWeight { percent: 100 }));
+        let log = store.audit(0, 10_000).unwrap();
+        assert!(log.iter().any(|(_, r)| r["event"] == "device_failed"
+            && r["reason"].as_str().unwrap().contains("unreachable")));
+        // Ended lifecycles get no more DeviceFailed.
+        assert!(
+            crate::shadow::runtime::device_failures(&store, &shadows, &s, later + 1)
+                .unwrap()
+                .is_empty()
+        );
+    }
+
+    #[test]
+    fn smart_health_failed_is_a_confirmed_failure() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path(), crate::store::StoreConfig::default()).unwrap();
+        let now = crate::now_ms();
+        let host = crate::model::HostRecord {
+            host_id: "h9".into(),
+            last_seen_ms: now,
+            ..Default::default()
+        };
+        let id = crate::model::SeriesId {
+            host: "h9".into(),
+            metric: "smart_health_passed".into(),
+            component: "disk:wwn-0x5000c500499602d2".into(),
+            labels: Default::default(),
+        };
+        let (key, _) = store.resolve_series(&id, "bool").unwrap();
+        let write = |seq: u64, v: f64| {
+            store
+                .ingest(crate::store::IngestWrite {
+                    host: "h9",
+                    epoch: 1,
+                    sequence: seq,
+                    series: vec![(
+                        key,
+                        vec![crate::model::Sample {
+                            ts_ms: now + i64::try_from(seq).unwrap(),
+                            value: v,
+                            quality: crate::model::Quality::Ok,
+                        }],
+                    )],
+                    host_record: host.clone(),
+                    events: Vec::new(),
+                })
+                .unwrap();
+        };
+        let check =
+            || crate::shadow::runtime::confirmed_failure(&store, &host, 120_000, now + 10).unwrap();
+        write(1, 1.0);
+        assert_eq!(check(), None);
+        write(2, 0.0);
+        let why = check().expect("failed");
+        assert!(
+            why.contains("disk:wwn-0x5000c500499602d2") && why.contains("SMART"),
+            "{why}"
         );
     }
 }

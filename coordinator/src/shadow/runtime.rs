@@ -40,7 +40,13 @@ pub struct Settings {
     /// Hosts in the feedback loop's holdout ([`crate::learn::is_holdout`])
     /// are never shadowed.
     pub holdout_percent: u8,
+    /// A host whose agent has not been heard from in this long is
+    /// unreachable: a confirmed failure ([`device_failures`]).
+    pub unreachable_after_ms: Ms,
 }
+
+/// Default of [`Settings::unreachable_after_ms`]: two minutes.
+pub const DEFAULT_UNREACHABLE_AFTER_MS: Ms = 120_000;
 
 /// The lifecycles, shared by the risk loop, the fleet API and `/metrics`.
 #[derive(Debug, Default)]
@@ -533,6 +539,87 @@ pub fn apply(
     }
 }
 
+/// Why a host counts as failed now, if it does: its agent unreachable for
+/// `unreachable_after_ms`, or a disk's SMART overall health reading failed
+/// in its latest sample. Pure over what the store says.
+pub fn confirmed_failure(
+    store: &Store,
+    host: &crate::model::HostRecord,
+    unreachable_after_ms: Ms,
+    now: Ms,
+) -> Result<Option<String>, StoreError> {
+    if host.last_seen_ms > 0 && now - host.last_seen_ms >= unreachable_after_ms {
+        return Ok(Some(format!(
+            "agent unreachable for {} s",
+            (now - host.last_seen_ms) / 1000
+        )));
+    }
+    for m in store.series(Some(&host.host_id))? {
+        if m.id.metric != "smart_health_passed" {
+            continue;
+        }
+        if let Some(last) = store.last(m.key)? {
+            if last.value == 0.0 {
+                return Ok(Some(format!(
+                    "{}: SMART overall health failed",
+                    m.id.component
+                )));
+            }
+        }
+    }
+    Ok(None)
+}
+
+/// Confirmed failures of hosts whose shadow is under way (execute mode):
+/// each gets `DeviceFailed`, so a shadow that mirrors or carries traffic
+/// takes all of it at once (failover) and one still being prepared pages.
+/// Audited with the reason. Returns the pages to deliver.
+pub fn device_failures(
+    store: &Store,
+    shadows: &Shadows,
+    settings: &Settings,
+    now: Ms,
+) -> Result<Vec<Notice>, StoreError> {
+    if settings.mode != Mode::Execute {
+        return Ok(Vec::new());
+    }
+    let hosts = store.hosts()?;
+    let mut state = shadows.inner.lock().expect("poisoned");
+    let State {
+        lifecycles, pages, ..
+    } = &mut *state;
+    let mut notices = Vec::new();
+    for h in &hosts {
+        let Some(lc) = lifecycles.get_mut(&h.host_id) else {
+            continue;
+        };
+        let acting = lc.phase.holds_spare()
+            && !matches!(
+                lc.phase,
+                Phase::FailingOver | Phase::RollingBack { .. } | Phase::Cancelling
+            );
+        if !acting {
+            continue;
+        }
+        if let Some(why) = confirmed_failure(store, h, settings.unreachable_after_ms, now)? {
+            audit(
+                store,
+                now,
+                json!({"target": h.host_id, "event": "device_failed", "reason": why, "phase": lc.phase.name()}),
+            );
+            notices.extend(transition(
+                store,
+                pages,
+                lc,
+                &Event::DeviceFailed,
+                settings,
+                now,
+            )?);
+        }
+    }
+    Ok(notices)
+}
+
 /// One step after a risk run: feed each host's risk, apply the rails to
 /// the confirmed ones, record everything; returns the pages to deliver.
 pub fn step(
@@ -683,6 +770,7 @@ mod tests {
             policy: Policy::default(),
             rails: Rails::default(),
             holdout_percent: 20,
+            unreachable_after_ms: DEFAULT_UNREACHABLE_AFTER_MS,
         };
         let shadows = Shadows::default();
         let risks: Vec<Risk> = hosts.iter().map(|h| risk(h, "disk:a", 0.95)).collect();
@@ -729,6 +817,7 @@ mod tests {
                 ..Rails::default()
             },
             holdout_percent: 0,
+            unreachable_after_ms: DEFAULT_UNREACHABLE_AFTER_MS,
         };
         let shadows = Shadows::default();
         // a1's worst disk is at risk; b1 too; a2 healthy.
@@ -801,6 +890,7 @@ mod tests {
             },
             rails: Rails::default(),
             holdout_percent: 0,
+            unreachable_after_ms: DEFAULT_UNREACHABLE_AFTER_MS,
         };
         let shadows = Shadows::default();
         let mut hot = risk("a1", "disk:x", 0.9);
@@ -875,6 +965,7 @@ mod tests {
             },
             rails: Rails::default(),
             holdout_percent: 0,
+            unreachable_after_ms: DEFAULT_UNREACHABLE_AFTER_MS,
         };
         let shadows = Shadows::default();
         step(
@@ -971,6 +1062,7 @@ mod tests {
             policy: Policy::default(),
             rails: Rails::default(),
             holdout_percent: 0,
+            unreachable_after_ms: DEFAULT_UNREACHABLE_AFTER_MS,
         };
         let shadows = Shadows::default();
         step(&store, &shadows, &settings, &[risk("a", "d", 0.99)], 1).unwrap();

@@ -242,6 +242,7 @@ impl Rig {
                 ..Rails::default()
             },
             holdout_percent: 0,
+            unreachable_after_ms: runtime::DEFAULT_UNREACHABLE_AFTER_MS,
         };
         Ok(Rig {
             bmc,
