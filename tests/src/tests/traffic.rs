@@ -5,9 +5,8 @@
 //! regression injected on the shadow makes it roll back, again with 0
 //! failed requests.
 //!
-//! The lifecycle enters at the first shift step: provisioning (Redfish,
-//! `redfish.rs`) and the phases before the shift are tested on their own;
-//! mirroring has no executor yet.
+//! The lifecycle enters at the first shift step: the whole lifecycle,
+//! provisioning and mirroring included, runs in `execute.rs`.
 
 use crate::free_port;
 use anyhow::{ensure, Context, Result};
