@@ -27,7 +27,7 @@
 //!   precision floor allows). Stored with the model's evaluation; applied to
 //!   the shadow policy's `enter` only when `[learn] apply_threshold`.
 
-use crate::risk::{daily, disks, DAY_MS, DISK_MODEL};
+use crate::risk::{DAY_MS, DISK_MODEL};
 use crate::store::{Resolution, Store, StoreError};
 use predict::data::backblaze::{Drive, Fleet};
 use predict::eval::backblaze::{self as bb, is_test_drive, Method, Split};
@@ -227,21 +227,8 @@ pub fn dataset(store: &Store, settings: &Settings, now_ms: i64) -> Result<Datase
     let mitigated = mitigations(store)?;
     let mut stats = DatasetStats::default();
     let mut drives = Vec::new();
-    let hosts: BTreeMap<String, crate::model::HostRecord> = store
-        .hosts()?
-        .into_iter()
-        .map(|h| (h.host_id.clone(), h))
-        .collect();
-    for ((host, component), series) in disks(&store.series(None)?) {
-        let mut buckets = Vec::with_capacity(series.len());
-        for (attr, key) in series {
-            buckets.push((attr, store.rollup(key, Resolution::Hour, from, now_ms + 1)?));
-        }
-        let Some(mut d) = daily(&component, &buckets, max_days) else {
-            continue;
-        };
+    for ((host, component), mut d) in crate::risk::drives(store, now_ms, max_days)? {
         d.serial = format!("{host}/{component}");
-        crate::risk::identify(&mut d, hosts.get(&host), &component);
         let label = labels.get(&(host.clone(), component.clone()));
         let mut failed_on = label.map(|l| day_of(l.at_ms));
         // A day's input is what was known by its end; no rows past the failure.

@@ -4,21 +4,23 @@
 //! - [`disks`] finds every disk's raw SMART attribute series in the catalog
 //!   (the `id` label of the agent's SMART collector; the raw value may sit
 //!   under a profile's own metric name).
-//! - [`history`] turns hourly rollups into the model's daily input: the
+//! - [`daily`] turns hourly rollups into the model's daily input: the
 //!   day's largest raw value per attribute (Backblaze's daily snapshots are
 //!   what the model was trained on; raw SMART counters only grow), from
-//!   the disk's first day with data to its last, at most [`SEQ_DAYS`].
+//!   the disk's first day with data to its last, at most [`SEQ_DAYS`] for
+//!   scoring (training reads more); [`drives`] does it for every disk in
+//!   the store, with its model and firmware from the inventory.
 //! - [`evaluate`] scores every disk with one model version; [`run`] is the
 //!   coordinator's loop: it reloads the model when the active version
 //!   changes (hot swap: the next run uses it, no restart) and publishes to
 //!   the [`Board`] that the fleet API and `/metrics` read.
 //!
-//! Pure where it can be: [`history`] and [`Board`] do no I/O.
+//! Pure where it can be: [`daily`] and [`Board`] do no I/O.
 
 use crate::model::SeriesMeta;
 use crate::paging::Notice;
 use crate::shadow::runtime::Output;
-use crate::store::{Bucket, Resolution, Store, StoreError};
+use crate::store::{Bucket, HostComponent, Resolution, Store, StoreError};
 use predict::data::backblaze::{attribute_index, Drive, ATTRIBUTES, USAGE_ATTRIBUTE};
 use predict::eval::backblaze::{example_for, explanation, MODEL_HORIZONS, SEQ_DAYS};
 use predict::failure::FailureModel;
@@ -146,14 +148,9 @@ pub fn disks(series: &[SeriesMeta]) -> BTreeMap<(String, String), Vec<(u16, u64)
 
 /// The model's input drive from hourly buckets per attribute: one row per
 /// UTC day from the first day with any data to the last (at most
-/// [`SEQ_DAYS`]), each attribute's largest value that day (NaN: no data).
+/// `max_days`: [`SEQ_DAYS`] for scoring, the retained history for
+/// training), each attribute's largest value that day (NaN: no data).
 /// `None` when there is no data at all.
-pub fn history(component: &str, buckets: &[(u16, Vec<Bucket>)]) -> Option<Drive> {
-    daily(component, buckets, SEQ_DAYS)
-}
-
-/// As [`history`], keeping the last `max_days` days (training reads the
-/// whole retained history).
 pub fn daily(component: &str, buckets: &[(u16, Vec<Bucket>)], max_days: usize) -> Option<Drive> {
     // Per day: the attributes, then the usage attribute.
     let mut by_day: BTreeMap<i64, ([f32; ATTRIBUTES.len()], f32)> = BTreeMap::new();
@@ -199,13 +196,40 @@ pub fn daily(component: &str, buckets: &[(u16, Vec<Bucket>)], max_days: usize) -
     })
 }
 
-/// The disk's model and firmware from its host's inventory (empty when
-/// unknown: the model then reads the fleet's average failure rate).
-pub fn identify(drive: &mut Drive, record: Option<&crate::model::HostRecord>, component: &str) {
-    if let Some(c) = record.and_then(|h| h.components.iter().find(|c| c.id == component)) {
-        drive.model.clone_from(&c.model);
-        drive.firmware.clone_from(&c.firmware);
+/// Every disk in `store` as the model reads it: its [`daily`] rows of the
+/// last `max_days` before `now_ms` (disks without data left out), with its
+/// model and firmware from its host's inventory (empty when unknown: the
+/// model then reads the fleet's average failure rate).
+pub fn drives(
+    store: &Store,
+    now_ms: i64,
+    max_days: usize,
+) -> Result<Vec<(HostComponent, Drive)>, StoreError> {
+    let from = now_ms - (i64::try_from(max_days).unwrap_or(i64::MAX) + 1) * DAY_MS;
+    let hosts: BTreeMap<String, crate::model::HostRecord> = store
+        .hosts()?
+        .into_iter()
+        .map(|h| (h.host_id.clone(), h))
+        .collect();
+    let mut out = Vec::new();
+    for ((host, component), series) in disks(&store.series(None)?) {
+        let mut buckets = Vec::with_capacity(series.len());
+        for (attr, key) in series {
+            buckets.push((attr, store.rollup(key, Resolution::Hour, from, now_ms + 1)?));
+        }
+        let Some(mut drive) = daily(&component, &buckets, max_days) else {
+            continue;
+        };
+        let known = hosts
+            .get(&host)
+            .and_then(|h| h.components.iter().find(|c| c.id == component));
+        if let Some(c) = known {
+            drive.model.clone_from(&c.model);
+            drive.firmware.clone_from(&c.firmware);
+        }
+        out.push(((host, component), drive));
     }
+    Ok(out)
 }
 
 /// Score every disk in `store` with `model`.
@@ -215,22 +239,8 @@ pub fn evaluate(
     version: u64,
     now_ms: i64,
 ) -> Result<Vec<Risk>, RiskError> {
-    let from = now_ms - (SEQ_DAYS as i64 + 1) * DAY_MS;
     let mut out = Vec::new();
-    let hosts: BTreeMap<String, crate::model::HostRecord> = store
-        .hosts()?
-        .into_iter()
-        .map(|h| (h.host_id.clone(), h))
-        .collect();
-    for ((host, component), series) in disks(&store.series(None)?) {
-        let mut buckets = Vec::with_capacity(series.len());
-        for (attr, key) in series {
-            buckets.push((attr, store.rollup(key, Resolution::Hour, from, now_ms + 1)?));
-        }
-        let Some(mut drive) = history(&component, &buckets) else {
-            continue;
-        };
-        identify(&mut drive, hosts.get(&host), &component);
+    for ((host, component), drive) in drives(store, now_ms, SEQ_DAYS)? {
         let last = drive.days.len() - 1;
         let e = example_for(model, &drive, last, vec![false; MODEL_HORIZONS.len()], 1.0);
         let model_err = |e: predict::nn::ModelError| RiskError::Model {
@@ -495,7 +505,7 @@ mod tests {
     fn history_is_the_daily_maximum_from_the_first_day_with_data() {
         let i5 = attribute_index(5).unwrap();
         let i197 = attribute_index(197).unwrap();
-        let h = history(
+        let h = daily(
             "disk:x",
             &[
                 (
@@ -508,6 +518,7 @@ mod tests {
                 ),
                 (197, vec![bucket(101, 5, 1.0), bucket(102, 5, f64::NAN)]),
             ],
+            SEQ_DAYS,
         )
         .unwrap();
         assert_eq!(h.days, vec![100, 101, 102]);
@@ -517,13 +528,13 @@ mod tests {
         assert!(h.raw[0][i197].is_nan());
         assert_eq!(h.raw[1][i197], 1.0);
         assert!(h.raw[2][i197].is_nan(), "a NaN reading is no reading");
-        assert!(history("disk:x", &[(5, vec![])]).is_none());
+        assert!(daily("disk:x", &[(5, vec![])], SEQ_DAYS).is_none());
     }
 
     #[test]
     fn history_keeps_the_last_seq_days() {
         let bs: Vec<Bucket> = (0..40).map(|d| bucket(d, 0, d as f64)).collect();
-        let h = history("disk:x", &[(5, bs)]).unwrap();
+        let h = daily("disk:x", &[(5, bs)], SEQ_DAYS).unwrap();
         assert_eq!(h.days.len(), SEQ_DAYS);
         assert_eq!(*h.days.last().unwrap(), 39);
         assert_eq!(h.raw.last().unwrap()[attribute_index(5).unwrap()], 39.0);
