@@ -262,19 +262,7 @@ pub fn control(
             "to": lc.phase.name(), "paused": lc.paused, "dry_run": dry_run,
         }),
     );
-    // What is known of the risk is on the open page, if any.
-    let note = pages.get(target).map_or_else(
-        || RiskNote {
-            window: "7d".to_owned(),
-            ..RiskNote::default()
-        },
-        |p| RiskNote {
-            component: p.component.clone(),
-            p24h: p.p24h,
-            window: p.window.clone(),
-            explanation: p.explanation.clone(),
-        },
-    );
+    let note = RiskNote::from_page(pages.get(target));
     let notices = record_commands(store, pages, lc, &note, commands, dry_run, now)?;
     store.put_lifecycle(target, &serde_json::to_value(&*lc).expect("serialisable"))?;
     Ok((lc.clone(), notices))
@@ -310,6 +298,25 @@ struct RiskNote {
     /// The window the headline probability is for ("24h" or "7d").
     window: String,
     explanation: String,
+}
+
+impl RiskNote {
+    /// Outside a risk run, what is known of the risk is on the target's
+    /// open page, if any.
+    fn from_page(page: Option<&Page>) -> RiskNote {
+        page.map_or_else(
+            || RiskNote {
+                window: "7d".to_owned(),
+                ..RiskNote::default()
+            },
+            |p| RiskNote {
+                component: p.component.clone(),
+                p24h: p.p24h,
+                window: p.window.clone(),
+                explanation: p.explanation.clone(),
+            },
+        )
+    }
 }
 
 /// The paging side of `lc`'s `commands`: open or update its page
@@ -482,18 +489,7 @@ fn transition(
             );
         }
     }
-    let note = pages.get(&lc.target).map_or_else(
-        || RiskNote {
-            window: "7d".to_owned(),
-            ..RiskNote::default()
-        },
-        |p| RiskNote {
-            component: p.component.clone(),
-            p24h: p.p24h,
-            window: p.window.clone(),
-            explanation: p.explanation.clone(),
-        },
-    );
+    let note = RiskNote::from_page(pages.get(&lc.target));
     let notices = record_commands(store, pages, lc, &note, commands, dry_run, now)?;
     if *lc != before {
         store.put_lifecycle(
