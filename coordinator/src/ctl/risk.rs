@@ -161,6 +161,15 @@ pub(super) async fn retrain(
     Ok(())
 }
 
+/// A number for JSON output; NaN (the API's "unknown") as null.
+fn json_num(v: f64) -> serde_json::Value {
+    if v.is_nan() {
+        serde_json::Value::Null
+    } else {
+        serde_json::json!(v)
+    }
+}
+
 pub(super) async fn readiness(
     client: &mut FleetClient<Channel>,
     json: bool,
@@ -170,21 +179,14 @@ pub(super) async fn readiness(
         .list_readiness(pb::ListReadinessRequest {})
         .await?
         .into_inner();
-    let num = |v: f64| {
-        if v.is_nan() {
-            serde_json::Value::Null
-        } else {
-            serde_json::json!(v)
-        }
-    };
     if json {
         let v: Vec<_> = r
             .hosts
             .iter()
             .map(|h| {
                 serde_json::json!({
-                    "host": h.host_id, "score": h.score, "p7d": num(h.p7d),
-                    "utilisation": num(h.utilisation), "failure_rate": num(h.failure_rate),
+                    "host": h.host_id, "score": h.score, "p7d": json_num(h.p7d),
+                    "utilisation": json_num(h.utilisation), "failure_rate": json_num(h.failure_rate),
                     "explanation": h.explanation,
                 })
             })
@@ -219,21 +221,14 @@ pub(super) async fn forecast(
         })
         .await?
         .into_inner();
-    let num = |v: f64| {
-        if v.is_nan() {
-            serde_json::Value::Null
-        } else {
-            serde_json::json!(v)
-        }
-    };
     if json {
         let v: Vec<_> = r
             .resources
             .iter()
             .map(|f| {
                 serde_json::json!({
-                    "resource": f.resource, "unit": f.unit, "last": num(f.last),
-                    "model_version": f.model_version, "method": f.method, "coverage_90": num(f.coverage),
+                    "resource": f.resource, "unit": f.unit, "last": json_num(f.last),
+                    "model_version": f.model_version, "method": f.method, "coverage_90": json_num(f.coverage),
                     "missing": f.missing,
                     "points": f.points.iter().map(|p| serde_json::json!({
                         "at_unix_ms": p.at_unix_ms, "mean": p.mean, "lower": p.lower, "upper": p.upper,
