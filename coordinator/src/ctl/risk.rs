@@ -216,9 +216,7 @@ pub(super) async fn forecast(
     out: &mut (dyn Write + Send),
 ) -> Result<()> {
     let r = client
-        .forecast_demand(pb::ForecastDemandRequest {
-            host_id: host.clone(),
-        })
+        .forecast_demand(pb::ForecastDemandRequest { host_id: host })
         .await?
         .into_inner();
     if json {
