@@ -151,6 +151,7 @@ impl ExecuteConfig {
 }
 
 struct Service {
+    cfg: ServiceConfig,
     lb: Haproxy,
     kube: Option<Kubernetes>,
     mirror: Option<(Mirror, String)>,
@@ -185,17 +186,16 @@ impl FleetActuator {
         }
         let mut services = BTreeMap::new();
         for s in &cfg.services {
+            let lb = Haproxy::new(s.haproxy.clone()).map_err(|e| e.to_string())?;
             let mirror = match (&s.mirror, &s.mirror_backend) {
-                (Some(m), Some(b)) => {
-                    let lb = Haproxy::new(s.haproxy.clone()).map_err(|e| e.to_string())?;
-                    Some((Mirror::new(lb, m.clone())?, b.clone()))
-                }
+                (Some(m), Some(b)) => Some((Mirror::new(lb.clone(), m.clone())?, b.clone())),
                 _ => None,
             };
             services.insert(
                 s.host.clone(),
                 Service {
-                    lb: Haproxy::new(s.haproxy.clone()).map_err(|e| e.to_string())?,
+                    cfg: s.clone(),
+                    lb,
                     kube: s
                         .kubernetes
                         .clone()
@@ -222,6 +222,14 @@ impl FleetActuator {
             .ok_or_else(|| format!("no [[shadow.execute.services]] entry for host {target}"))
     }
 
+    fn spare(&self, id: &str) -> Result<&SpareConfig, String> {
+        self.cfg
+            .spares
+            .iter()
+            .find(|s| s.id == id)
+            .ok_or_else(|| format!("spare {id} is not (or no longer) configured"))
+    }
+
     fn assignment(&self, target: &str) -> Result<Option<Assignment>, String> {
         Ok(self
             .store
@@ -244,12 +252,7 @@ impl FleetActuator {
     fn choose(&self, target: &str, attempt: u32) -> Result<&SpareConfig, String> {
         let mut a = self.assignment(target)?.unwrap_or_default();
         if a.attempt == attempt && !a.spare.is_empty() {
-            return self
-                .cfg
-                .spares
-                .iter()
-                .find(|s| s.id == a.spare)
-                .ok_or_else(|| format!("assigned spare {} is no longer configured", a.spare));
+            return self.spare(&a.spare);
         }
         if !a.spare.is_empty() && !a.failed.contains(&a.spare) {
             a.failed.push(a.spare.clone());
@@ -296,11 +299,7 @@ impl FleetActuator {
         a.spare.clone_from(&chosen.id);
         a.attempt = attempt;
         self.save(target, Some(&a))?;
-        self.cfg
-            .spares
-            .iter()
-            .find(|s| s.id == chosen.id)
-            .ok_or_else(|| "chosen spare vanished".to_owned())
+        self.spare(&a.spare)
     }
 
     async fn provision(&self, target: &str, attempt: u32) -> Result<(), String> {
@@ -310,13 +309,7 @@ impl FleetActuator {
         bmc.provision(&spare.system, &self.cfg.image)
             .await
             .map_err(|e| format!("spare {}: {e}", spare.id))?;
-        let h = &self
-            .cfg
-            .services
-            .iter()
-            .find(|s| s.host == target)
-            .expect("service")
-            .haproxy;
+        let h = &svc.cfg.haproxy;
         svc.lb
             .set_addr(&h.backend, &h.shadow, spare.address)
             .await
@@ -355,14 +348,7 @@ impl FleetActuator {
         }
         if let Some(a) = self.assignment(target)? {
             if let Some(bmc) = self.bmcs.get(&a.spare) {
-                let system = &self
-                    .cfg
-                    .spares
-                    .iter()
-                    .find(|s| s.id == a.spare)
-                    .expect("configured")
-                    .system;
-                bmc.release(system)
+                bmc.release(&self.spare(&a.spare)?.system)
                     .await
                     .map_err(|e| format!("releasing spare {}: {e}", a.spare))?;
             }
@@ -374,17 +360,13 @@ impl FleetActuator {
     /// The orchestrator moves the host's workloads (to the shadow it is
     /// told of); what the hook said goes to the audit log.
     async fn move_workloads(&self, target: &str) -> Result<(), String> {
-        let cfg = self
-            .cfg
-            .services
-            .iter()
-            .find(|s| s.host == target)
-            .ok_or_else(|| format!("no service for {target}"))?;
+        let svc = self.service(target)?;
+        let cfg = &svc.cfg;
         let shadow = self
             .assignment(target)?
             .map(|a| a.spare)
             .unwrap_or_default();
-        if let Some(k) = &self.service(target)?.kube {
+        if let Some(k) = &svc.kube {
             let node = k.node_of(target);
             let report = k.drain(node).await.map_err(|e| e.to_string())?;
             let record = json!({
@@ -466,13 +448,7 @@ impl Actuator for FleetActuator {
 
     async fn kpi(&self, target: &str, phase: &Phase) -> Result<Option<Kpi>, String> {
         let svc = self.service(target)?;
-        let h = &self
-            .cfg
-            .services
-            .iter()
-            .find(|s| s.host == target)
-            .expect("service")
-            .haproxy;
+        let h = &svc.cfg.haproxy;
         match phase {
             Phase::Syncing { .. } => match &svc.rsync {
                 Some(r) => {
