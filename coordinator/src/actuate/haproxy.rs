@@ -75,16 +75,16 @@ pub struct Haproxy {
     cfg: HaproxyConfig,
 }
 
-/// Characters HAProxy's CLI treats specially; names with them are refused
-/// rather than escaped.
-fn checked(name: &str) -> Result<&str, HaproxyError> {
+/// Characters HAProxy's CLI treats specially; names (backends, servers,
+/// map files and keys) with them are refused rather than escaped.
+pub(crate) fn checked(name: &str) -> Result<&str, HaproxyError> {
     if name.is_empty()
         || name
             .chars()
             .any(|c| c.is_whitespace() || c == ';' || c == '\\')
     {
         return Err(HaproxyError::Unexpected(format!(
-            "backend or server name {name:?} has whitespace, ';' or '\\'"
+            "name {name:?} for HAProxy's CLI is empty or has whitespace, ';' or '\\'"
         )));
     }
     Ok(name)

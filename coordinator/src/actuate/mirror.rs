@@ -86,9 +86,9 @@ pub struct Mirror {
 
 impl Mirror {
     pub fn new(lb: Haproxy, cfg: MirrorConfig) -> Result<Mirror, String> {
-        let ok = |s: &str| !s.is_empty() && !s.chars().any(|c| c.is_whitespace() || c == ';');
-        if !ok(&cfg.key) || !ok(&cfg.map.display().to_string()) {
-            return Err("mirror map and key: non-empty, no whitespace or ';'".into());
+        let map = cfg.map.display().to_string();
+        for name in [cfg.key.as_str(), map.as_str()] {
+            super::haproxy::checked(name).map_err(|e| format!("mirror: {e}"))?;
         }
         Ok(Mirror { lb, cfg })
     }
