@@ -109,17 +109,11 @@ pub enum LearnError {
     },
 }
 
-/// FNV-1a: stable across runs, platforms and versions.
-fn fnv1a(bytes: impl IntoIterator<Item = u8>) -> u64 {
-    bytes.into_iter().fold(0xcbf2_9ce4_8422_2325, |h, b| {
-        (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
-    })
-}
-
-/// Whether `host` is in the un-mitigated holdout of `percent` percent.
-/// Salted, so it is independent of the train/test split by serial.
+/// Whether `host` is in the un-mitigated holdout of `percent` percent:
+/// FNV-1a of the salted host id, salted so it is independent of the
+/// train/test split by serial.
 pub fn is_holdout(host: &str, percent: u8) -> bool {
-    fnv1a(b"umbra-holdout\0".iter().copied().chain(host.bytes())) % 100 < u64::from(percent)
+    bb::serial_hash(&format!("umbra-holdout\0{host}")) % 100 < u64::from(percent)
 }
 
 /// A recorded failure (`'F'` in the store).

@@ -20,8 +20,9 @@ use std::fmt;
 pub const TEST_PERCENT: u64 = 30;
 pub const HORIZONS: [i32; 2] = [7, 14];
 
-/// FNV-1a of the serial: stable across runs, platforms and versions.
-fn serial_hash(serial: &str) -> u64 {
+/// FNV-1a of the serial (or any text): stable across runs, platforms and
+/// versions. The coordinator's holdout hashes host ids with it too.
+pub fn serial_hash(serial: &str) -> u64 {
     serial.bytes().fold(0xcbf2_9ce4_8422_2325, |h, b| {
         (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
     })
