@@ -202,9 +202,7 @@ pub fn forecast(
         }
         f.model_version = version;
         let evaluation = store
-            .models(&kind)?
-            .into_iter()
-            .find(|m| m.version == version)
+            .model(&kind, version)?
             .map(|m| m.evaluation)
             .unwrap_or_default();
         f.coverage = evaluation["coverage_90"].as_f64();

@@ -543,9 +543,7 @@ pub fn retrain(
 /// The active model's tuned threshold, if it has one.
 pub fn tuned_enter(store: &Store, version: u64) -> Result<Option<f64>, StoreError> {
     Ok(store
-        .models(DISK_MODEL)?
-        .into_iter()
-        .find(|m| m.version == version)
+        .model(DISK_MODEL, version)?
         .and_then(|m| m.evaluation["tuning"]["enter"].as_f64())
         .filter(|t| t.is_finite() && *t > 0.0 && *t < 1.0))
 }

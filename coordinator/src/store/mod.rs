@@ -443,6 +443,17 @@ impl Store {
         Ok(out)
     }
 
+    /// One stored version's record (its evaluation), by a point read.
+    pub fn model(&self, kind: &str, version: u64) -> Result<Option<ModelRecord>, StoreError> {
+        self.db
+            .get_cf(self.cf(CF_META), models::record_key(kind, version))?
+            .map(|v| {
+                serde_json::from_slice(&v)
+                    .map_err(|e| StoreError::Corrupt(format!("model record {kind}: {e}")))
+            })
+            .transpose()
+    }
+
     /// A stored model's bytes.
     pub fn model_bytes(&self, kind: &str, version: u64) -> Result<Option<Vec<u8>>, StoreError> {
         Ok(self

@@ -376,6 +376,8 @@ fn models_are_versioned_with_their_evaluation_and_one_is_active() {
         1
     );
     assert_eq!(store.models(kind).unwrap(), vec![v1.clone(), v2.clone()]);
+    assert_eq!(store.model(kind, v2.version).unwrap(), Some(v2.clone()));
+    assert_eq!(store.model(kind, 99).unwrap(), None);
     assert_eq!(
         store.model_bytes(kind, 1).unwrap().as_deref(),
         Some(&b"weights-1"[..])
