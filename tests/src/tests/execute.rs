@@ -46,42 +46,21 @@ async fn start_front(dir: &Path, primary: u16) -> Result<Front> {
     let (live, mirror) = (free_port(), free_port());
     let mirror_map = dir.join("umbra-mirror.map");
     std::fs::write(&mirror_map, "share 0\n")?;
-    std::fs::write(
-        dir.join("haproxy.cfg"),
-        format!(
-            "global\n  stats socket {} mode 600 level admin\n  maxconn 4096\n\
-             defaults\n  mode http\n  timeout connect 2s\n  timeout client 30s\n  timeout server 30s\n\
-             frontend fe\n  bind 127.0.0.1:{live}\n  default_backend app\n\
+    // spawn_haproxy puts its admin socket at `socket`.
+    let (haproxy, _) = super::traffic::spawn_haproxy(
+        dir,
+        &format!(
+            "frontend fe\n  bind 127.0.0.1:{live}\n  default_backend app\n\
              frontend fe_mirror\n  bind 127.0.0.1:{mirror}\n\
                http-request set-var(txn.pct) str(share),map_str_int({map},0)\n\
                http-request return status 204 if {{ rand(100),sub(txn.pct) ge 0 }}\n\
                default_backend mirror\n\
              backend app\n  balance roundrobin\n  server primary 127.0.0.1:{primary} weight 100\n  server shadow 127.0.0.1:9 weight 0\n\
              backend mirror\n  server shadow 127.0.0.1:9 weight 100\n",
-            socket.display(),
             map = mirror_map.display(),
         ),
-    )?;
-    let mut cmd = std::process::Command::new("haproxy");
-    cmd.arg("-db").arg("-f").arg(dir.join("haproxy.cfg"));
-    let mut haproxy = Proc::spawn_cmd("haproxy", cmd, dir.join("haproxy.log"))?;
-    let probe = Haproxy::new(HaproxyConfig {
-        socket: socket.clone(),
-        backend: "app".into(),
-        primary: "primary".into(),
-        shadow: "shadow".into(),
-        timeout: Duration::from_secs(2),
-    })?;
-    crate::eventually("haproxy admin socket", Duration::from_secs(10), || {
-        let alive = haproxy.ensure_running();
-        let h = probe.clone();
-        async move {
-            alive?;
-            Ok(h.shadow_stats().await.ok())
-        }
-    })
+    )
     .await?;
-
     let nginx_port = free_port();
     let conf = dir.join("nginx.conf");
     std::fs::write(

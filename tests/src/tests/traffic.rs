@@ -14,6 +14,7 @@ use coordinator::actuate::haproxy::{Haproxy, HaproxyConfig};
 use coordinator::actuate::rsync::{Rsync, RsyncConfig};
 use coordinator::shadow::engine::{Action, Command, KpiLimits, Lifecycle, Phase, Policy};
 use coordinator::shadow::traffic::{drive, Timeline};
+use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -61,25 +62,26 @@ struct Lb {
     _dir: tempfile::TempDir,
 }
 
-async fn start_haproxy(primary: u16, shadow: u16) -> Result<Lb> {
-    let dir = tempfile::tempdir()?;
-    let sock = dir.path().join("admin.sock");
-    let port = free_port();
+/// Debian's HAProxy on `dir/haproxy.cfg`: global and defaults sections
+/// (admin socket `dir/admin.sock`) followed by `sections`, which must hold
+/// backend `app` with servers `primary` and `shadow`; returns once the
+/// admin socket answers, with a client for that backend.
+pub(crate) async fn spawn_haproxy(dir: &Path, sections: &str) -> Result<(crate::Proc, Haproxy)> {
+    let socket = dir.join("admin.sock");
     std::fs::write(
-        dir.path().join("haproxy.cfg"),
+        dir.join("haproxy.cfg"),
         format!(
             "global\n  stats socket {} mode 600 level admin\n  maxconn 4096\n\
              defaults\n  mode http\n  timeout connect 2s\n  timeout client 30s\n  timeout server 30s\n\
-             frontend fe\n  bind 127.0.0.1:{port}\n  default_backend app\n\
-             backend app\n  balance roundrobin\n  server primary 127.0.0.1:{primary} weight 100\n  server shadow 127.0.0.1:{shadow} weight 0\n",
-            sock.display()
+             {sections}",
+            socket.display()
         ),
     )?;
     let mut cmd = std::process::Command::new("haproxy");
-    cmd.arg("-db").arg("-f").arg(dir.path().join("haproxy.cfg"));
-    let mut proc = crate::Proc::spawn_cmd("haproxy", cmd, dir.path().join("haproxy.log"))?;
+    cmd.arg("-db").arg("-f").arg(dir.join("haproxy.cfg"));
+    let mut proc = crate::Proc::spawn_cmd("haproxy", cmd, dir.join("haproxy.log"))?;
     let haproxy = Haproxy::new(HaproxyConfig {
-        socket: sock,
+        socket,
         backend: "app".into(),
         primary: "primary".into(),
         shadow: "shadow".into(),
@@ -93,6 +95,20 @@ async fn start_haproxy(primary: u16, shadow: u16) -> Result<Lb> {
             Ok(h.shadow_stats().await.ok())
         }
     })
+    .await?;
+    Ok((proc, haproxy))
+}
+
+async fn start_haproxy(primary: u16, shadow: u16) -> Result<Lb> {
+    let dir = tempfile::tempdir()?;
+    let port = free_port();
+    let (proc, haproxy) = spawn_haproxy(
+        dir.path(),
+        &format!(
+            "frontend fe\n  bind 127.0.0.1:{port}\n  default_backend app\n\
+             backend app\n  balance roundrobin\n  server primary 127.0.0.1:{primary} weight 100\n  server shadow 127.0.0.1:{shadow} weight 0\n"
+        ),
+    )
     .await?;
     Ok(Lb {
         _proc: proc,
