@@ -240,6 +240,37 @@ mod tests {
         }
     }
 
+    /// The store and lifecycles in `dir`, resumed from what is there.
+    fn open(dir: &std::path::Path) -> (Arc<Store>, Arc<Shadows>) {
+        let store = Arc::new(Store::open(dir, crate::store::StoreConfig::default()).unwrap());
+        let shadows = Arc::new(Shadows::load(&store, Mode::Execute).unwrap());
+        (store, shadows)
+    }
+
+    /// A fresh store in `dir` where h1 is confirmed, admitted and started.
+    fn started(dir: &std::path::Path) -> (Arc<Store>, Arc<Shadows>, Settings) {
+        let (store, shadows) = open(dir);
+        let s = settings();
+        confirmed(&store, &shadows, &s);
+        (store, shadows, s)
+    }
+
+    fn executor(
+        store: &Arc<Store>,
+        shadows: &Arc<Shadows>,
+        s: &Settings,
+        actuator: &Arc<Recorder>,
+    ) -> Arc<Executor<Recorder>> {
+        let pagers = Arc::new(Pagers::new(&crate::paging::PagingConfig::default()).unwrap());
+        Executor::new(
+            store.clone(),
+            shadows.clone(),
+            s.clone(),
+            actuator.clone(),
+            pagers,
+        )
+    }
+
     async fn drive_until<A: Actuator>(
         ex: &Arc<Executor<A>>,
         shadows: &Shadows,
@@ -260,11 +291,7 @@ mod tests {
     #[tokio::test]
     async fn execute_mode_runs_a_lifecycle_to_promotion_and_retries_provisioning() {
         let dir = tempfile::tempdir().unwrap();
-        let store =
-            Arc::new(Store::open(dir.path(), crate::store::StoreConfig::default()).unwrap());
-        let shadows = Arc::new(Shadows::load(&store, Mode::Execute).unwrap());
-        let s = settings();
-        confirmed(&store, &shadows, &s);
+        let (store, shadows, s) = started(dir.path());
         let lc = &shadows.snapshot().lifecycles["h1"];
         assert_eq!(
             lc.phase,
@@ -275,14 +302,7 @@ mod tests {
             fail_first_provision: true,
             ..Recorder::default()
         });
-        let pagers = Arc::new(Pagers::new(&crate::paging::PagingConfig::default()).unwrap());
-        let ex = Executor::new(
-            store.clone(),
-            shadows.clone(),
-            s.clone(),
-            actuator.clone(),
-            pagers,
-        );
+        let ex = executor(&store, &shadows, &s, &actuator);
         let phase = drive_until(&ex, &shadows, |p| p.ended()).await;
         assert_eq!(phase, Phase::Promoted);
         let done: Vec<(Action, u32)> = actuator
@@ -331,16 +351,12 @@ mod tests {
     #[tokio::test]
     async fn a_restart_runs_the_pending_action_again_and_carries_on() {
         let dir = tempfile::tempdir().unwrap();
-        let s = settings();
-        {
-            let store = Store::open(dir.path(), crate::store::StoreConfig::default()).unwrap();
-            let shadows = Shadows::load(&store, Mode::Execute).unwrap();
-            confirmed(&store, &shadows, &s);
+        let s = {
+            let (_store, _shadows, s) = started(dir.path());
             // The coordinator dies here: Provision was commanded, never answered.
-        }
-        let store =
-            Arc::new(Store::open(dir.path(), crate::store::StoreConfig::default()).unwrap());
-        let shadows = Arc::new(Shadows::load(&store, Mode::Execute).unwrap());
+            s
+        };
+        let (store, shadows) = open(dir.path());
         let lc = &shadows.snapshot().lifecycles["h1"];
         assert_eq!(
             lc.pending.map(|(a, _)| a),
@@ -348,8 +364,7 @@ mod tests {
             "persisted"
         );
         let actuator = Arc::new(Recorder::default());
-        let pagers = Arc::new(Pagers::new(&crate::paging::PagingConfig::default()).unwrap());
-        let ex = Executor::new(store.clone(), shadows.clone(), s, actuator.clone(), pagers);
+        let ex = executor(&store, &shadows, &s, &actuator);
         let phase = drive_until(&ex, &shadows, |p| matches!(p, Phase::Shifting { .. })).await;
         assert!(matches!(phase, Phase::Shifting { .. }), "{phase:?}");
         assert_eq!(actuator.done.lock().unwrap()[0].1, Action::Provision);
@@ -358,10 +373,7 @@ mod tests {
     #[tokio::test]
     async fn the_late_answer_of_a_timed_out_action_is_dropped() {
         let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(dir.path(), crate::store::StoreConfig::default()).unwrap();
-        let shadows = Shadows::load(&store, Mode::Execute).unwrap();
-        let s = settings();
-        confirmed(&store, &shadows, &s);
+        let (store, shadows, s) = started(dir.path());
         let first = shadows.snapshot().lifecycles["h1"].pending.unwrap();
         // No answer within the action timeout: the engine retries elsewhere.
         let later = first.1 + s.policy.action_timeout_ms;
@@ -402,20 +414,9 @@ mod tests {
     #[tokio::test]
     async fn a_confirmed_failure_fails_over_to_a_shadow_carrying_traffic() {
         let dir = tempfile::tempdir().unwrap();
-        let store =
-            Arc::new(Store::open(dir.path(), crate::store::StoreConfig::default()).unwrap());
-        let shadows = Arc::new(Shadows::load(&store, Mode::Execute).unwrap());
-        let s = settings();
-        confirmed(&store, &shadows, &s);
+        let (store, shadows, s) = started(dir.path());
         let actuator = Arc::new(Recorder::default());
-        let pagers = Arc::new(Pagers::new(&crate::paging::PagingConfig::default()).unwrap());
-        let ex = Executor::new(
-            store.clone(),
-            shadows.clone(),
-            s.clone(),
-            actuator.clone(),
-            pagers,
-        );
+        let ex = executor(&store, &shadows, &s, &actuator);
         drive_until(&ex, &shadows, |p| {
             matches!(p, Phase::Shifting { step: 1, .. })
         })
