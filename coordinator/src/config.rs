@@ -623,25 +623,17 @@ mod tests {
             "/../packaging/config/coordinator.toml"
         );
         let text = std::fs::read_to_string(path).unwrap();
-        let packaged: RawShadow = toml::from_str::<toml::Table>(&text).unwrap()["shadow"]
-            .clone()
-            .try_into()
-            .unwrap();
+        let table = toml::from_str::<toml::Table>(&text).unwrap();
+        let section = |name: &str| table[name].clone();
+        let packaged: RawShadow = section("shadow").try_into().unwrap();
         let (p, d) = (
             packaged.settings().unwrap(),
             RawShadow::default().settings().unwrap(),
         );
         assert_eq!((p.mode, &p.policy, &p.rails), (d.mode, &d.policy, &d.rails));
         // [paging] states its defaults and pages no one until told to.
-        let paging: crate::paging::PagingConfig = toml::from_str::<toml::Table>(&text).unwrap()
-            ["paging"]
-            .clone()
-            .try_into()
-            .unwrap();
-        let learn: RawLearn = toml::from_str::<toml::Table>(&text).unwrap()["learn"]
-            .clone()
-            .try_into()
-            .unwrap();
+        let paging: crate::paging::PagingConfig = section("paging").try_into().unwrap();
+        let learn: RawLearn = section("learn").try_into().unwrap();
         assert_eq!(learn.settings().unwrap(), crate::learn::Settings::default());
         for bad in [
             "holdout_percent = 50",
@@ -656,10 +648,7 @@ mod tests {
                 .and_then(|r| r.settings().map_err(|e| e.to_string()));
             assert!(r.is_err(), "{bad}");
         }
-        let readiness: RawReadiness = toml::from_str::<toml::Table>(&text).unwrap()["readiness"]
-            .clone()
-            .try_into()
-            .unwrap();
+        let readiness: RawReadiness = section("readiness").try_into().unwrap();
         assert_eq!(
             readiness.weights().unwrap(),
             crate::readiness::Weights::default()
