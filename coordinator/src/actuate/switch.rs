@@ -5,10 +5,16 @@
 //! "noError" answer carrying noSuchInstance is a failure). A step that
 //! fails undoes the ones before it; [`Switch::undo`] reverses a whole plan
 //! on rollback.
+//!
+//! The undo record can be kept across restarts: [`Switch::apply_steps`]
+//! hands it to a `persist` callback after reading each old value and
+//! before the SET (write-ahead), and never overwrites an old value it
+//! already holds, so re-running a half-done plan after a crash keeps the
+//! values from before the first run.
 
 use firmware_shims::snmp::ber::Oid;
 use firmware_shims::snmp::Value;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use service::secret::Secret;
 use snmp_client::{ClientConfig, SnmpClient, SnmpError, V3Config};
 use std::net::SocketAddr;
@@ -75,9 +81,87 @@ pub struct PortPlan {
 }
 
 /// Applied steps with the values they replaced, newest last.
-#[derive(Debug, Clone, PartialEq, Default)]
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
 pub struct Undo {
+    #[serde(with = "saved")]
     pub steps: Vec<(Oid, Value)>,
+}
+
+impl Undo {
+    pub fn is_empty(&self) -> bool {
+        self.steps.is_empty()
+    }
+}
+
+/// The undo record's stored form: the OID as text and the old value by
+/// type. Only values an agent can hold in a settable object are stored.
+mod saved {
+    use super::{Oid, Value};
+    use serde::{
+        de::Error as _, ser::Error as _, Deserialize, Deserializer, Serialize, Serializer,
+    };
+
+    #[derive(Serialize, Deserialize)]
+    #[serde(rename_all = "snake_case")]
+    enum Saved {
+        Integer(i64),
+        OctetString(Vec<u8>),
+        Null,
+        Oid(String),
+        IpAddress([u8; 4]),
+        Counter32(u32),
+        Gauge32(u32),
+        TimeTicks(u32),
+        Counter64(u64),
+    }
+
+    pub fn serialize<S: Serializer>(steps: &[(Oid, Value)], s: S) -> Result<S::Ok, S::Error> {
+        let mut out = Vec::with_capacity(steps.len());
+        for (o, v) in steps {
+            let v = match v {
+                Value::Integer(i) => Saved::Integer(*i),
+                Value::OctetString(b) => Saved::OctetString(b.clone()),
+                Value::Null => Saved::Null,
+                Value::Oid(o) => Saved::Oid(o.to_string()),
+                Value::IpAddress(a) => Saved::IpAddress(*a),
+                Value::Counter32(c) => Saved::Counter32(*c),
+                Value::Gauge32(g) => Saved::Gauge32(*g),
+                Value::TimeTicks(t) => Saved::TimeTicks(*t),
+                Value::Counter64(c) => Saved::Counter64(*c),
+                other => {
+                    return Err(S::Error::custom(format!(
+                        "{o}: {other:?} cannot be set back, so it is not an undo value"
+                    )))
+                }
+            };
+            out.push((o.to_string(), v));
+        }
+        out.serialize(s)
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<(Oid, Value)>, D::Error> {
+        let oid = |t: &str| {
+            t.parse::<Oid>()
+                .map_err(|e| D::Error::custom(format!("OID {t:?}: {e:?}")))
+        };
+        Vec::<(String, Saved)>::deserialize(d)?
+            .into_iter()
+            .map(|(o, v)| {
+                let v = match v {
+                    Saved::Integer(i) => Value::Integer(i),
+                    Saved::OctetString(b) => Value::OctetString(b),
+                    Saved::Null => Value::Null,
+                    Saved::Oid(t) => Value::Oid(oid(&t)?),
+                    Saved::IpAddress(a) => Value::IpAddress(a),
+                    Saved::Counter32(c) => Value::Counter32(c),
+                    Saved::Gauge32(g) => Value::Gauge32(g),
+                    Saved::TimeTicks(t) => Value::TimeTicks(t),
+                    Saved::Counter64(c) => Value::Counter64(c),
+                };
+                Ok((oid(&o)?, v))
+            })
+            .collect()
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -95,12 +179,40 @@ pub enum SwitchError {
     },
     #[error("switch {addr}: {0}", addr = .1)]
     Config(String, SocketAddr),
+    /// The undo record could not be kept, so the step was not taken.
+    #[error("switch {addr}: keeping the undo record failed: {reason}")]
+    Persist { addr: SocketAddr, reason: String },
 }
 
 fn oid(base: &str, index: u32) -> Oid {
     format!("{base}.{index}")
         .parse()
         .expect("constant OID prefix")
+}
+
+/// Bring a port up: admin status up, then (optionally) its VLAN at its
+/// bridge port number and its description.
+pub fn port_up(
+    if_index: u32,
+    vlan: Option<(u32, u32)>,
+    description: Option<&str>,
+) -> Vec<(Oid, Value)> {
+    let mut s = vec![(oid(IF_ADMIN_STATUS, if_index), Value::Integer(1))];
+    if let Some((bridge_port, vlan)) = vlan {
+        s.push((oid(DOT1Q_PVID, bridge_port), Value::Gauge32(vlan)));
+    }
+    if let Some(d) = description {
+        s.push((
+            oid(IF_ALIAS, if_index),
+            Value::OctetString(d.as_bytes().to_vec()),
+        ));
+    }
+    s
+}
+
+/// Shut a port (admin status down).
+pub fn port_down(if_index: u32) -> Vec<(Oid, Value)> {
+    vec![(oid(IF_ADMIN_STATUS, if_index), Value::Integer(2))]
 }
 
 /// One switch.
@@ -130,47 +242,75 @@ impl Switch {
 
     /// The plan's SETs, in order.
     pub fn steps(plan: &PortPlan) -> Vec<(Oid, Value)> {
-        let mut s = vec![(oid(IF_ADMIN_STATUS, plan.spare_port), Value::Integer(1))];
-        if let Some((bridge_port, vlan)) = plan.vlan {
-            s.push((oid(DOT1Q_PVID, bridge_port), Value::Gauge32(vlan)));
-        }
-        if let Some(d) = &plan.description {
-            s.push((
-                oid(IF_ALIAS, plan.spare_port),
-                Value::OctetString(d.as_bytes().to_vec()),
-            ));
-        }
-        s.push((oid(IF_ADMIN_STATUS, plan.failing_port), Value::Integer(2)));
+        let mut s = port_up(plan.spare_port, plan.vlan, plan.description.as_deref());
+        s.extend(port_down(plan.failing_port));
         s
     }
 
     /// Carry the plan out; on a failed step, undo what was done and fail.
     pub async fn apply(&mut self, plan: &PortPlan) -> Result<Undo, SwitchError> {
         let mut undo = Undo::default();
-        for (o, v) in Self::steps(plan) {
+        self.apply_steps(Self::steps(plan), &mut undo, |_| Ok(()))
+            .await?;
+        Ok(undo)
+    }
+
+    /// Set each of `steps`, verified by read-back. Before a SET, the old
+    /// value joins `undo` (unless it holds one for that object already)
+    /// and `persist` keeps it. On a failed step, everything in `undo` is
+    /// put back, `undo` emptied (and persisted so), and the step's error
+    /// returned.
+    pub async fn apply_steps(
+        &mut self,
+        steps: Vec<(Oid, Value)>,
+        undo: &mut Undo,
+        mut persist: impl FnMut(&Undo) -> Result<(), String>,
+    ) -> Result<(), SwitchError> {
+        let addr = self.addr;
+        for (o, v) in steps {
             let step = async {
-                let before = self.client.get(std::slice::from_ref(&o)).await?.remove(0).1;
-                self.client.set_verified(&o, v).await?;
-                Ok::<_, SnmpError>(before)
+                if !undo.steps.iter().any(|(u, _)| *u == o) {
+                    let before = self.client.get(std::slice::from_ref(&o)).await?.remove(0).1;
+                    // An object that is not there cannot be set back.
+                    if before.is_exception() {
+                        return Err(SnmpError::Exception {
+                            oid: o.clone(),
+                            value: before,
+                        });
+                    }
+                    undo.steps.push((o.clone(), before));
+                    if let Err(reason) = persist(undo) {
+                        undo.steps.pop();
+                        return Ok(Some(reason));
+                    }
+                }
+                self.client.set_verified(&o, v).await.map(|()| None)
             }
             .await;
-            match step {
-                Ok(before) => undo.steps.push((o, before)),
-                Err(source) => {
-                    let undone = undo.steps.len();
-                    if let Err(e) = self.undo(&undo).await {
-                        tracing::error!(switch = %self.addr, error = %e, "undoing a partial port plan failed");
-                    }
-                    return Err(SwitchError::Step {
-                        addr: self.addr,
-                        oid: o,
-                        source,
-                        undone,
-                    });
+            let source = match step {
+                Ok(None) => continue,
+                Ok(Some(reason)) => return Err(SwitchError::Persist { addr, reason }),
+                Err(source) => source,
+            };
+            // Steps applied before this one (its own old value is in the
+            // record already, write-ahead; setting it back is harmless).
+            let undone = undo.steps.iter().filter(|(u, _)| *u != o).count();
+            if let Err(e) = self.undo(undo).await {
+                tracing::error!(switch = %addr, error = %e, "undoing a partial port plan failed");
+            } else {
+                undo.steps.clear();
+                if let Err(reason) = persist(undo) {
+                    tracing::error!(switch = %addr, %reason, "keeping the emptied undo record failed");
                 }
             }
+            return Err(SwitchError::Step {
+                addr,
+                oid: o,
+                source,
+                undone,
+            });
         }
-        Ok(undo)
+        Ok(())
     }
 
     /// Put back what `apply` changed, newest first; every step is tried
@@ -218,6 +358,27 @@ mod tests {
         assert_eq!(s[0], (oid(IF_ADMIN_STATUS, 5), Value::Integer(1)));
         assert_eq!(s[1], (oid(DOT1Q_PVID, 5), Value::Gauge32(120)));
         assert_eq!(s[3], (oid(IF_ADMIN_STATUS, 1), Value::Integer(2)));
+    }
+
+    #[test]
+    fn undo_records_survive_serialisation_and_refuse_exceptions() {
+        let undo = Undo {
+            steps: vec![
+                (oid(IF_ADMIN_STATUS, 5), Value::Integer(2)),
+                (oid(DOT1Q_PVID, 5), Value::Gauge32(1)),
+                (oid(IF_ALIAS, 5), Value::OctetString(b"spare \xff".to_vec())),
+            ],
+        };
+        let text = serde_json::to_string(&undo).unwrap();
+        assert_eq!(serde_json::from_str::<Undo>(&text).unwrap(), undo);
+        let odd = Undo {
+            steps: vec![(oid(IF_ALIAS, 9), Value::NoSuchInstance)],
+        };
+        assert!(serde_json::to_string(&odd)
+            .unwrap_err()
+            .to_string()
+            .contains("cannot be set back"));
+        assert!(serde_json::from_str::<Undo>(r#"{"steps":[["1.3.x",{"integer":1}]]}"#).is_err());
     }
 
     #[test]
