@@ -13,7 +13,8 @@
 //!                                                                               Mirroring
 //!                                               dwell + KPIs ok + enough requests ──┤
 //!                                              Shifting(10 %) → … → Shifting(100 %) ─▶ Promoted
-//! any active phase: KPI regression, failed or timed-out action, manual rollback ─▶ RollingBack ─Done─▶ RolledBack
+//! any active phase: KPI regression, failed or timed-out action ─▶ Replacing ─Done─▶ Provisioning (next spare)
+//!   … once `spare_retries` spares have failed, or on a manual rollback ─▶ RollingBack ─Done─▶ RolledBack
 //! risk back under exit before promotion ─▶ Cancelling ─Done─▶ Cancelled
 //! device failed with a synced shadow ─▶ FailingOver ─Done─▶ Promoted
 //! ```
@@ -57,8 +58,11 @@ pub struct Policy {
     pub min_dwell_ms: Ms,
     /// An action not done in this long has failed.
     pub action_timeout_ms: Ms,
-    /// Times a failed provisioning is retried on another spare.
-    pub provision_retries: u32,
+    /// Times another spare is tried after one fails in a lifecycle: at
+    /// provisioning, or later (an action failed or its KPIs regressed),
+    /// when the failed shadow is reverted and replaced (self-healing).
+    #[serde(alias = "provision_retries")]
+    pub spare_retries: u32,
     pub kpi: KpiLimits,
     /// Wait for `umbractl approve` before acting.
     pub manual_approval: bool,
@@ -75,7 +79,7 @@ impl Default for Policy {
             ramp: vec![10, 25, 50, 100],
             min_dwell_ms: 10_000,
             action_timeout_ms: 300_000,
-            provision_retries: 2,
+            spare_retries: 2,
             kpi: KpiLimits {
                 max_error_rate: 0.001,
                 max_p99_ms: 500.0,
@@ -140,6 +144,9 @@ pub enum Action {
     Promote,
     /// Traffic back to the primary, stop mirroring and sync, release the spare.
     Revert,
+    /// As `Revert`, and the spare is set aside as failed for this target,
+    /// so the next provisioning picks another (self-healing).
+    Replace,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -221,6 +228,12 @@ pub enum Phase {
     },
     FailingOver,
     Promoted,
+    /// The shadow failed: it is being reverted, and spare `attempt` is
+    /// provisioned in its place once that is done (self-healing).
+    Replacing {
+        attempt: u32,
+        reason: String,
+    },
     RollingBack {
         reason: String,
     },
@@ -233,7 +246,7 @@ pub enum Phase {
 
 impl Phase {
     /// Every [`Phase::name`], in lifecycle order.
-    pub const NAMES: [&'static str; 13] = [
+    pub const NAMES: [&'static str; 14] = [
         "healthy",
         "at_risk",
         "confirmed",
@@ -243,6 +256,7 @@ impl Phase {
         "shifting",
         "failing_over",
         "promoted",
+        "replacing",
         "rolling_back",
         "rolled_back",
         "cancelling",
@@ -261,6 +275,7 @@ impl Phase {
             Phase::Shifting { .. } => "shifting",
             Phase::FailingOver => "failing_over",
             Phase::Promoted => "promoted",
+            Phase::Replacing { .. } => "replacing",
             Phase::RollingBack { .. } => "rolling_back",
             Phase::RolledBack { .. } => "rolled_back",
             Phase::Cancelling => "cancelling",
@@ -285,6 +300,7 @@ impl Phase {
                 | Phase::Mirroring
                 | Phase::Shifting { .. }
                 | Phase::FailingOver
+                | Phase::Replacing { .. }
                 | Phase::RollingBack { .. }
                 | Phase::Cancelling
         )
@@ -319,6 +335,14 @@ pub struct Lifecycle {
     /// persists.
     #[serde(default)]
     pub rearmed: bool,
+    /// Which spare of this lifecycle the shadow is: 1 for the first, one
+    /// more for each that failed (the executor picks another for each).
+    #[serde(default = "first_attempt")]
+    pub attempt: u32,
+}
+
+fn first_attempt() -> u32 {
+    1
 }
 
 impl Lifecycle {
@@ -332,6 +356,7 @@ impl Lifecycle {
             paused: false,
             p7d: 0.0,
             rearmed: false,
+            attempt: 1,
         }
     }
 
@@ -391,6 +416,29 @@ impl Lifecycle {
         self.act(now, Action::Revert, out);
     }
 
+    /// The shadow failed after provisioning: revert it and provision
+    /// another spare while the policy allows, else roll back. Either way
+    /// the first command takes traffic off the failed shadow.
+    fn shadow_failed(&mut self, now: Ms, reason: String, policy: &Policy, out: &mut Vec<Command>) {
+        if self.attempt > policy.spare_retries {
+            return self.roll_back(now, reason, out);
+        }
+        let attempt = self.attempt + 1;
+        self.page(
+            Severity::Warning,
+            &format!("shadow failed ({reason}); replacing it with another spare"),
+            out,
+        );
+        self.go(now, Phase::Replacing { attempt, reason });
+        self.act(now, Action::Replace, out);
+    }
+
+    fn provision(&mut self, now: Ms, attempt: u32, out: &mut Vec<Command>) {
+        self.attempt = attempt;
+        self.go(now, Phase::Provisioning { attempt });
+        self.act(now, Action::Provision, out);
+    }
+
     /// Apply one event at `now`; the commands to carry out, in order.
     pub fn on_event(&mut self, now: Ms, ev: &Event, policy: &Policy) -> Vec<Command> {
         let mut out = Vec::new();
@@ -403,7 +451,8 @@ impl Lifecycle {
                 self.kpi = Some((now, *k));
                 if matches!(self.phase, Phase::Mirroring | Phase::Shifting { .. }) {
                     if let Some(reason) = self.regressed(policy) {
-                        self.roll_back(now, format!("KPI regression: {reason}"), &mut out);
+                        let reason = format!("KPI regression: {reason}");
+                        self.shadow_failed(now, reason, policy, &mut out);
                         return out;
                     }
                 }
@@ -425,8 +474,7 @@ impl Lifecycle {
                 if let Phase::Confirmed { approved } = self.phase {
                     if approved || !policy.manual_approval {
                         self.page(Severity::Warning, "provisioning a shadow", &mut out);
-                        self.go(now, Phase::Provisioning { attempt: 1 });
-                        self.act(now, Action::Provision, &mut out);
+                        self.provision(now, 1, &mut out);
                     }
                 }
             }
@@ -518,7 +566,8 @@ impl Lifecycle {
             Phase::Provisioning { .. }
             | Phase::Syncing { .. }
             | Phase::Mirroring
-            | Phase::Shifting { .. } => {
+            | Phase::Shifting { .. }
+            | Phase::Replacing { .. } => {
                 if p7d < policy.exit && p24h < policy.critical {
                     self.page(Severity::Info, "risk fell back: cancelling the shadow", out);
                     self.go(now, Phase::Cancelling);
@@ -564,6 +613,10 @@ impl Lifecycle {
             (Phase::FailingOver, Action::SetWeight { percent: 100 }) => {
                 self.act(now, Action::Promote, out);
             }
+            (Phase::Replacing { attempt, .. }, Action::Replace) => {
+                let attempt = *attempt;
+                self.provision(now, attempt, out);
+            }
             (Phase::RollingBack { reason }, Action::Revert) => {
                 let reason = reason.clone();
                 out.push(Command::Resolve {
@@ -596,7 +649,7 @@ impl Lifecycle {
         }
         self.pending = None;
         match &self.phase {
-            Phase::Provisioning { attempt } if *attempt <= policy.provision_retries => {
+            Phase::Provisioning { attempt } if *attempt <= policy.spare_retries => {
                 // Self-healing: another spare.
                 let attempt = attempt + 1;
                 self.page(
@@ -604,24 +657,26 @@ impl Lifecycle {
                     &format!("provisioning failed ({why}); trying another spare"),
                     out,
                 );
-                self.go(now, Phase::Provisioning { attempt });
-                self.act(now, Action::Provision, out);
+                self.provision(now, attempt, out);
             }
-            Phase::RollingBack { .. } | Phase::Cancelling => {
+            Phase::RollingBack { .. } | Phase::Cancelling | Phase::Replacing { .. } => {
                 // Reverting failed: keep trying, and make sure a human knows.
                 self.page(
                     Severity::Critical,
                     &format!("revert failed: {why}; retrying"),
                     out,
                 );
-                self.act(now, Action::Revert, out);
+                self.act(now, a, out);
             }
             Phase::FailingOver => {
                 self.page(Severity::Critical, &format!("failover failed: {why}"), out);
                 self.act(now, a, out);
             }
-            _ if self.phase.holds_spare() => {
+            Phase::Provisioning { .. } => {
                 self.roll_back(now, format!("{a:?} failed: {why}"), out);
+            }
+            _ if self.phase.holds_spare() => {
+                self.shadow_failed(now, format!("{a:?} failed: {why}"), policy, out);
             }
             _ => {}
         }

@@ -27,8 +27,8 @@ use std::time::Duration;
 /// Carries out actions on real systems for one target (host).
 pub trait Actuator: Send + Sync + 'static {
     /// Do `action` for `target`. Must be state-based: repeating it after a
-    /// restart (or a lost answer) is harmless. `attempt` counts
-    /// provisioning attempts (a retry picks another spare).
+    /// restart (or a lost answer) is harmless. `attempt` is the
+    /// lifecycle's spare attempt (each retry picks another spare).
     fn act(
         &self,
         target: &str,
@@ -113,10 +113,7 @@ impl<A: Actuator> Executor<A> {
                         .lock()
                         .expect("poisoned")
                         .insert(target.clone());
-                    let attempt = match lc.phase {
-                        Phase::Provisioning { attempt } => attempt,
-                        _ => 1,
-                    };
+                    let attempt = lc.attempt;
                     let (me, target) = (self.clone(), target.clone());
                     started.push(tokio::spawn(async move {
                         let outcome = me.actuator.act(&target, action, attempt).await;
@@ -312,24 +309,25 @@ mod tests {
             .iter()
             .map(|(_, a, n)| (*a, *n))
             .collect();
+        // Every action after the retry is for the second spare.
         let mut want = vec![
             (Action::Provision, 1),
             (Action::Provision, 2),
-            (Action::Sync, 1),
+            (Action::Sync, 2),
         ];
         want.push((
             Action::Mirror {
                 percent: s.policy.mirror_percent,
             },
-            1,
+            2,
         ));
         want.extend(
             s.policy
                 .ramp
                 .iter()
-                .map(|&p| (Action::SetWeight { percent: p }, 1)),
+                .map(|&p| (Action::SetWeight { percent: p }, 2)),
         );
-        want.push((Action::Promote, 1));
+        want.push((Action::Promote, 2));
         assert_eq!(done, want);
         let log = store.audit(0, 10_000).unwrap();
         let results: Vec<_> = log

@@ -474,6 +474,9 @@ fn transition(
             }
             _ => {}
         }
+        if let Phase::Replacing { reason, .. } | Phase::RollingBack { reason } = &lc.phase {
+            record["reason"] = json!(reason);
+        }
         audit(store, now, record);
     }
     if let Event::Done(a) | Event::Failed(a, _) = event {

@@ -124,7 +124,9 @@ impl KpiSampler {
 /// Run `commands` (the engine's last output) and whatever follows until
 /// `stop` holds for the phase or `deadline` passes. With `replica`, state
 /// is synced once per KPI sample (continuous sync) and its measured lag
-/// gates the steps.
+/// gates the steps. One load balancer and one shadow: no spare pool, so a
+/// policy that replaces failed shadows (`spare_retries` > 0) stops with
+/// `Unsupported(Replace)` where it would roll back with none.
 #[allow(clippy::too_many_arguments)]
 pub async fn drive(
     lc: &mut Lifecycle,

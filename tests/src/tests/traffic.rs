@@ -151,6 +151,8 @@ fn policy() -> Policy {
     Policy {
         min_dwell_ms: 1_000,
         action_timeout_ms: 30_000,
+        // One shadow: a regression rolls back (nothing to replace it with).
+        spare_retries: 0,
         kpi: KpiLimits {
             max_error_rate: 0.001,
             max_p99_ms: 50.0,

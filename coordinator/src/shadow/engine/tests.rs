@@ -192,7 +192,10 @@ fn one_spike_does_not_confirm_and_the_band_between_exit_and_enter_holds() {
 
 #[test]
 fn a_kpi_regression_during_the_shift_rolls_back() {
-    let mut r = Run::new(policy());
+    let mut r = Run::new(Policy {
+        spare_retries: 0,
+        ..policy()
+    });
     r.confirmed_and_started();
     r.done();
     r.done();
@@ -219,7 +222,10 @@ fn a_kpi_regression_during_the_shift_rolls_back() {
         matches!(r.pages.last(), Some(Command::Resolve { summary }) if summary.contains("rolled back"))
     );
     // A NaN latency is a regression, not a pass.
-    let mut r2 = Run::new(policy());
+    let mut r2 = Run::new(Policy {
+        spare_retries: 0,
+        ..policy()
+    });
     r2.confirmed_and_started();
     r2.done();
     r2.done();
@@ -292,7 +298,7 @@ fn manual_approval_waits_and_a_denial_ends_it() {
 
 #[test]
 fn failed_provisioning_tries_other_spares_then_rolls_back_and_timeouts_count_as_failures() {
-    let mut r = Run::new(policy()); // provision_retries 2
+    let mut r = Run::new(policy()); // spare_retries 2
     r.confirmed_and_started();
     r.at(
         10,
@@ -420,6 +426,7 @@ fn arb_event() -> impl Strategy<Value = Event> {
         }),
         Just(Action::Promote),
         Just(Action::Revert),
+        Just(Action::Replace),
     ];
     prop_oneof![
         (0.0f64..1.0, 0.0f64..1.0).prop_map(|(a, b)| Event::Risk {
@@ -490,7 +497,7 @@ proptest! {
                             full |= *percent == 100;
                         }
                         Action::Promote => prop_assert!(full, "promoted below 100 %"),
-                        Action::Revert => { weight = 0; mirrored = false; full = false; }
+                        Action::Revert | Action::Replace => { weight = 0; mirrored = false; full = false; }
                         Action::Provision => { weight = 0; mirrored = false; full = false; }
                         Action::Sync => {}
                     }
@@ -534,4 +541,112 @@ fn a_denied_target_is_not_retried_or_repaged_until_its_risk_falls() {
     v.as_object_mut().unwrap().remove("rearmed");
     let old: Lifecycle = serde_json::from_value(v).unwrap();
     assert!(!old.rearmed);
+}
+
+/// Self-healing: a shadow that fails after provisioning (its KPIs regress
+/// while it carries traffic, or an action fails) is taken out of service
+/// and another spare provisioned, which walks the whole ramp again; once
+/// `spare_retries` spares have failed, the lifecycle rolls back.
+#[test]
+fn a_failed_shadow_is_replaced_by_another_spare_until_the_retries_run_out() {
+    let mut r = Run::new(Policy {
+        spare_retries: 1,
+        ..policy()
+    });
+    r.confirmed_and_started();
+    r.done(); // provisioned
+    r.done(); // synced
+    r.at(100, Event::Kpi(good()));
+    r.done(); // mirroring
+    r.at(1_000, Event::Kpi(good()));
+    r.done(); // 10 % holds
+    let out = r.at(
+        1_000,
+        Event::Kpi(Kpi {
+            p99_ms: 2_000.0,
+            ..good()
+        }),
+    );
+    // Traffic leaves the failed shadow first; the next spare follows.
+    assert!(
+        matches!(r.lc.phase, Phase::Replacing { attempt: 2, ref reason } if reason.contains("p99")),
+        "{:?}",
+        r.lc.phase
+    );
+    assert_eq!(out.last(), Some(&Command::Do(Action::Replace)));
+    assert!(
+        matches!(&out[0], Command::Page { summary, .. } if summary.contains("replacing it")),
+        "{out:?}"
+    );
+    // Nothing moves while the failed shadow is being taken out.
+    r.at(5_000, Event::Kpi(good()));
+    assert!(matches!(r.lc.phase, Phase::Replacing { .. }));
+    r.done();
+    assert_eq!(r.lc.phase, Phase::Provisioning { attempt: 2 });
+    assert_eq!(r.lc.attempt, 2);
+    // The second shadow starts from the beginning: sync, mirror, ramp.
+    r.done();
+    r.done();
+    r.at(100, Event::Kpi(good()));
+    assert_eq!(r.lc.phase, Phase::Mirroring);
+    r.done();
+    // Its mirrored traffic fails: no retries left, so it rolls back.
+    r.at(
+        1_000,
+        Event::Kpi(Kpi {
+            error_rate: 0.5,
+            ..good()
+        }),
+    );
+    assert!(matches!(r.lc.phase, Phase::RollingBack { .. }));
+    r.done();
+    assert!(matches!(r.lc.phase, Phase::RolledBack { .. }));
+    assert_eq!(
+        r.actions,
+        [
+            Action::Provision,
+            Action::Sync,
+            Action::Mirror { percent: 5 },
+            Action::SetWeight { percent: 10 },
+            Action::Replace,
+            Action::Provision,
+            Action::Sync,
+            Action::Mirror { percent: 5 },
+            Action::Revert,
+        ]
+    );
+
+    // A failed action (not a KPI) is a failed shadow too; a failed
+    // Replace is retried as such, and a risk that falls back while
+    // replacing cancels instead of provisioning again.
+    let mut r = Run::new(policy());
+    r.confirmed_and_started();
+    r.done();
+    r.at(
+        10,
+        Event::Failed(Action::Sync, "rsync: connection refused".into()),
+    );
+    assert!(matches!(r.lc.phase, Phase::Replacing { attempt: 2, .. }));
+    r.at(10, Event::Failed(Action::Replace, "BMC timeout".into()));
+    assert_eq!(r.lc.pending.map(|p| p.0), Some(Action::Replace));
+    r.at(
+        10,
+        Event::Risk {
+            p24h: 0.0,
+            p7d: 0.1,
+        },
+    );
+    assert_eq!(r.lc.phase, Phase::Cancelling);
+    assert_eq!(r.lc.pending.map(|p| p.0), Some(Action::Revert));
+    // The late answer of the superseded Replace does not provision.
+    r.at(10, Event::Done(Action::Replace));
+    assert_eq!(r.lc.phase, Phase::Cancelling);
+    r.done();
+    assert_eq!(r.lc.phase, Phase::Cancelled);
+    // A manual rollback is not a failed shadow: no replacement.
+    let mut r = Run::new(policy());
+    r.confirmed_and_started();
+    r.done();
+    r.at(10, Event::Rollback("operator says no".into()));
+    assert!(matches!(r.lc.phase, Phase::RollingBack { .. }));
 }
