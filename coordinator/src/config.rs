@@ -90,6 +90,8 @@ pub struct RawShadow {
     pub max_confirmed_fraction: Option<f64>,
     /// Wait for `umbractl approve HOST` before a confirmed host starts.
     pub manual_approval: Option<bool>,
+    /// Other spares tried in a lifecycle after one fails (self-healing).
+    pub spare_retries: Option<u32>,
     /// What execute mode acts on: spares and protected services.
     pub execute: Option<crate::shadow::actuator::ExecuteConfig>,
     /// An agent silent this long means its host failed (default 2m).
@@ -124,6 +126,7 @@ impl RawShadow {
             min_dwell_ms: ms(self.min_dwell, d.min_dwell_ms),
             action_timeout_ms: ms(self.action_timeout, d.action_timeout_ms),
             manual_approval: self.manual_approval.unwrap_or(d.manual_approval),
+            spare_retries: self.spare_retries.unwrap_or(d.spare_retries),
             ..d
         };
         policy
@@ -614,6 +617,40 @@ mod tests {
         // The packaged file points at /etc/umbra/tls/*, absent here: exactly that must be the complaint.
         let err = raw.validate().unwrap_err().to_string();
         assert!(err.contains("/etc/umbra/tls/"), "{err}");
+    }
+
+    /// The commented `[shadow.execute]` example, uncommented, is a valid
+    /// execute configuration (spares, services, switch ports).
+    #[test]
+    fn the_packaged_execute_example_parses_and_validates() {
+        let text = include_str!("../../packaging/config/coordinator.toml");
+        let example: String = text
+            .lines()
+            .skip_while(|l| *l != "# [shadow.execute]")
+            .skip(1)
+            .take_while(|l| l.starts_with("# "))
+            .map(|l| format!("{}\n", &l[2..]))
+            .collect();
+        assert!(example.contains("[[shadow.execute.spares]]"), "{example}");
+        let creds = tempfile::tempdir().unwrap();
+        for name in ["bmc-spare-r9-01", "snmp-write-tor-9", "snmp-write-tor-1"] {
+            std::fs::write(creds.path().join(name), "s3cret").unwrap();
+        }
+        std::env::set_var(service::secret::CREDENTIALS_DIRECTORY, creds.path());
+        let wrapped = format!("[shadow.execute]\n{example}");
+        let table: toml::Table = toml::from_str(&wrapped).unwrap();
+        let exec: crate::shadow::actuator::ExecuteConfig =
+            table["shadow"]["execute"].clone().try_into().unwrap();
+        std::env::remove_var(service::secret::CREDENTIALS_DIRECTORY);
+        exec.validate().unwrap();
+        assert_eq!(exec.switches.len(), 2);
+        assert_eq!(exec.spares[0].port.as_ref().unwrap().if_index, 17);
+        assert_eq!(exec.services[0].vlan, Some(120));
+        // A port on a switch that is not configured is refused.
+        let mut broken = exec.clone();
+        broken.switches.remove("tor-1");
+        let e = broken.validate().unwrap_err();
+        assert!(e.contains("tor-1"), "{e}");
     }
 
     #[test]

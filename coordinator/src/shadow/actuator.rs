@@ -7,7 +7,10 @@
 //!   up on the provisioning image through its BMC (Redfish), and point the
 //!   service's shadow servers in HAProxy (live and mirror backends) at it.
 //!   The choice is persisted (`'S'` in the store) before anything is done,
-//!   so a restart provisions the same spare again (state-based).
+//!   so a restart provisions the same spare again (state-based). Before
+//!   the BMC is told anything, the spare's switch port is brought up in
+//!   the service's VLAN with a description (SNMP SET, read back), the
+//!   values it replaces persisted with the assignment first.
 //! - `Sync`: an rsync snapshot where the service has state; nothing else.
 //! - `Mirror`: the share of nginx's request copies HAProxy passes to the
 //!   shadow ([`crate::actuate::mirror`], a runtime map entry: no reload).
@@ -16,9 +19,13 @@
 //!   workloads that depend on the host moved: its Kubernetes node drained
 //!   through the Eviction API ([`crate::actuate::kubernetes`]; cordoned
 //!   already at provisioning, uncordoned on revert) and/or the
-//!   orchestrator's hook told to `drain` ([`crate::actuate::hook`]).
+//!   orchestrator's hook told to `drain` ([`crate::actuate::hook`]);
+//!   last, the old primary's switch port is shut (quarantine).
 //! - `Revert`: traffic back to the primary, mirroring off, the spare
-//!   released (image ejected, powered off) and its assignment dropped.
+//!   released (image ejected, powered off), its switch port put back as it
+//!   was, and its assignment dropped.
+//!   `Replace` does the same to a failed shadow but keeps the assignment
+//!   with the spare listed as failed, so the next attempt picks another.
 //!
 //! KPIs: while syncing, the replication lag; while mirroring, the
 //! shadow's counters in the mirror backend; while shifting, in the live
@@ -34,6 +41,7 @@ use crate::actuate::kubernetes::{Kubernetes, KubernetesConfig};
 use crate::actuate::mirror::{Mirror, MirrorConfig};
 use crate::actuate::redfish::{Redfish, RedfishConfig};
 use crate::actuate::rsync::{Rsync, RsyncConfig};
+use crate::actuate::switch::{self, Switch, SwitchConfig, Undo};
 use crate::model::FailureDomain;
 use crate::store::Store;
 use serde::Deserialize;
@@ -58,6 +66,21 @@ pub struct ExecuteConfig {
     pub allow_same_domain: bool,
     pub spares: Vec<SpareConfig>,
     pub services: Vec<ServiceConfig>,
+    /// Switches that spare and service ports are on, by name
+    /// (`[shadow.execute.switches.NAME]`).
+    #[serde(default)]
+    pub switches: BTreeMap<String, SwitchConfig>,
+}
+
+/// A host's port on one of `[shadow.execute.switches]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PortConfig {
+    pub switch: String,
+    /// IF-MIB ifIndex.
+    pub if_index: u32,
+    /// Q-BRIDGE bridge port number (for the VLAN); absent: VLAN not set.
+    pub bridge_port: Option<u32>,
 }
 
 fn default_interval() -> Duration {
@@ -82,6 +105,9 @@ pub struct SpareConfig {
     pub tor: String,
     /// Where the service answers on this spare once provisioned.
     pub address: SocketAddr,
+    /// Brought up (in the service's `vlan`) when this spare is provisioned,
+    /// put back on revert.
+    pub port: Option<PortConfig>,
 }
 
 fn default_cost() -> f64 {
@@ -108,6 +134,10 @@ pub struct ServiceConfig {
     /// The host is a Kubernetes node: cordoned when its shadow is
     /// provisioned, drained at promotion, uncordoned on rollback.
     pub kubernetes: Option<KubernetesConfig>,
+    /// The host's port: shut when its shadow is promoted (quarantine).
+    pub port: Option<PortConfig>,
+    /// The service's access VLAN, given to a spare's port.
+    pub vlan: Option<u32>,
 }
 
 impl ExecuteConfig {
@@ -133,6 +163,7 @@ impl ExecuteConfig {
                 ));
             }
             Haproxy::new(s.haproxy.clone()).map_err(|e| format!("service {}: {e}", s.host))?;
+            self.check_port(&format!("service {}", s.host), s.port.as_ref())?;
         }
         let mut ids = std::collections::BTreeSet::new();
         for s in &self.spares {
@@ -142,11 +173,26 @@ impl ExecuteConfig {
             if !s.cost.is_finite() || s.cost < 0.0 {
                 return Err(format!("spare {}: cost must be finite and >= 0", s.id));
             }
+            self.check_port(&format!("spare {}", s.id), s.port.as_ref())?;
+        }
+        for (name, sw) in &self.switches {
+            sw.client_config()
+                .map_err(|e| format!("switch {name}: {e}"))?;
         }
         if self.interval.is_zero() {
             return Err("execute.interval must be positive".into());
         }
         Ok(())
+    }
+
+    fn check_port(&self, whose: &str, port: Option<&PortConfig>) -> Result<(), String> {
+        match port {
+            Some(p) if !self.switches.contains_key(&p.switch) => Err(format!(
+                "{whose}: port on switch {:?}, which is not in [shadow.execute.switches]",
+                p.switch
+            )),
+            _ => Ok(()),
+        }
     }
 }
 
@@ -158,13 +204,20 @@ struct Service {
     rsync: Option<Rsync>,
 }
 
-/// Which spare a target uses, persisted.
+/// Which spare a target uses, persisted. Between a replaced shadow and
+/// the next attempt's choice, `spare` is empty.
 #[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
 struct Assignment {
     spare: String,
     attempt: u32,
-    /// Spares that failed to provision for this target.
+    /// Spares that failed for this target in this lifecycle.
     failed: Vec<String>,
+    /// What the spare's switch port held before it was brought up.
+    #[serde(default, skip_serializing_if = "Undo::is_empty")]
+    spare_port: Undo,
+    /// What the old primary's port held before it was shut.
+    #[serde(default, skip_serializing_if = "Undo::is_empty")]
+    host_port: Undo,
 }
 
 pub struct FleetActuator {
@@ -247,15 +300,25 @@ impl FleetActuator {
             .map_err(|e| e.to_string())
     }
 
+    /// The assigned spare (already put back) counts as failed for the
+    /// rest of the lifecycle and is no longer assigned.
+    fn set_aside(&self, target: &str) -> Result<(), String> {
+        let Some(mut a) = self.assignment(target)? else {
+            return Ok(());
+        };
+        let spare = std::mem::take(&mut a.spare);
+        if !spare.is_empty() && !a.failed.contains(&spare) {
+            a.failed.push(spare);
+        }
+        self.save(target, Some(&a))
+    }
+
     /// The spare for `target`'s attempt: the persisted one for the same
-    /// attempt, else a new choice (the previous one counted as failed).
+    /// attempt, else a new choice outside those that failed.
     fn choose(&self, target: &str, attempt: u32) -> Result<&SpareConfig, String> {
         let mut a = self.assignment(target)?.unwrap_or_default();
         if a.attempt == attempt && !a.spare.is_empty() {
             return self.spare(&a.spare);
-        }
-        if !a.spare.is_empty() && !a.failed.contains(&a.spare) {
-            a.failed.push(a.spare.clone());
         }
         let held: Vec<String> = self
             .store
@@ -264,6 +327,7 @@ impl FleetActuator {
             .into_iter()
             .filter(|(t, _)| t != target)
             .filter_map(|(_, v)| v["spare"].as_str().map(str::to_owned))
+            .filter(|s| !s.is_empty())
             .collect();
         let domain = self
             .store
@@ -304,7 +368,22 @@ impl FleetActuator {
 
     async fn provision(&self, target: &str, attempt: u32) -> Result<(), String> {
         let svc = self.service(target)?;
+        // An earlier attempt's spare that failed to provision is put back
+        // before another is chosen.
+        if let Some(a) = self.assignment(target)? {
+            if a.attempt != attempt && !a.spare.is_empty() {
+                self.put_back(target, &a.spare, false).await?;
+                self.set_aside(target)?;
+            }
+        }
         let spare = self.choose(target, attempt)?;
+        if let Some(port) = &spare.port {
+            let vlan = svc.cfg.vlan.zip(port.bridge_port).map(|(v, b)| (b, v));
+            let why = format!("umbra shadow of {target}");
+            let steps = switch::port_up(port.if_index, vlan, Some(&why));
+            self.set_port(target, port, steps, |a| &mut a.spare_port)
+                .await?;
+        }
         let bmc = &self.bmcs[&spare.id];
         bmc.provision(&spare.system, &self.cfg.image)
             .await
@@ -329,6 +408,54 @@ impl FleetActuator {
         Ok(())
     }
 
+    /// Apply `steps` on `port`'s switch, the undo record kept in the
+    /// field `record` picks of `target`'s assignment (write-ahead).
+    async fn set_port(
+        &self,
+        target: &str,
+        port: &PortConfig,
+        steps: Vec<(firmware_shims::snmp::ber::Oid, firmware_shims::snmp::Value)>,
+        record: fn(&mut Assignment) -> &mut Undo,
+    ) -> Result<(), String> {
+        let mut sw = self.switch(port).await?;
+        let mut a = self.assignment(target)?.unwrap_or_default();
+        let mut undo = std::mem::take(record(&mut a));
+        sw.apply_steps(steps, &mut undo, |u| {
+            *record(&mut a) = u.clone();
+            self.save(target, Some(&a))
+        })
+        .await
+        .map_err(|e| e.to_string())
+    }
+
+    /// Put back what `record` says was changed on `port`, then forget it.
+    async fn restore_port(
+        &self,
+        target: &str,
+        port: &PortConfig,
+        record: fn(&mut Assignment) -> &mut Undo,
+    ) -> Result<(), String> {
+        let Some(mut a) = self.assignment(target)? else {
+            return Ok(());
+        };
+        if record(&mut a).is_empty() {
+            return Ok(());
+        }
+        let mut sw = self.switch(port).await?;
+        sw.undo(record(&mut a)).await.map_err(|e| e.to_string())?;
+        *record(&mut a) = Undo::default();
+        self.save(target, Some(&a))
+    }
+
+    async fn switch(&self, port: &PortConfig) -> Result<Switch, String> {
+        let cfg = self
+            .cfg
+            .switches
+            .get(&port.switch)
+            .ok_or_else(|| format!("switch {} is not configured", port.switch))?;
+        Switch::connect(cfg).await.map_err(|e| e.to_string())
+    }
+
     async fn mirror(&self, svc: &Service, percent: u8) -> Result<(), String> {
         match &svc.mirror {
             Some((m, _)) => m.set_percent(percent).await.map_err(|e| e.to_string()),
@@ -337,7 +464,32 @@ impl FleetActuator {
         }
     }
 
-    async fn revert(&self, target: &str) -> Result<(), String> {
+    /// Release `spare` (image ejected, powered off) and put its switch
+    /// port back. With `strict` false (a spare that failed to provision,
+    /// whose BMC may well be the reason), a failed release is audited and
+    /// passed over; the port is always put back, or its undo record would
+    /// be mixed with the next spare's.
+    async fn put_back(&self, target: &str, spare: &str, strict: bool) -> Result<(), String> {
+        let spare = self.spare(spare)?;
+        if let Err(e) = self.bmcs[&spare.id].release(&spare.system).await {
+            let why = format!("releasing spare {}: {e}", spare.id);
+            if strict {
+                return Err(why);
+            }
+            let record = json!({"target": target, "event": "release_failed", "spare": spare.id, "error": why});
+            self.store
+                .append_audit(crate::now_ms(), &record)
+                .map_err(|e| e.to_string())?;
+        }
+        match &spare.port {
+            Some(port) => self.restore_port(target, port, |a| &mut a.spare_port).await,
+            None => Ok(()),
+        }
+    }
+
+    /// Take the shadow out of service and release its spare; `failed`
+    /// sets the spare aside for the rest of the lifecycle (`Replace`).
+    async fn revert(&self, target: &str, failed: bool) -> Result<(), String> {
         let svc = self.service(target)?;
         svc.lb.set_share(0).await.map_err(|e| e.to_string())?;
         self.mirror(svc, 0).await?;
@@ -346,15 +498,17 @@ impl FleetActuator {
                 .await
                 .map_err(|e| e.to_string())?;
         }
-        if let Some(a) = self.assignment(target)? {
-            if let Some(bmc) = self.bmcs.get(&a.spare) {
-                bmc.release(&self.spare(&a.spare)?.system)
-                    .await
-                    .map_err(|e| format!("releasing spare {}: {e}", a.spare))?;
-            }
-            self.save(target, None)?;
+        let Some(a) = self.assignment(target)? else {
+            return Ok(());
+        };
+        if !a.spare.is_empty() {
+            self.put_back(target, &a.spare, true).await?;
         }
-        Ok(())
+        if failed {
+            self.set_aside(target)
+        } else {
+            self.save(target, None)
+        }
     }
 
     /// The orchestrator moves the host's workloads (to the shadow it is
@@ -440,9 +594,18 @@ impl Actuator for FleetActuator {
                     .await
                     .map_err(|e| e.to_string())?;
                 self.mirror(svc, 0).await?;
-                self.move_workloads(target).await
+                self.move_workloads(target).await?;
+                match &svc.cfg.port {
+                    Some(port) => {
+                        let steps = switch::port_down(port.if_index);
+                        self.set_port(target, port, steps, |a| &mut a.host_port)
+                            .await
+                    }
+                    None => Ok(()),
+                }
             }
-            Action::Revert => self.revert(target).await,
+            Action::Revert => self.revert(target, false).await,
+            Action::Replace => self.revert(target, true).await,
         }
     }
 

@@ -7,8 +7,9 @@
 //! runtime API; KPIs from the mirror backend), shifts 10/25/50/100 % through HAProxy's
 //! runtime API and promotes, all with the default policy (10 s dwell per
 //! step) while wrk drives load through nginx: 0 failed requests. The
-//! timeline (crossing → 100 % → promoted) is printed for
-//! docs/BENCHMARKS.md.
+//! spare's switch port (snmpsim) is brought up in the service's VLAN at
+//! provisioning and the old primary's shut at promotion. The timeline
+//! (crossing → 100 % → promoted) is printed for docs/BENCHMARKS.md.
 
 use super::redfish::{config, serve_image, start_bmc};
 use super::traffic::{backend, wrk_totals};
@@ -19,12 +20,16 @@ use coordinator::actuate::hook::HookConfig;
 use coordinator::actuate::kubernetes::KubernetesConfig;
 use coordinator::actuate::mirror::MirrorConfig;
 use coordinator::actuate::redfish::AuthMode;
-use coordinator::shadow::actuator::{ExecuteConfig, FleetActuator, ServiceConfig, SpareConfig};
+use coordinator::actuate::switch::{Switch, SwitchConfig, DOT1Q_PVID, IF_ADMIN_STATUS, IF_ALIAS};
+use coordinator::shadow::actuator::{
+    ExecuteConfig, FleetActuator, PortConfig, ServiceConfig, SpareConfig,
+};
 use coordinator::shadow::engine::{Phase, Policy};
 use coordinator::shadow::execute::Executor;
 use coordinator::shadow::rails::Rails;
 use coordinator::shadow::runtime::{self, Mode, Settings, Shadows};
 use coordinator::store::{Store, StoreConfig};
+use firmware_shims::snmp::Value;
 use std::path::Path;
 use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
@@ -111,8 +116,10 @@ struct Rig {
     _www: Proc,
     front: Front,
     dir: tempfile::TempDir,
-    /// The spare's service answers after this many ms.
+    /// The service on spare-02 / spare-03 answers after this many ms.
     spare_delay: Arc<AtomicU64>,
+    spare3_delay: Arc<AtomicU64>,
+    _snmp: (Proc, tempfile::TempDir),
     kube: Arc<std::sync::Mutex<crate::kube_api::Cluster>>,
     store: Arc<Store>,
     cfg: ExecuteConfig,
@@ -127,6 +134,9 @@ impl Rig {
         let primary = backend(Arc::new(AtomicU64::new(0))).await?;
         let spare_delay = Arc::new(AtomicU64::new(0));
         let spare_service = backend(spare_delay.clone()).await?;
+        let spare3_delay = Arc::new(AtomicU64::new(0));
+        let spare3_service = backend(spare3_delay.clone()).await?;
+        let (snmp, switch_addr, snmp_logs) = super::snmp::start_snmpsim().await?;
         let front = start_front(dir.path(), primary).await?;
         // The orchestrator's hook: keeps the document it was given.
         let hook = dir.path().join("migrate.sh");
@@ -163,7 +173,12 @@ impl Rig {
             store.put_host(&h)?;
         }
         let bmc_cfg = config(&bmc.url, &bmc.pki.path("ca.crt"), AuthMode::Session);
-        let spare = |id: &str, rack: &str, cost: f64| SpareConfig {
+        let port = |if_index| PortConfig {
+            switch: "tor".into(),
+            if_index,
+            bridge_port: Some(if_index),
+        };
+        let spare = |id: &str, rack: &str, cost: f64, service: u16, port| SpareConfig {
             id: id.into(),
             system: id.into(),
             bmc: bmc_cfg.clone(),
@@ -171,14 +186,32 @@ impl Rig {
             rack: rack.into(),
             pdu: String::new(),
             tor: String::new(),
-            address: format!("127.0.0.1:{spare_service}").parse().unwrap(),
+            address: format!("127.0.0.1:{service}").parse().unwrap(),
+            port,
         };
         let cfg = ExecuteConfig {
             interval: Duration::from_millis(250),
             image: format!("{www_url}/provision.iso"),
             allow_same_domain: false,
-            // spare-01 is cheaper but in the failing host's rack: never chosen.
-            spares: vec![spare("spare-01", "r1", 0.5), spare("spare-02", "r9", 1.0)],
+            // spare-01 is cheaper but in the failing host's rack: never
+            // chosen. spare-03 costs most: only when spare-02 failed.
+            spares: vec![
+                spare("spare-01", "r1", 0.5, spare_service, None),
+                spare("spare-02", "r9", 1.0, spare_service, Some(port(8))),
+                spare("spare-03", "r8", 2.0, spare3_service, Some(port(9))),
+            ],
+            switches: [(
+                "tor".to_owned(),
+                SwitchConfig {
+                    address: switch_addr,
+                    community: Some(service::secret::Secret::inline("umbra-sw")),
+                    v3: None,
+                    timeout: Duration::from_secs(2),
+                    retries: 2,
+                },
+            )]
+            .into_iter()
+            .collect(),
             services: vec![ServiceConfig {
                 host: "web-01".into(),
                 haproxy: HaproxyConfig {
@@ -211,6 +244,12 @@ impl Rig {
                     retry_interval: Duration::from_millis(200),
                     timeout: Duration::from_secs(5),
                 }),
+                port: Some(PortConfig {
+                    switch: "tor".into(),
+                    if_index: 6,
+                    bridge_port: None,
+                }),
+                vlan: Some(120),
             }],
         };
         let settings = Settings {
@@ -229,6 +268,8 @@ impl Rig {
             front,
             dir,
             spare_delay,
+            spare3_delay,
+            _snmp: (snmp, snmp_logs),
             kube,
             store,
             cfg,
@@ -291,6 +332,18 @@ impl Rig {
         })?)
     }
 
+    /// A switch port as (ifAdminStatus, dot1qPvid, ifAlias) read back
+    /// from snmpsim; the PVID is read at the port's own bridge number.
+    async fn port(&self, if_index: u32) -> Result<(Value, Value, Value)> {
+        let mut sw = Switch::connect(&self.cfg.switches["tor"]).await?;
+        let oid = |base: &str| format!("{base}.{if_index}").parse().unwrap();
+        Ok((
+            sw.get(&oid(IF_ADMIN_STATUS)).await?,
+            sw.get(&oid(DOT1Q_PVID)).await?,
+            sw.get(&oid(IF_ALIAS)).await?,
+        ))
+    }
+
     async fn mirror_share(&self) -> Result<Option<String>> {
         let map = self
             .haproxy("mirror")?
@@ -298,6 +351,15 @@ impl Rig {
             .await?;
         Ok(coordinator::actuate::mirror::parse_map_value(&map, "share"))
     }
+}
+
+/// A spare's port as the fixture has it: down, VLAN 1, "spare".
+fn spare_port_down() -> (Value, Value, Value) {
+    (
+        Value::Integer(2),
+        Value::Gauge32(1),
+        Value::OctetString(b"spare".to_vec()),
+    )
 }
 
 fn phase_label(phase: &Phase, policy: &Policy) -> String {
@@ -381,6 +443,14 @@ async fn a_host_at_risk_is_shadowed_end_to_end_with_no_failed_requests() -> Resu
         assigned.len() == 1 && assigned[0].1["spare"] == "spare-02",
         "{assigned:?}"
     );
+    // Its port is up in the service's VLAN; the old primary's is shut.
+    let up = (
+        Value::Integer(1),
+        Value::Gauge32(120),
+        Value::OctetString(b"umbra shadow of web-01".to_vec()),
+    );
+    ensure!(rig.port(8).await? == up, "{:?}", rig.port(8).await?);
+    ensure!(rig.port(6).await?.0 == Value::Integer(2), "primary's port");
     // Mirroring ran (5 %), reached the shadow, and is off after promotion.
     let mirrored = log.iter().any(|(_, r)| {
         r["event"] == "action_result" && r["action"] == "Mirror { percent: 5 }" && r["ok"] == true
@@ -433,13 +503,15 @@ async fn a_host_at_risk_is_shadowed_end_to_end_with_no_failed_requests() -> Resu
 }
 
 /// A coordinator restart in the middle of the shift resumes the lifecycle
-/// from the store; a latency regression on the shadow then rolls it back:
-/// traffic back on the primary, mirroring off, the spare powered off and
-/// its assignment dropped, 0 failed requests throughout.
+/// from the store; a latency regression on the shadow then rolls it back
+/// (no other spare may be tried): traffic back on the primary, mirroring
+/// off, the spare powered off, its switch port as it was and its
+/// assignment dropped, 0 failed requests throughout.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_restart_resumes_and_a_regression_rolls_back_with_no_failed_requests() -> Result<()> {
     let policy = Policy {
         min_dwell_ms: 2_000,
+        spare_retries: 0,
         ..Policy::default()
     };
     let rig = Rig::start(policy.clone()).await?;
@@ -493,6 +565,15 @@ async fn a_restart_resumes_and_a_regression_rolls_back_with_no_failed_requests()
     );
     ensure!(rig.mirror_share().await?.as_deref() == Some("0"));
     ensure!(rig.store.assignments()?.is_empty(), "the spare is released");
+    ensure!(
+        rig.port(8).await? == spare_port_down(),
+        "{:?}",
+        rig.port(8).await?
+    );
+    ensure!(
+        rig.port(6).await?.0 == Value::Integer(1),
+        "primary's port untouched"
+    );
     // Cordoned at provisioning, uncordoned by the rollback, never drained.
     {
         let k = rig.kube.lock().unwrap();
@@ -516,5 +597,97 @@ async fn a_restart_resumes_and_a_regression_rolls_back_with_no_failed_requests()
     };
     ensure!(reason.contains("p99"), "{reason}");
     let _ = &rig.dir;
+    Ok(())
+}
+
+/// Self-healing: the shadow on spare-02 regresses (latency) at 25 %; the
+/// lifecycle takes traffic off it, releases it (powered off, its port put
+/// back) and provisions spare-03 in its place, which walks the ramp again
+/// to promotion. 0 failed requests throughout.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_shadow_that_regresses_is_replaced_by_another_spare_with_no_failed_requests() -> Result<()>
+{
+    let policy = Policy {
+        min_dwell_ms: 2_000,
+        ..Policy::default()
+    };
+    let rig = Rig::start(policy.clone()).await?;
+    let (shadows, runner) = rig.coordinator()?;
+    let wrk = start_wrk(rig.front.nginx_port)?;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let t0 = Instant::now();
+    rig.cross(&shadows)?;
+    let mut timeline = vec![(Duration::ZERO, "provisioning".to_owned())];
+    follow(&shadows, &policy, t0, &mut timeline, |n| {
+        n == "shifting 25%"
+    })
+    .await?;
+    rig.spare_delay
+        .store(700, std::sync::atomic::Ordering::Relaxed);
+    timeline.push((t0.elapsed(), "spare-02 slowed".to_owned()));
+    let end = follow(&shadows, &policy, t0, &mut timeline, |_| false).await;
+    runner.abort();
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let (requests, failed, text) = stop_wrk(wrk).await?;
+    eprintln!("{text}\ntimeline: {timeline:?}");
+    if !matches!(end, Ok(Phase::Promoted)) {
+        for (t, r) in rig.store.audit(0, 100_000)? {
+            eprintln!("audit {t}: {r}");
+        }
+    }
+    let end = end?;
+    ensure!(end == Phase::Promoted, "{end:?}; {timeline:?}");
+    ensure!(
+        timeline.iter().any(|(_, n)| n == "replacing"),
+        "{timeline:?}"
+    );
+    ensure!(failed == 0, "{failed} failed of {requests}:\n{text}");
+    let log = rig.store.audit(0, 100_000)?;
+    ensure!(
+        log.iter().any(|(_, r)| r["event"] == "transition"
+            && r["to"] == "replacing"
+            && r["reason"].as_str().is_some_and(|w| w.contains("p99"))),
+        "no replacing transition with the regression in the audit log"
+    );
+    let assigned = rig.store.assignments()?;
+    ensure!(
+        assigned.len() == 1
+            && assigned[0].1["spare"] == "spare-03"
+            && assigned[0].1["failed"] == serde_json::json!(["spare-02"]),
+        "{assigned:?}"
+    );
+    ensure!(
+        rig.port(8).await? == spare_port_down(),
+        "{:?}",
+        rig.port(8).await?
+    );
+    ensure!(
+        rig.port(9).await?
+            == (
+                Value::Integer(1),
+                Value::Gauge32(120),
+                Value::OctetString(b"umbra shadow of web-01".to_vec())
+            ),
+        "{:?}",
+        rig.port(9).await?
+    );
+    ensure!(
+        rig.port(6).await?.0 == Value::Integer(2),
+        "primary's port shut"
+    );
+    let redfish = coordinator::actuate::redfish::Redfish::new(&config(
+        &rig.bmc.url,
+        &rig.bmc.pki.path("ca.crt"),
+        AuthMode::Basic,
+    ))?;
+    let c = redfish.open().await?;
+    let (failed_spare, shadow) = (
+        redfish.system(&c, "spare-02").await?,
+        redfish.system(&c, "spare-03").await?,
+    );
+    redfish.close(c).await;
+    ensure!(failed_spare.power_state == "Off", "{failed_spare:?}");
+    ensure!(shadow.power_state == "On", "{shadow:?}");
+    let _ = (&rig.dir, &rig.spare3_delay);
     Ok(())
 }

@@ -19,8 +19,8 @@ pub struct Bmc {
     pub pki: TestPki,
 }
 
-/// sushy-emulator on an ephemeral port with three fake systems (node-01 on;
-/// spare-01, spare-02 off), its certificate signed by a fresh test CA.
+/// sushy-emulator on an ephemeral port with four fake systems (node-01 on;
+/// spare-01..03 off), its certificate signed by a fresh test CA.
 pub async fn start_bmc() -> Result<Bmc> {
     let root = repo_root();
     let python = root.join(".testbed/venv/bin/python");
@@ -66,7 +66,7 @@ pub async fn start_bmc() -> Result<Bmc> {
         async move {
             alive?;
             let c = probe.open().await?;
-            Ok(probe.systems(&c).await.ok().filter(|s| s.len() == 3))
+            Ok(probe.systems(&c).await.ok().filter(|s| s.len() == 4))
         }
     })
     .await
@@ -132,7 +132,7 @@ async fn provisions_and_releases_a_spare_on_sushy_emulator() -> Result<()> {
         .map(|s| s.name)
         .collect();
     names.sort();
-    assert_eq!(names, ["node-01", "spare-01", "spare-02"]);
+    assert_eq!(names, ["node-01", "spare-01", "spare-02", "spare-03"]);
     let node = basic.system(&c, "node-01").await?;
     assert_eq!(node.power_state, "On");
     assert!(matches!(

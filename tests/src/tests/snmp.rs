@@ -226,6 +226,13 @@ pub(crate) async fn start_snmpsim() -> Result<(Proc, SocketAddr, tempfile::TempD
             // Q-BRIDGE dot1qPvid and IF-MIB ifAlias of port 5, for port moves.
             "1.3.6.1.2.1.17.7.1.4.5.1.1.5|66:writecache|value=1\n",
             "1.3.6.1.2.1.31.1.1.1.18.5|4:writecache|value=spare\n",
+            // Two spare ports, down, for the execute-mode lifecycle.
+            "1.3.6.1.2.1.2.2.1.7.8|2:writecache|value=2\n",
+            "1.3.6.1.2.1.2.2.1.7.9|2:writecache|value=2\n",
+            "1.3.6.1.2.1.17.7.1.4.5.1.1.8|66:writecache|value=1\n",
+            "1.3.6.1.2.1.17.7.1.4.5.1.1.9|66:writecache|value=1\n",
+            "1.3.6.1.2.1.31.1.1.1.18.8|4:writecache|value=spare\n",
+            "1.3.6.1.2.1.31.1.1.1.18.9|4:writecache|value=spare\n",
         ),
     )?;
     let port = free_udp_port();
