@@ -170,6 +170,7 @@ pub async fn serve(
         Some(cfg) => {
             let actuator = shadow::actuator::FleetActuator::new(store.clone(), cfg.clone())
                 .map_err(RunError::Execute)?;
+            actuator.start().await.map_err(RunError::Execute)?;
             let ex = shadow::execute::Executor::new(
                 store.clone(),
                 shadows.clone(),

@@ -11,13 +11,16 @@
 //! * [`switch`]: switch-port reconfiguration by SNMP SET, verified by
 //!   read-back and undone on failure or rollback.
 //! * [`mirror`]: request mirroring to the shadow through nginx's `mirror`
-//!   module (the share written into an include nginx reloads).
+//!   module, the share passed on by HAProxy (a runtime map entry).
+//! * [`compare`]: mirrored requests validated against the primary (status,
+//!   body digest, latency on both).
 //! * [`kubernetes`]: workload migration on Kubernetes through kube-rs
 //!   (cordon, drain by the Eviction API honouring disruption budgets,
 //!   uncordon).
 //! * [`hook`]: workload migration through an orchestrator's own hook
 //!   (a program or an HTTP endpoint), with the host → workloads map.
 
+pub mod compare;
 pub mod haproxy;
 pub mod hook;
 pub mod http;

@@ -14,6 +14,9 @@
 //! - `Sync`: an rsync snapshot where the service has state; nothing else.
 //! - `Mirror`: the share of nginx's request copies HAProxy passes to the
 //!   shadow ([`crate::actuate::mirror`], a runtime map entry: no reload).
+//!   With `compare`, the mirror backend's server is the comparator
+//!   ([`crate::actuate::compare`]), which sends each copy to the shadow
+//!   and, for safe methods, to the primary, and compares the answers.
 //! - `SetWeight`: the shadow's share in HAProxy. `Promote`: all traffic
 //!   to the shadow, the old primary drained, mirroring off, then the
 //!   workloads that depend on the host moved: its Kubernetes node drained
@@ -28,13 +31,16 @@
 //!   with the spare listed as failed, so the next attempt picks another.
 //!
 //! KPIs: while syncing, the replication lag; while mirroring, the
-//! shadow's counters in the mirror backend; while shifting, in the live
-//! backend (requests and 5xx since the last sample, HAProxy's `rtime`).
+//! comparator's window (shadow errors, share of answers that differ from
+//! the primary's, the shadow's p99) or, without one, the shadow's counters
+//! in the mirror backend; while shifting, in the live backend (requests
+//! and 5xx since the last sample, HAProxy's `rtime`).
 
 use super::engine::{Action, Kpi, Phase};
 use super::execute::Actuator;
 use super::spare::{self, Spare};
 use super::traffic::KpiSampler;
+use crate::actuate::compare::{Comparator, CompareConfig};
 use crate::actuate::haproxy::{Haproxy, HaproxyConfig};
 use crate::actuate::hook::{migrate, HookConfig, Migration};
 use crate::actuate::kubernetes::{Kubernetes, KubernetesConfig};
@@ -125,6 +131,9 @@ pub struct ServiceConfig {
     /// as the live backend's shadow server.
     pub mirror: Option<MirrorConfig>,
     pub mirror_backend: Option<String>,
+    /// Validate mirrored answers against the primary's: the mirror
+    /// backend's server is then this comparator's `listen` address.
+    pub compare: Option<CompareConfig>,
     /// State to replicate to the shadow.
     pub rsync: Option<RsyncConfig>,
     /// Workloads that depend on the host, moved at promotion by `hook`.
@@ -159,6 +168,12 @@ impl ExecuteConfig {
             if s.mirror.is_some() != s.mirror_backend.is_some() {
                 return Err(format!(
                     "service {}: mirror and mirror_backend go together",
+                    s.host
+                ));
+            }
+            if s.compare.is_some() && s.mirror.is_none() {
+                return Err(format!(
+                    "service {}: compare validates mirrored requests; it needs mirror",
                     s.host
                 ));
             }
@@ -201,6 +216,7 @@ struct Service {
     lb: Haproxy,
     kube: Option<Kubernetes>,
     mirror: Option<(Mirror, String)>,
+    compare: Option<Arc<Comparator>>,
     rsync: Option<Rsync>,
 }
 
@@ -227,6 +243,16 @@ pub struct FleetActuator {
     services: BTreeMap<String, Service>,
     /// KPI samplers per (target, live or mirror).
     samplers: Mutex<BTreeMap<(String, &'static str), KpiSampler>>,
+    /// The comparators' servers (stopped with the actuator).
+    servers: Mutex<Vec<tokio::task::JoinHandle<()>>>,
+}
+
+impl Drop for FleetActuator {
+    fn drop(&mut self) {
+        for t in self.servers.get_mut().expect("poisoned").drain(..) {
+            t.abort();
+        }
+    }
 }
 
 impl FleetActuator {
@@ -256,6 +282,7 @@ impl FleetActuator {
                         .transpose()
                         .map_err(|e| format!("service {}: {e}", s.host))?,
                     mirror,
+                    compare: s.compare.clone().map(Comparator::new),
                     rsync: s.rsync.clone().map(Rsync::new),
                 },
             );
@@ -266,7 +293,29 @@ impl FleetActuator {
             bmcs,
             services,
             samplers: Mutex::default(),
+            servers: Mutex::default(),
         })
+    }
+
+    /// Start the comparators' servers, each pointed at the shadow its
+    /// target holds (after a restart, the persisted assignment's).
+    pub async fn start(&self) -> Result<(), String> {
+        for (target, svc) in &self.services {
+            let Some(c) = &svc.compare else { continue };
+            let addr = c.config().listen;
+            let listener = tokio::net::TcpListener::bind(addr)
+                .await
+                .map_err(|e| format!("service {target}: comparator on {addr}: {e}"))?;
+            let shadow = self
+                .assignment(target)?
+                .filter(|a| !a.spare.is_empty())
+                .map(|a| self.spare(&a.spare).map(|s| s.address))
+                .transpose()?;
+            c.set_shadow(shadow);
+            let task = tokio::spawn(c.clone().serve(listener));
+            self.servers.lock().expect("poisoned").push(task);
+        }
+        Ok(())
     }
 
     fn service(&self, target: &str) -> Result<&Service, String> {
@@ -393,11 +442,14 @@ impl FleetActuator {
             .set_addr(&h.backend, &h.shadow, spare.address)
             .await
             .map_err(|e| e.to_string())?;
-        if let Some((_, backend)) = &svc.mirror {
-            svc.lb
+        match (&svc.compare, &svc.mirror) {
+            (Some(c), _) => c.set_shadow(Some(spare.address)),
+            (None, Some((_, backend))) => svc
+                .lb
                 .set_addr(backend, &h.shadow, spare.address)
                 .await
-                .map_err(|e| e.to_string())?;
+                .map_err(|e| e.to_string())?,
+            (None, None) => {}
         }
         // No new pods on a node that is about to be replaced.
         if let Some(k) = &svc.kube {
@@ -493,6 +545,9 @@ impl FleetActuator {
         let svc = self.service(target)?;
         svc.lb.set_share(0).await.map_err(|e| e.to_string())?;
         self.mirror(svc, 0).await?;
+        if let Some(c) = &svc.compare {
+            c.set_shadow(None);
+        }
         if let Some(k) = &svc.kube {
             k.cordon(k.node_of(target), false)
                 .await
@@ -547,6 +602,29 @@ impl FleetActuator {
             .map_err(|e| e.to_string())
     }
 
+    /// The comparator's window as KPIs; a difference is audited.
+    fn compared(&self, target: &str, c: &Comparator) -> Result<Kpi, String> {
+        let s = c.take();
+        #[allow(clippy::cast_precision_loss)] // counts far below 2^52
+        let rate = |n: u64, of: u64| if of == 0 { 0.0 } else { n as f64 / of as f64 };
+        if let Some(last) = &s.last_mismatch {
+            let record = json!({
+                "target": target, "event": "mirror_mismatch", "compared": s.compared,
+                "mismatched": s.mismatched, "last": last,
+            });
+            self.store
+                .append_audit(crate::now_ms(), &record)
+                .map_err(|e| e.to_string())?;
+        }
+        Ok(Kpi {
+            requests: s.requests,
+            error_rate: rate(s.errors, s.requests),
+            p99_ms: s.shadow_p99_ms,
+            lag_ms: 0.0,
+            mismatch_rate: rate(s.mismatched, s.compared),
+        })
+    }
+
     /// Counters of the shadow in `backend` since the previous sample of
     /// the same kind; the first sample only sets the baseline.
     async fn delta(
@@ -581,7 +659,13 @@ impl Actuator for FleetActuator {
                 Some(r) => r.snapshot().await.map(drop).map_err(|e| e.to_string()),
                 None => Ok(()),
             },
-            Action::Mirror { percent } => self.mirror(self.service(target)?, percent).await,
+            Action::Mirror { percent } => {
+                let svc = self.service(target)?;
+                if let Some(c) = &svc.compare {
+                    c.take(); // the window starts with the mirroring
+                }
+                self.mirror(svc, percent).await
+            }
             Action::SetWeight { percent } => {
                 let svc = self.service(target)?;
                 svc.lb.set_share(percent).await.map_err(|e| e.to_string())
@@ -622,6 +706,7 @@ impl Actuator for FleetActuator {
                         error_rate: 0.0,
                         p99_ms: 0.0,
                         lag_ms: lag.lag_ms,
+                        mismatch_rate: 0.0,
                     }))
                 }
                 None => Ok(Some(Kpi {
@@ -629,14 +714,16 @@ impl Actuator for FleetActuator {
                     error_rate: 0.0,
                     p99_ms: 0.0,
                     lag_ms: 0.0,
+                    mismatch_rate: 0.0,
                 })),
             },
-            Phase::Mirroring => match &svc.mirror {
-                Some((_, backend)) => {
+            Phase::Mirroring => match (&svc.compare, &svc.mirror) {
+                (Some(c), _) => Ok(Some(self.compared(target, c)?)),
+                (None, Some((_, backend))) => {
                     self.delta(target, "mirror", &svc.lb, backend, &h.shadow)
                         .await
                 }
-                None => Ok(None),
+                (None, None) => Ok(None),
             },
             Phase::Shifting { .. } => {
                 let mut k = self

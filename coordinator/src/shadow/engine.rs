@@ -37,6 +37,13 @@ pub struct KpiLimits {
     pub max_lag_ms: f64,
     /// Requests a KPI sample needs to count as evidence of health.
     pub min_requests: u64,
+    /// Mirrored answers that differ from the primary's / answers compared.
+    #[serde(default = "default_max_mismatch_rate")]
+    pub max_mismatch_rate: f64,
+}
+
+fn default_max_mismatch_rate() -> f64 {
+    0.01
 }
 
 /// The lifecycle's configuration.
@@ -85,6 +92,7 @@ impl Default for Policy {
                 max_p99_ms: 500.0,
                 max_lag_ms: 1_000.0,
                 min_requests: 100,
+                max_mismatch_rate: default_max_mismatch_rate(),
             },
             manual_approval: false,
         }
@@ -127,6 +135,10 @@ pub struct Kpi {
     pub error_rate: f64,
     pub p99_ms: f64,
     pub lag_ms: f64,
+    /// Share of mirrored answers that differ from the primary's (0 where
+    /// nothing is compared).
+    #[serde(default)]
+    pub mismatch_rate: f64,
 }
 
 /// An action the executors carry out.
@@ -387,6 +399,13 @@ impl Lifecycle {
             return Some(format!(
                 "error rate {:.4} > {:.4}",
                 k.error_rate, l.max_error_rate
+            ));
+        }
+        if k.requests > 0 && !within(k.mismatch_rate, l.max_mismatch_rate) {
+            return Some(format!(
+                "{:.2} % of answers differ from the primary's (> {:.2} %)",
+                k.mismatch_rate * 100.0,
+                l.max_mismatch_rate * 100.0
             ));
         }
         // Latency counts even in a window without responses: requests

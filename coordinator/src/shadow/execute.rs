@@ -187,6 +187,7 @@ mod tests {
                 error_rate: 0.0,
                 p99_ms: 20.0,
                 lag_ms: 0.0,
+                mismatch_rate: 0.0,
             }))
         }
     }

@@ -470,7 +470,7 @@ fn transition(
             Event::Done(a) => record["after"] = json!(format!("{a:?} done")),
             Event::Failed(a, why) => record["after"] = json!(format!("{a:?} failed: {why}")),
             Event::Kpi(k) => {
-                record["kpi"] = json!({"requests": k.requests, "error_rate": k.error_rate, "p99_ms": k.p99_ms, "lag_ms": k.lag_ms})
+                record["kpi"] = json!({"requests": k.requests, "error_rate": k.error_rate, "p99_ms": k.p99_ms, "lag_ms": k.lag_ms, "mismatch_rate": k.mismatch_rate})
             }
             _ => {}
         }

@@ -66,6 +66,8 @@ pub fn kpi_between(before: &ServerStats, after: &ServerStats, latency_ms: f64) -
         // A stateless service: nothing is replicated, so nothing lags. A
         // replication driver supplies this for stateful ones.
         lag_ms: 0.0,
+        // HAProxy's counters see the shadow only: nothing is compared.
+        mismatch_rate: 0.0,
     }
 }
 

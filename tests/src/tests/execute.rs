@@ -12,9 +12,10 @@
 //! (crossing → 100 % → promoted) is printed for docs/BENCHMARKS.md.
 
 use super::redfish::{config, serve_image, start_bmc};
-use super::traffic::{backend, wrk_totals};
+use super::traffic::{backend, backend_with, wrk_totals};
 use crate::{free_port, Proc};
 use anyhow::{ensure, Context, Result};
+use coordinator::actuate::compare::CompareConfig;
 use coordinator::actuate::haproxy::{Haproxy, HaproxyConfig};
 use coordinator::actuate::hook::HookConfig;
 use coordinator::actuate::kubernetes::KubernetesConfig;
@@ -31,7 +32,7 @@ use coordinator::shadow::runtime::{self, Mode, Settings, Shadows};
 use coordinator::store::{Store, StoreConfig};
 use firmware_shims::snmp::Value;
 use std::path::Path;
-use std::sync::atomic::AtomicU64;
+use std::sync::atomic::{AtomicBool, AtomicU64};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -45,8 +46,9 @@ struct Front {
 
 /// HAProxy (live backend `app`: primary + a shadow placeholder at weight
 /// 0; mirror frontend passing the map's share of copies to backend
-/// `mirror`, the shadow) behind nginx, which copies every request there.
-async fn start_front(dir: &Path, primary: u16) -> Result<Front> {
+/// `mirror`, whose server is the comparator at `compare`) behind nginx,
+/// which copies every request there.
+async fn start_front(dir: &Path, primary: u16, compare: u16) -> Result<Front> {
     let socket = dir.join("admin.sock");
     let (live, mirror) = (free_port(), free_port());
     let mirror_map = dir.join("umbra-mirror.map");
@@ -61,7 +63,7 @@ async fn start_front(dir: &Path, primary: u16) -> Result<Front> {
                http-request return status 204 if {{ rand(100),sub(txn.pct) ge 0 }}\n\
                default_backend mirror\n\
              backend app\n  balance roundrobin\n  server primary 127.0.0.1:{primary} weight 100\n  server shadow 127.0.0.1:9 weight 0\n\
-             backend mirror\n  server shadow 127.0.0.1:9 weight 100\n",
+             backend mirror\n  server shadow 127.0.0.1:{compare} weight 100\n",
             map = mirror_map.display(),
         ),
     )
@@ -119,6 +121,8 @@ struct Rig {
     /// The service on spare-02 / spare-03 answers after this many ms.
     spare_delay: Arc<AtomicU64>,
     spare3_delay: Arc<AtomicU64>,
+    /// spare-02's service answers "no" where the primary says "ok".
+    spare_wrong: Arc<AtomicBool>,
     _snmp: (Proc, tempfile::TempDir),
     kube: Arc<std::sync::Mutex<crate::kube_api::Cluster>>,
     store: Arc<Store>,
@@ -133,11 +137,13 @@ impl Rig {
         let (www, www_url) = serve_image(dir.path())?;
         let primary = backend(Arc::new(AtomicU64::new(0))).await?;
         let spare_delay = Arc::new(AtomicU64::new(0));
-        let spare_service = backend(spare_delay.clone()).await?;
+        let spare_wrong = Arc::new(AtomicBool::new(false));
+        let spare_service = backend_with(spare_delay.clone(), spare_wrong.clone()).await?;
         let spare3_delay = Arc::new(AtomicU64::new(0));
         let spare3_service = backend(spare3_delay.clone()).await?;
         let (snmp, switch_addr, snmp_logs) = super::snmp::start_snmpsim().await?;
-        let front = start_front(dir.path(), primary).await?;
+        let compare = free_port();
+        let front = start_front(dir.path(), primary, compare).await?;
         // The orchestrator's hook: keeps the document it was given.
         let hook = dir.path().join("migrate.sh");
         std::fs::write(
@@ -226,6 +232,12 @@ impl Rig {
                     key: "share".into(),
                 }),
                 mirror_backend: Some("mirror".into()),
+                compare: Some(CompareConfig {
+                    listen: format!("127.0.0.1:{compare}").parse()?,
+                    primary: format!("127.0.0.1:{primary}").parse()?,
+                    body: true,
+                    timeout: Duration::from_secs(5),
+                }),
                 rsync: None,
                 workloads: vec!["checkout-api".into(), "search-indexer".into()],
                 hook: Some(HookConfig::Exec {
@@ -269,6 +281,7 @@ impl Rig {
             dir,
             spare_delay,
             spare3_delay,
+            spare_wrong,
             _snmp: (snmp, snmp_logs),
             kube,
             store,
@@ -279,7 +292,7 @@ impl Rig {
 
     /// A coordinator process's side: lifecycles resumed from the store, a
     /// fresh actuator, the executor running.
-    fn coordinator(&self) -> Result<(Arc<Shadows>, tokio::task::JoinHandle<()>)> {
+    async fn coordinator(&self) -> Result<(Arc<Shadows>, tokio::task::JoinHandle<()>)> {
         let shadows = Arc::new(Shadows::load(&self.store, Mode::Execute)?);
         let pagers = Arc::new(coordinator::paging::Pagers::new(
             &coordinator::paging::PagingConfig::default(),
@@ -287,6 +300,7 @@ impl Rig {
         let actuator = Arc::new(
             FleetActuator::new(self.store.clone(), self.cfg.clone()).map_err(anyhow::Error::msg)?,
         );
+        actuator.start().await.map_err(anyhow::Error::msg)?;
         let ex = Executor::new(
             self.store.clone(),
             shadows.clone(),
@@ -417,7 +431,7 @@ async fn stop_wrk(wrk: tokio::process::Child) -> Result<(u64, u64, String)> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_host_at_risk_is_shadowed_end_to_end_with_no_failed_requests() -> Result<()> {
     let rig = Rig::start(Policy::default()).await?;
-    let (shadows, runner) = rig.coordinator()?;
+    let (shadows, runner) = rig.coordinator().await?;
     let wrk = start_wrk(rig.front.nginx_port)?;
     tokio::time::sleep(Duration::from_millis(500)).await;
     let t0 = Instant::now();
@@ -465,6 +479,17 @@ async fn a_host_at_risk_is_shadowed_end_to_end_with_no_failed_requests() -> Resu
     ensure!(
         mirrored_requests > 100,
         "the shadow saw {mirrored_requests} mirrored requests"
+    );
+    // The comparator passed the mirroring on answers compared with the
+    // primary's: enough of them, none different.
+    let passed = log.iter().find(|(_, r)| {
+        r["event"] == "transition" && r["from"] == "mirroring" && r["to"] == "shifting"
+    });
+    ensure!(
+        passed
+            .is_some_and(|(_, r)| r["kpi"]["requests"].as_u64() >= Some(100)
+                && r["kpi"]["mismatch_rate"] == 0.0),
+        "{passed:?}"
     );
     // The dependent workloads were moved to the shadow by the hook.
     let doc: serde_json::Value =
@@ -515,7 +540,7 @@ async fn a_restart_resumes_and_a_regression_rolls_back_with_no_failed_requests()
         ..Policy::default()
     };
     let rig = Rig::start(policy.clone()).await?;
-    let (shadows, runner) = rig.coordinator()?;
+    let (shadows, runner) = rig.coordinator().await?;
     let wrk = start_wrk(rig.front.nginx_port)?;
     tokio::time::sleep(Duration::from_millis(500)).await;
     let t0 = Instant::now();
@@ -530,7 +555,7 @@ async fn a_restart_resumes_and_a_regression_rolls_back_with_no_failed_requests()
     drop(shadows);
     tokio::time::sleep(Duration::from_secs(1)).await;
     // ... and a new one resumes from the store.
-    let (shadows, runner) = rig.coordinator()?;
+    let (shadows, runner) = rig.coordinator().await?;
     timeline.push((t0.elapsed(), "restarted".to_owned()));
     let resumed = shadows.snapshot().lifecycles["web-01"].phase.clone();
     ensure!(matches!(resumed, Phase::Shifting { .. }), "{resumed:?}");
@@ -612,7 +637,7 @@ async fn a_shadow_that_regresses_is_replaced_by_another_spare_with_no_failed_req
         ..Policy::default()
     };
     let rig = Rig::start(policy.clone()).await?;
-    let (shadows, runner) = rig.coordinator()?;
+    let (shadows, runner) = rig.coordinator().await?;
     let wrk = start_wrk(rig.front.nginx_port)?;
     tokio::time::sleep(Duration::from_millis(500)).await;
     let t0 = Instant::now();
@@ -689,5 +714,57 @@ async fn a_shadow_that_regresses_is_replaced_by_another_spare_with_no_failed_req
     ensure!(failed_spare.power_state == "Off", "{failed_spare:?}");
     ensure!(shadow.power_state == "On", "{shadow:?}");
     let _ = (&rig.dir, &rig.spare3_delay);
+    Ok(())
+}
+
+/// Mirroring validates the shadow against the primary: spare-02 answers
+/// 200, fast, but "no" where the primary says "ok". The comparator sees
+/// the bodies differ and the lifecycle rolls back from mirroring (no other
+/// spare may be tried): the shadow never gets live traffic, 0 failed
+/// requests.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_shadow_whose_answers_differ_from_the_primary_never_gets_live_traffic() -> Result<()> {
+    let policy = Policy {
+        min_dwell_ms: 2_000,
+        spare_retries: 0,
+        ..Policy::default()
+    };
+    let rig = Rig::start(policy.clone()).await?;
+    rig.spare_wrong
+        .store(true, std::sync::atomic::Ordering::Relaxed);
+    let (shadows, runner) = rig.coordinator().await?;
+    let wrk = start_wrk(rig.front.nginx_port)?;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let t0 = Instant::now();
+    rig.cross(&shadows)?;
+    let mut timeline = vec![(Duration::ZERO, "provisioning".to_owned())];
+    let end = follow(&shadows, &policy, t0, &mut timeline, |_| false).await;
+    runner.abort();
+    let (requests, failed, text) = stop_wrk(wrk).await?;
+    eprintln!("{text}\ntimeline: {timeline:?}");
+    let end = end?;
+    let reason = match &end {
+        Phase::RolledBack { reason } => reason.clone(),
+        other => anyhow::bail!("{other:?}; {timeline:?}"),
+    };
+    ensure!(reason.contains("differ from the primary"), "{reason}");
+    ensure!(
+        !timeline.iter().any(|(_, n)| n.starts_with("shifting")),
+        "{timeline:?}"
+    );
+    ensure!(failed == 0, "{failed} failed of {requests}:\n{text}");
+    let live = rig.haproxy("app")?.shadow_stats().await?;
+    ensure!(
+        live.weight == 0 && live.responses == 0,
+        "live traffic reached the shadow: {live:?}"
+    );
+    let log = rig.store.audit(0, 100_000)?;
+    ensure!(
+        log.iter().any(|(_, r)| r["event"] == "mirror_mismatch"
+            && r["last"]
+                .as_str()
+                .is_some_and(|l| l.contains("body differs"))),
+        "no mirror_mismatch record"
+    );
     Ok(())
 }

@@ -23,11 +23,20 @@ use tokio::net::TcpListener;
 
 /// An HTTP/1.1 keep-alive backend answering 200 after `delay_ms`.
 pub(crate) async fn backend(delay_ms: Arc<AtomicU64>) -> Result<u16> {
+    backend_with(delay_ms, Arc::default()).await
+}
+
+/// As [`backend`]; while `wrong` holds, the body is "no" instead of "ok"
+/// (a shadow that answers, fast and 200, but not what the primary says).
+pub(crate) async fn backend_with(
+    delay_ms: Arc<AtomicU64>,
+    wrong: Arc<std::sync::atomic::AtomicBool>,
+) -> Result<u16> {
     let l = TcpListener::bind("127.0.0.1:0").await?;
     let port = l.local_addr()?.port();
     tokio::spawn(async move {
         while let Ok((s, _)) = l.accept().await {
-            let delay = delay_ms.clone();
+            let (delay, wrong) = (delay_ms.clone(), wrong.clone());
             tokio::spawn(async move {
                 let mut r = BufReader::new(s);
                 loop {
@@ -44,7 +53,11 @@ pub(crate) async fn backend(delay_ms: Arc<AtomicU64>) -> Result<u16> {
                     if ms > 0 {
                         tokio::time::sleep(Duration::from_millis(ms)).await;
                     }
-                    let reply = b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 2\r\n\r\nok";
+                    let reply: &[u8] = if wrong.load(Ordering::Relaxed) {
+                        b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 2\r\n\r\nno"
+                    } else {
+                        b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 2\r\n\r\nok"
+                    };
                     if r.get_mut().write_all(reply).await.is_err() {
                         return;
                     }
@@ -158,6 +171,7 @@ fn policy() -> Policy {
             max_p99_ms: 50.0,
             max_lag_ms: 1_000.0,
             min_requests: 50,
+            ..Policy::default().kpi
         },
         ..Policy::default()
     }

@@ -20,6 +20,7 @@ fn good() -> Kpi {
         error_rate: 0.0,
         p99_ms: 20.0,
         lag_ms: 10.0,
+        mismatch_rate: 0.0,
     }
 }
 
@@ -453,6 +454,7 @@ fn arb_event() -> impl Strategy<Value = Event> {
                 error_rate: e,
                 p99_ms: p,
                 lag_ms: l,
+                mismatch_rate: 0.0,
             })
         }),
         Just(Event::DeviceFailed),
