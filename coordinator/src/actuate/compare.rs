@@ -230,7 +230,9 @@ impl Comparator {
                 StatusCode::BAD_GATEWAY
             }
         };
-        // The primary's failures are not the shadow's: not compared.
+        // The primary's failures (no answer, 5xx) are not the shadow's
+        // (the primary is the host at risk): not compared.
+        let p = p.filter(|p| p.as_ref().is_ok_and(|a| !a.status.is_server_error()));
         if let (Ok(s), Some(Ok(p))) = (&s, &p) {
             w.sample.compared += 1;
             if w.primary_ms.len() < MAX_SAMPLES {

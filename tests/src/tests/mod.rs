@@ -1,5 +1,6 @@
 //! All cross-crate tests (one test binary).
 
+mod compare;
 mod conservation;
 mod ctl;
 mod execute;
