@@ -15,21 +15,29 @@ use std::sync::{Arc, Mutex};
 pub struct Cluster {
     pub node: Value,
     pub pods: Vec<Value>,
+    /// ReplicaSets by "namespace/name" (each owned by a Deployment).
+    pub replicasets: BTreeMap<String, Value>,
     /// Budget refusals left per pod name before its eviction is allowed.
     pub refusals: BTreeMap<String, u32>,
     /// (method, path and query, content type, body) of every request.
     pub seen: Vec<(String, String, String, Value)>,
 }
 
-fn pod(ns: &str, name: &str, owner: Option<&str>, annotations: Value, phase: &str) -> Value {
+fn pod(
+    ns: &str,
+    name: &str,
+    owner: Option<(&str, &str)>,
+    annotations: Value,
+    phase: &str,
+) -> Value {
     let mut p = json!({
         "metadata": {"name": name, "namespace": ns, "uid": format!("uid-{name}")},
         "spec": {"nodeName": "node-7", "containers": [{"name": "app", "image": "registry.example/app:1"}]},
         "status": {"phase": phase},
     });
-    if let Some(kind) = owner {
+    if let Some((kind, owner)) = owner {
         p["metadata"]["ownerReferences"] = json!([{
-            "apiVersion": "apps/v1", "kind": kind, "name": format!("{name}-owner"),
+            "apiVersion": "apps/v1", "kind": kind, "name": owner,
             "uid": "owner-uid", "controller": true, "blockOwnerDeletion": true,
         }]);
     }
@@ -47,18 +55,24 @@ pub fn node7() -> Cluster {
                      "metadata": {"name": "node-7", "labels": {"kubernetes.io/hostname": "node-7"}},
                      "spec": {"podCIDR": "10.244.7.0/24"}}),
         pods: vec![
-            pod("shop", "web-0", Some("StatefulSet"), Value::Null, "Running"),
+            pod(
+                "shop",
+                "web-0",
+                Some(("StatefulSet", "web")),
+                Value::Null,
+                "Running",
+            ),
             pod(
                 "shop",
                 "api-7d9f-x2x",
-                Some("ReplicaSet"),
+                Some(("ReplicaSet", "api-7d9f")),
                 Value::Null,
                 "Running",
             ),
             pod(
                 "kube-system",
                 "node-exporter-abc",
-                Some("DaemonSet"),
+                Some(("DaemonSet", "node-exporter")),
                 Value::Null,
                 "Running",
             ),
@@ -69,8 +83,24 @@ pub fn node7() -> Cluster {
                 json!({"kubernetes.io/config.mirror": "c0ffee"}),
                 "Running",
             ),
-            pod("batch", "report-29", Some("Job"), Value::Null, "Succeeded"),
+            pod(
+                "batch",
+                "report-29",
+                Some(("Job", "report")),
+                Value::Null,
+                "Succeeded",
+            ),
         ],
+        replicasets: [(
+            "shop/api-7d9f".to_owned(),
+            json!({"kind": "ReplicaSet", "apiVersion": "apps/v1",
+                   "metadata": {"name": "api-7d9f", "namespace": "shop", "uid": "rs-uid",
+                                "ownerReferences": [{"apiVersion": "apps/v1", "kind": "Deployment",
+                                  "name": "api", "uid": "deploy-uid", "controller": true}]},
+                   "spec": {"selector": {"matchLabels": {"app": "api"}}}}),
+        )]
+        .into_iter()
+        .collect(),
         refusals: [("web-0".to_owned(), 2)].into_iter().collect(),
         ..Cluster::default()
     }
@@ -119,6 +149,19 @@ fn answer(c: &mut Cluster, method: &str, path: &str, ctype: &str, body: &Value) 
                 json!({"kind": "PodList", "apiVersion": "v1",
                        "metadata": {"resourceVersion": "4711"}, "items": c.pods}),
             )
+        }
+        ("GET", p) if p.starts_with("/apis/apps/v1/namespaces/") => {
+            // /apis/apps/v1/namespaces/{ns}/replicasets/{name}
+            let parts: Vec<&str> = p.split('/').collect();
+            match (parts.get(6), parts.get(7), parts.len()) {
+                (Some(&"replicasets"), Some(name), 8) => {
+                    match c.replicasets.get(&format!("{}/{name}", parts[5])) {
+                        Some(rs) => (200, rs.clone()),
+                        None => (404, status(404, "NotFound", "replicasets not found")),
+                    }
+                }
+                _ => (404, status(404, "NotFound", p)),
+            }
         }
         ("POST", p) if p.starts_with("/api/v1/namespaces/") && p.ends_with("/eviction") => {
             let parts: Vec<&str> = p.split('/').collect();

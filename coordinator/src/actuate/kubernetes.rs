@@ -1,5 +1,8 @@
 //! Workload migration on Kubernetes, through kube-rs: cordon the failing
-//! host's node, drain it through the Eviction API, uncordon on rollback.
+//! host's node, drain it through the Eviction API, uncordon on rollback;
+//! and discovery of what depends on the node ([`Kubernetes::workloads`]:
+//! the controllers of the pods a drain would move, a ReplicaSet followed
+//! to its Deployment).
 //!
 //! The Eviction API is what makes a drain safe: the API server refuses an
 //! eviction that would break a PodDisruptionBudget with `429 Too Many
@@ -16,6 +19,7 @@
 //! API's real wire format (paths, verbs, content types, the `Status` of a
 //! budget refusal) and checks every request.
 
+use k8s_openapi::api::apps::v1::ReplicaSet;
 use k8s_openapi::api::core::v1::{Node, Pod};
 use kube_client::api::{Api, EvictParams, ListParams, Patch, PatchParams};
 use kube_client::Client;
@@ -131,6 +135,16 @@ fn kept(p: &Pod) -> bool {
     daemon || mirror
 }
 
+/// The controller named in `owners`, as (kind, name).
+fn controller(
+    owners: Option<&Vec<k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference>>,
+) -> Option<(String, String)> {
+    owners?
+        .iter()
+        .find(|o| o.controller == Some(true))
+        .map(|o| (o.kind.clone(), o.name.clone()))
+}
+
 fn finished(p: &Pod) -> bool {
     matches!(
         p.status.as_ref().and_then(|s| s.phase.as_deref()),
@@ -191,6 +205,34 @@ impl Kubernetes {
             });
         }
         Ok(())
+    }
+
+    /// The workloads on `node` that a drain would move, as
+    /// "namespace/Kind/name", sorted, each once: a pod's controller (a
+    /// ReplicaSet's own controller, its Deployment, where it has one), or
+    /// the pod itself when nothing controls it.
+    pub async fn workloads(&self, node: &str) -> Result<Vec<String>, KubeError> {
+        let all: Api<Pod> = Api::all(self.client.clone());
+        let on_node = ListParams::default().fields(&format!("spec.nodeName={node}"));
+        let mut out = std::collections::BTreeSet::new();
+        for p in all.list(&on_node).await?.items {
+            if kept(&p) || finished(&p) {
+                continue;
+            }
+            let ns = p.metadata.namespace.as_deref().unwrap_or("default");
+            let (mut kind, mut name) = controller(p.metadata.owner_references.as_ref())
+                .unwrap_or_else(|| ("Pod".into(), p.metadata.name.clone().unwrap_or_default()));
+            if kind == "ReplicaSet" {
+                let sets: Api<ReplicaSet> = Api::namespaced(self.client.clone(), ns);
+                if let Some(rs) = sets.get_opt(&name).await? {
+                    if let Some(owner) = controller(rs.metadata.owner_references.as_ref()) {
+                        (kind, name) = owner;
+                    }
+                }
+            }
+            out.insert(format!("{ns}/{kind}/{name}"));
+        }
+        Ok(out.into_iter().collect())
     }
 
     /// Cordon and evict every pod a drain moves, retrying budget refusals,

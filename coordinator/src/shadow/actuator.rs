@@ -6,6 +6,8 @@
 //!   lifecycle holds, nor one that failed for this target before), bring it
 //!   up on the provisioning image through its BMC (Redfish), and point the
 //!   service's shadow servers in HAProxy (live and mirror backends) at it.
+//!   The host's dependency map (configured workloads, and those discovered
+//!   on its Kubernetes node) is audited.
 //!   The choice is persisted (`'S'` in the store) before anything is done,
 //!   so a restart provisions the same spare again (state-based). Before
 //!   the BMC is told anything, the spare's switch port is brought up in
@@ -457,7 +459,27 @@ impl FleetActuator {
                 .await
                 .map_err(|e| e.to_string())?;
         }
-        Ok(())
+        self.record_dependencies(target, svc).await
+    }
+
+    /// The dependency map of `target`, audited when its shadow is
+    /// provisioned: the workloads configured for it and those discovered
+    /// on its Kubernetes node (which the drain at promotion moves).
+    async fn record_dependencies(&self, target: &str, svc: &Service) -> Result<(), String> {
+        let discovered = match &svc.kube {
+            Some(k) => k
+                .workloads(k.node_of(target))
+                .await
+                .map_err(|e| format!("discovering workloads: {e}"))?,
+            None => Vec::new(),
+        };
+        let record = json!({
+            "target": target, "event": "dependencies",
+            "configured": svc.cfg.workloads, "discovered": discovered,
+        });
+        self.store
+            .append_audit(crate::now_ms(), &record)
+            .map_err(|e| e.to_string())
     }
 
     /// Apply `steps` on `port`'s switch, the undo record kept in the

@@ -504,6 +504,14 @@ async fn a_host_at_risk_is_shadowed_end_to_end_with_no_failed_requests() -> Resu
     ensure!(log
         .iter()
         .any(|(_, r)| r["event"] == "workloads_moved" && r["hook_said"] == "moved"));
+    // The dependency map: configured, and discovered on the node.
+    ensure!(
+        log.iter().any(|(_, r)| r["event"] == "dependencies"
+            && r["configured"] == serde_json::json!(["checkout-api", "search-indexer"])
+            && r["discovered"]
+                == serde_json::json!(["shop/Deployment/api", "shop/StatefulSet/web"])),
+        "no dependencies record"
+    );
     // The node was cordoned at provisioning and drained at promotion; the
     // budget refused web-0 twice before it moved.
     {

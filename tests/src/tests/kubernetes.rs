@@ -121,3 +121,31 @@ async fn uncordon_and_a_budget_that_never_allows_the_drain() {
         Err(KubeError::Config(_))
     ));
 }
+
+/// Discovery: the workloads on node-7 that a drain would move, by their
+/// controllers, a ReplicaSet followed to its Deployment through the API;
+/// DaemonSet, mirror and finished pods are not dependencies. Nothing is
+/// changed on the cluster.
+#[tokio::test]
+async fn workloads_on_a_node_are_discovered_through_their_controllers() {
+    let state = Arc::new(Mutex::new(node7()));
+    let url = serve(state.clone()).await;
+    let k = Kubernetes::new(config(&url)).unwrap();
+    let found = k.workloads("node-7").await.unwrap();
+    assert_eq!(found, ["shop/Deployment/api", "shop/StatefulSet/web"]);
+    let c = state.lock().unwrap();
+    let calls: Vec<(&str, &str)> = c
+        .seen
+        .iter()
+        .map(|(m, p, ..)| (m.as_str(), p.split('?').next().unwrap_or_default()))
+        .collect();
+    assert_eq!(
+        calls,
+        [
+            ("GET", "/api/v1/pods"),
+            ("GET", "/apis/apps/v1/namespaces/shop/replicasets/api-7d9f"),
+        ]
+    );
+    assert!(c.node["spec"]["unschedulable"].is_null());
+    assert_eq!(c.pods.len(), 5);
+}
