@@ -92,6 +92,8 @@ pub struct RawShadow {
     pub manual_approval: Option<bool>,
     /// Other spares tried in a lifecycle after one fails (self-healing).
     pub spare_retries: Option<u32>,
+    /// `[[shadow.standby]]`: hot standby spares by P(fail 24 h).
+    pub standby: Option<Vec<crate::shadow::engine::StandbyTier>>,
     /// What execute mode acts on: spares and protected services.
     pub execute: Option<crate::shadow::actuator::ExecuteConfig>,
     /// An agent silent this long means its host failed (default 2m).
@@ -127,6 +129,7 @@ impl RawShadow {
             action_timeout_ms: ms(self.action_timeout, d.action_timeout_ms),
             manual_approval: self.manual_approval.unwrap_or(d.manual_approval),
             spare_retries: self.spare_retries.unwrap_or(d.spare_retries),
+            standby: self.standby.unwrap_or(d.standby),
             ..d
         };
         policy

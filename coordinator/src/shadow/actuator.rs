@@ -236,6 +236,10 @@ struct Assignment {
     /// What the old primary's port held before it was shut.
     #[serde(default, skip_serializing_if = "Undo::is_empty")]
     host_port: Undo,
+    /// Hot standby spares, provisioned beside the shadow; the first takes
+    /// over from a failed shadow.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    standby: Vec<String>,
 }
 
 pub struct FleetActuator {
@@ -366,18 +370,39 @@ impl FleetActuator {
 
     /// The spare for `target`'s attempt: the persisted one for the same
     /// attempt, else a new choice outside those that failed.
+    /// A hot standby, where the target has one, becomes the shadow.
     fn choose(&self, target: &str, attempt: u32) -> Result<&SpareConfig, String> {
         let mut a = self.assignment(target)?.unwrap_or_default();
         if a.attempt == attempt && !a.spare.is_empty() {
             return self.spare(&a.spare);
         }
+        let chosen = if a.standby.is_empty() {
+            self.pick(target, &a)?
+        } else {
+            let id = a.standby.remove(0);
+            let record = json!({"target": target, "event": "standby_taken", "spare": id, "attempt": attempt});
+            self.store
+                .append_audit(crate::now_ms(), &record)
+                .map_err(|e| e.to_string())?;
+            id
+        };
+        a.spare = chosen;
+        a.attempt = attempt;
+        self.save(target, Some(&a))?;
+        self.spare(&a.spare)
+    }
+
+    /// A spare for `target` by the pool rules, outside every spare another
+    /// target holds (shadow or standby) and those `a` holds or saw fail.
+    fn pick(&self, target: &str, a: &Assignment) -> Result<String, String> {
         let held: Vec<String> = self
             .store
             .assignments()
             .map_err(|e| e.to_string())?
             .into_iter()
             .filter(|(t, _)| t != target)
-            .filter_map(|(_, v)| v["spare"].as_str().map(str::to_owned))
+            .filter_map(|(_, v)| serde_json::from_value::<Assignment>(v).ok())
+            .flat_map(|o| std::iter::once(o.spare).chain(o.standby))
             .filter(|s| !s.is_empty())
             .collect();
         let domain = self
@@ -402,19 +427,87 @@ impl FleetActuator {
                 },
             })
             .collect();
-        let exclude: Vec<&str> = held.iter().chain(&a.failed).map(String::as_str).collect();
-        let chosen = spare::choose(&pool, &domain, self.cfg.allow_same_domain, &exclude)
+        let exclude: Vec<&str> = held
+            .iter()
+            .chain(&a.failed)
+            .chain(&a.standby)
+            .chain(std::iter::once(&a.spare))
+            .map(String::as_str)
+            .collect();
+        spare::choose(&pool, &domain, self.cfg.allow_same_domain, &exclude)
+            .map(|s| s.id.clone())
             .ok_or_else(|| {
                 format!(
                     "no spare available outside {target}'s failure domain ({} held by others, {} failed)",
                     held.len(),
                     a.failed.len()
                 )
-            })?;
-        a.spare.clone_from(&chosen.id);
-        a.attempt = attempt;
-        self.save(target, Some(&a))?;
-        self.spare(&a.spare)
+            })
+    }
+
+    /// Hot standbys: provision spares beside the shadow up to `want`,
+    /// release those beyond it. Each is written to the assignment before
+    /// its BMC is told (a restart re-provisions it: state-based); one that
+    /// fails is released and set aside as failed. Standbys are powered on
+    /// the image; their switch port is set when one becomes the shadow.
+    async fn reconcile_standby(&self, target: &str, want: u8) -> Result<bool, String> {
+        let Some(mut a) = self.assignment(target)? else {
+            return Ok(want == 0);
+        };
+        if a.spare.is_empty() && want > 0 {
+            return Ok(false); // between a replaced shadow and the next
+        }
+        let want = usize::from(want);
+        while a.standby.len() > want {
+            let id = a.standby.pop().expect("longer than want");
+            let spare = self.spare(&id)?;
+            self.bmcs[&id]
+                .release(&spare.system)
+                .await
+                .map_err(|e| format!("releasing standby {id}: {e}"))?;
+            self.save(target, Some(&a))?;
+            let record = json!({"target": target, "event": "standby_released", "spare": id});
+            self.store
+                .append_audit(crate::now_ms(), &record)
+                .map_err(|e| e.to_string())?;
+        }
+        while a.standby.len() < want {
+            // Best effort: a pool without a spare to stand by is audited
+            // and tried again after the lifecycle's next action.
+            let id = match self.pick(target, &a) {
+                Ok(id) => id,
+                Err(why) => {
+                    let record = json!({"target": target, "event": "standby_unavailable", "want": want, "have": a.standby.len(), "why": why});
+                    self.store
+                        .append_audit(crate::now_ms(), &record)
+                        .map_err(|e| e.to_string())?;
+                    break;
+                }
+            };
+            a.standby.push(id);
+            self.save(target, Some(&a))?;
+        }
+        for id in a.standby.clone() {
+            let spare = self.spare(&id)?;
+            if let Err(e) = self.bmcs[&id]
+                .provision(&spare.system, &self.cfg.image)
+                .await
+            {
+                let why = format!("standby {id}: {e}");
+                if let Err(e) = self.bmcs[&id].release(&spare.system).await {
+                    tracing::warn!(%target, spare = %id, error = %e, "releasing a failed standby");
+                }
+                a.standby.retain(|s| *s != id);
+                a.failed.push(id);
+                self.save(target, Some(&a))?;
+                return Err(why);
+            }
+            let record = json!({"target": target, "event": "standby_ready", "spare": id});
+            self.store
+                .append_audit(crate::now_ms(), &record)
+                .map_err(|e| e.to_string())?;
+        }
+        Ok(true)
     }
 
     async fn provision(&self, target: &str, attempt: u32) -> Result<(), String> {
@@ -581,6 +674,10 @@ impl FleetActuator {
         if !a.spare.is_empty() {
             self.put_back(target, &a.spare, true).await?;
         }
+        if !failed {
+            // The lifecycle ends: its standbys go too.
+            self.reconcile_standby(target, 0).await?;
+        }
         if failed {
             self.set_aside(target)
         } else {
@@ -713,6 +810,13 @@ impl Actuator for FleetActuator {
             Action::Revert => self.revert(target, false).await,
             Action::Replace => self.revert(target, true).await,
         }
+    }
+
+    async fn standby(&self, target: &str, count: u8) -> Result<bool, String> {
+        if !self.services.contains_key(target) {
+            return Ok(true); // nothing is executed for it
+        }
+        self.reconcile_standby(target, count).await
     }
 
     async fn kpi(&self, target: &str, phase: &Phase) -> Result<Option<Kpi>, String> {

@@ -46,6 +46,17 @@ fn default_max_mismatch_rate() -> f64 {
     0.01
 }
 
+/// Hot standby spares kept provisioned beside a target's shadow while its
+/// P(fail within 24 h) is at or above `p24h` (`[[shadow.standby]]`): the
+/// shadow count scales with the risk, and a failed shadow is replaced by
+/// a standby already up instead of a spare that must first be powered on.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StandbyTier {
+    pub p24h: f64,
+    pub spares: u8,
+}
+
 /// The lifecycle's configuration.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Policy {
@@ -73,6 +84,9 @@ pub struct Policy {
     pub kpi: KpiLimits,
     /// Wait for `umbractl approve` before acting.
     pub manual_approval: bool,
+    /// Standby spares by risk (the highest tier reached applies).
+    #[serde(default)]
+    pub standby: Vec<StandbyTier>,
 }
 
 impl Default for Policy {
@@ -95,6 +109,7 @@ impl Default for Policy {
                 max_mismatch_rate: default_max_mismatch_rate(),
             },
             manual_approval: false,
+            standby: Vec::new(),
         }
     }
 }
@@ -124,7 +139,27 @@ impl Policy {
         if self.confirm == 0 || self.action_timeout_ms <= 0 || self.min_dwell_ms < 0 {
             return Err("confirm >= 1, action_timeout > 0, min_dwell >= 0".into());
         }
+        if let Some(t) = self
+            .standby
+            .iter()
+            .find(|t| !p(t.p24h) || t.spares == 0 || t.spares > 4)
+        {
+            return Err(format!(
+                "standby tier {t:?}: want p24h in [0, 1] and 1..=4 spares"
+            ));
+        }
         Ok(())
+    }
+
+    /// Standby spares for a target at `p24h`: the largest count of the
+    /// tiers it reaches.
+    pub fn standby_for(&self, p24h: f64) -> u8 {
+        self.standby
+            .iter()
+            .filter(|t| p24h >= t.p24h)
+            .map(|t| t.spares)
+            .max()
+            .unwrap_or(0)
     }
 }
 
@@ -341,6 +376,8 @@ pub struct Lifecycle {
     pub paused: bool,
     /// Latest risk seen.
     pub p7d: f64,
+    #[serde(default)]
+    pub p24h: f64,
     /// In an ended phase: the risk has been under `exit` since it ended,
     /// so a new rise starts a new lifecycle. A denied, rolled-back or
     /// promoted target is not retried (nor re-paged) while the same risk
@@ -367,8 +404,24 @@ impl Lifecycle {
             kpi: None,
             paused: false,
             p7d: 0.0,
+            p24h: 0.0,
             rearmed: false,
             attempt: 1,
+        }
+    }
+
+    /// Standby spares this lifecycle wants now: by its latest P(24 h)
+    /// while a shadow is on its way or serving (not while it is being
+    /// taken down, nor once the lifecycle ended).
+    pub fn standby_wanted(&self, policy: &Policy) -> u8 {
+        match self.phase {
+            Phase::Provisioning { .. }
+            | Phase::Syncing { .. }
+            | Phase::Mirroring
+            | Phase::Shifting { .. }
+            | Phase::FailingOver
+            | Phase::Replacing { .. } => policy.standby_for(self.p24h),
+            _ => 0,
         }
     }
 
@@ -464,6 +517,7 @@ impl Lifecycle {
         match ev {
             Event::Risk { p24h, p7d } => {
                 self.p7d = *p7d;
+                self.p24h = *p24h;
                 self.on_risk(now, *p24h, *p7d, policy, &mut out);
             }
             Event::Kpi(k) => {

@@ -19,7 +19,7 @@ use super::engine::{Action, Event, Kpi, Ms, Phase};
 use super::runtime::{apply, Settings, Shadows};
 use crate::paging::Pagers;
 use crate::store::Store;
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::future::Future;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -35,6 +35,19 @@ pub trait Actuator: Send + Sync + 'static {
         action: Action,
         attempt: u32,
     ) -> impl Future<Output = Result<(), String>> + Send;
+
+    /// Keep `count` hot standby spares provisioned for `target` (releasing
+    /// any beyond it). State-based; `Ok(true)` once the standbys match,
+    /// `Ok(false)` when it cannot be done yet (no shadow chosen). Where
+    /// standby spares are not supported, nothing to do.
+    fn standby(
+        &self,
+        target: &str,
+        count: u8,
+    ) -> impl Future<Output = Result<bool, String>> + Send {
+        let _ = (target, count);
+        async { Ok(true) }
+    }
 
     /// The target's KPIs since the previous sample in `phase` (mirrored
     /// or live traffic of the shadow, replication lag); `None` when there
@@ -53,8 +66,11 @@ pub struct Executor<A> {
     settings: Settings,
     actuator: Arc<A>,
     pagers: Arc<Pagers>,
-    /// Targets whose action is running in this process.
+    /// Targets whose action (or standby reconciliation) is running in
+    /// this process: one at a time per target.
     running: Mutex<BTreeSet<String>>,
+    /// Standby counts reconciled in this process, per target.
+    standby: Mutex<BTreeMap<String, u8>>,
 }
 
 fn now() -> Ms {
@@ -76,6 +92,7 @@ impl<A: Actuator> Executor<A> {
             actuator,
             pagers,
             running: Mutex::default(),
+            standby: Mutex::default(),
         })
     }
 
@@ -114,6 +131,9 @@ impl<A: Actuator> Executor<A> {
                         .expect("poisoned")
                         .insert(target.clone());
                     let attempt = lc.attempt;
+                    // An action may change what the standbys are (a
+                    // standby that becomes the shadow): reconcile after it.
+                    self.standby.lock().expect("poisoned").remove(&target);
                     let (me, target) = (self.clone(), target.clone());
                     started.push(tokio::spawn(async move {
                         let outcome = me.actuator.act(&target, action, attempt).await;
@@ -125,12 +145,21 @@ impl<A: Actuator> Executor<A> {
                         me.running.lock().expect("poisoned").remove(&target);
                     }));
                 }
-            } else if matches!(
-                lc.phase,
-                Phase::Syncing { synced: true }
-                    | Phase::Mirroring
-                    | Phase::Shifting { applied: true, .. }
-            ) {
+            } else if !running {
+                self.reconcile_standby(
+                    &target,
+                    lc.standby_wanted(&self.settings.policy),
+                    &mut started,
+                );
+            }
+            if lc.pending.is_none()
+                && matches!(
+                    lc.phase,
+                    Phase::Syncing { synced: true }
+                        | Phase::Mirroring
+                        | Phase::Shifting { applied: true, .. }
+                )
+            {
                 match self.actuator.kpi(&target, &lc.phase).await {
                     Ok(Some(k)) => self.feed(&target, None, Event::Kpi(k)).await,
                     Ok(None) => {}
@@ -142,6 +171,37 @@ impl<A: Actuator> Executor<A> {
             }
         }
         started
+    }
+
+    /// Start bringing `target`'s standby spares to `want` unless that is
+    /// what this process last reconciled (after a restart, once each).
+    fn reconcile_standby(
+        self: &Arc<Self>,
+        target: &str,
+        want: u8,
+        started: &mut Vec<tokio::task::JoinHandle<()>>,
+    ) {
+        if self.standby.lock().expect("poisoned").get(target) == Some(&want) {
+            return;
+        }
+        self.running
+            .lock()
+            .expect("poisoned")
+            .insert(target.to_owned());
+        let (me, target) = (self.clone(), target.to_owned());
+        started.push(tokio::spawn(async move {
+            match me.actuator.standby(&target, want).await {
+                Ok(true) => {
+                    me.standby
+                        .lock()
+                        .expect("poisoned")
+                        .insert(target.clone(), want);
+                }
+                Ok(false) => {}
+                Err(why) => tracing::warn!(%target, want, %why, "standby spares"),
+            }
+            me.running.lock().expect("poisoned").remove(&target);
+        }));
     }
 
     /// A pass every `every` until the task is dropped.

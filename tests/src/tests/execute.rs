@@ -776,3 +776,84 @@ async fn a_shadow_whose_answers_differ_from_the_primary_never_gets_live_traffic(
     );
     Ok(())
 }
+
+/// Shadow count by risk: at P(24 h) 0.8 the policy keeps one hot standby
+/// beside the shadow, so spare-03 is powered on the image while spare-02
+/// serves. When spare-02 regresses at 25 %, the standby takes over as
+/// the shadow (no second power-on) and walks the ramp to promotion; 0
+/// failed requests.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hot_standby_takes_over_from_a_failed_shadow_with_no_failed_requests() -> Result<()> {
+    let policy = Policy {
+        min_dwell_ms: 2_000,
+        standby: vec![coordinator::shadow::engine::StandbyTier {
+            p24h: 0.5,
+            spares: 1,
+        }],
+        ..Policy::default()
+    };
+    let rig = Rig::start(policy.clone()).await?;
+    let (shadows, runner) = rig.coordinator().await?;
+    let wrk = start_wrk(rig.front.nginx_port)?;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let t0 = Instant::now();
+    rig.cross(&shadows)?;
+    let mut timeline = vec![(Duration::ZERO, "provisioning".to_owned())];
+    // The standby is up before the shadow fails.
+    let standby_ready = |store: &Store| -> Result<bool> {
+        Ok(store
+            .audit(0, 100_000)?
+            .iter()
+            .any(|(_, r)| r["event"] == "standby_ready" && r["spare"] == "spare-03"))
+    };
+    follow(&shadows, &policy, t0, &mut timeline, |n| {
+        n == "shifting 25%"
+    })
+    .await?;
+    crate::eventually("the standby", Duration::from_secs(60), || {
+        let ready = standby_ready(&rig.store);
+        async move { Ok(ready?.then_some(())) }
+    })
+    .await?;
+    timeline.push((t0.elapsed(), "standby ready".to_owned()));
+    rig.spare_delay
+        .store(700, std::sync::atomic::Ordering::Relaxed);
+    timeline.push((t0.elapsed(), "spare-02 slowed".to_owned()));
+    let end = follow(&shadows, &policy, t0, &mut timeline, |_| false).await;
+    runner.abort();
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let (requests, failed, text) = stop_wrk(wrk).await?;
+    eprintln!("{text}\ntimeline: {timeline:?}");
+    let log = rig.store.audit(0, 100_000)?;
+    if !matches!(end, Ok(Phase::Promoted)) {
+        for (t, r) in &log {
+            eprintln!("audit {t}: {r}");
+        }
+    }
+    ensure!(end? == Phase::Promoted, "{timeline:?}");
+    ensure!(failed == 0, "{failed} failed of {requests}:\n{text}");
+    ensure!(
+        log.iter().any(|(_, r)| r["event"] == "standby_taken"
+            && r["spare"] == "spare-03"
+            && r["attempt"] == 2),
+        "the standby did not take over"
+    );
+    let assigned = rig.store.assignments()?;
+    ensure!(
+        assigned.len() == 1
+            && assigned[0].1["spare"] == "spare-03"
+            && assigned[0].1["failed"] == serde_json::json!(["spare-02"])
+            && assigned[0].1.get("standby").is_none(),
+        "{assigned:?}"
+    );
+    ensure!(
+        rig.port(9).await?.0 == Value::Integer(1),
+        "the new shadow's port"
+    );
+    ensure!(
+        rig.port(8).await? == spare_port_down(),
+        "the failed shadow's port"
+    );
+    let _ = (&rig.dir, &rig.spare3_delay);
+    Ok(())
+}

@@ -652,3 +652,61 @@ fn a_failed_shadow_is_replaced_by_another_spare_until_the_retries_run_out() {
     r.at(10, Event::Rollback("operator says no".into()));
     assert!(matches!(r.lc.phase, Phase::RollingBack { .. }));
 }
+
+/// Shadow count by risk: standby spares by the highest tier the latest
+/// P(24 h) reaches, only while a shadow is on its way or serving.
+#[test]
+fn standby_spares_scale_with_the_risk_while_a_shadow_is_active() {
+    let p = Policy {
+        standby: vec![
+            StandbyTier {
+                p24h: 0.3,
+                spares: 1,
+            },
+            StandbyTier {
+                p24h: 0.7,
+                spares: 2,
+            },
+        ],
+        ..policy()
+    };
+    assert_eq!(p.validate(), Ok(()));
+    assert_eq!(
+        (p.standby_for(0.1), p.standby_for(0.3), p.standby_for(0.9)),
+        (0, 1, 2)
+    );
+    let mut r = Run::new(p);
+    r.at(
+        10,
+        Event::Risk {
+            p24h: 0.8,
+            p7d: 0.9,
+        },
+    );
+    // At risk, confirmed: nothing provisioned yet, no standby either.
+    assert_eq!(r.lc.standby_wanted(&r.p), 0);
+    r.at(10, Event::Start);
+    assert_eq!(r.lc.phase, Phase::Provisioning { attempt: 1 });
+    assert_eq!(r.lc.standby_wanted(&r.p), 2);
+    r.done();
+    r.at(
+        10,
+        Event::Risk {
+            p24h: 0.4,
+            p7d: 0.9,
+        },
+    );
+    assert_eq!(r.lc.standby_wanted(&r.p), 1);
+    // Promoted: the standbys go.
+    r.lc.phase = Phase::Promoted;
+    assert_eq!(r.lc.standby_wanted(&r.p), 0);
+    // A tier that makes no sense is refused.
+    let bad = Policy {
+        standby: vec![StandbyTier {
+            p24h: 1.5,
+            spares: 1,
+        }],
+        ..policy()
+    };
+    assert!(bad.validate().is_err());
+}
