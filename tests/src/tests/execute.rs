@@ -857,3 +857,137 @@ async fn a_hot_standby_takes_over_from_a_failed_shadow_with_no_failed_requests()
     let _ = (&rig.dir, &rig.spare3_delay);
     Ok(())
 }
+
+/// Execute mode through the whole coordinator (`coordinator::serve`, the
+/// binary's code path, configured by TOML): a real agent streams the
+/// SMART data of web-01's disks, `umbractl train` activates the disk
+/// model, the risk loop scores them over `enter`, and the configured
+/// executor provisions spare-02 (Redfish), brings its switch port up,
+/// validates mirroring against the primary, shifts and promotes under wrk
+/// load, as `umbractl shadows` and `umbractl audit` show: 0 failed
+/// requests.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_coordinator_shadows_a_host_its_risk_loop_flags_with_no_failed_requests() -> Result<()>
+{
+    use super::ctl::ctl_out;
+    use coordinator::ctl::{Command, TrainDataset};
+    let rig = Rig::start(Policy::default()).await?;
+    let svc = &rig.cfg.services[0];
+    let compare = svc.compare.as_ref().context("the rig compares")?;
+    let mirror = svc.mirror.as_ref().context("the rig mirrors")?;
+    let spare = |i: usize| {
+        let s = &rig.cfg.spares[i];
+        let port = s.port.as_ref().map_or(String::new(), |p| {
+            format!(
+                "port = {{ switch = \"tor\", if_index = {0}, bridge_port = {0} }}\n",
+                p.if_index
+            )
+        });
+        format!(
+            "[[shadow.execute.spares]]\nid = \"{id}\"\nsystem = \"{id}\"\nrack = \"{rack}\"\ncost = {cost:?}\naddress = \"{addr}\"\n{port}\
+             [shadow.execute.spares.bmc]\nurl = \"{url}\"\nusername = \"admin\"\npassword = \"password\"\nauth = \"session\"\nca_file = {ca:?}\nsettle_timeout = \"40s\"\npoll_interval = \"250ms\"\n",
+            id = s.id,
+            rack = s.rack,
+            cost = s.cost,
+            addr = s.address,
+            url = rig.bmc.url,
+            ca = rig.bmc.pki.path("ca.crt").display().to_string(),
+        )
+    };
+    let toml = format!(
+        "[risk]\ninterval = \"300ms\"\n[learn]\nholdout_percent = 0\n\
+         [shadow]\nmode = \"execute\"\nenter = 0.2\nexit = 0.1\nconfirm = 1\nmin_dwell = \"2s\"\nmax_confirmed_fraction = 1.0\n\
+         [shadow.execute]\ninterval = \"250ms\"\nimage = \"{image}\"\n{s1}{s2}{s3}\
+         [[shadow.execute.services]]\nhost = \"web-01\"\n\
+         haproxy = {{ socket = {socket:?}, backend = \"app\", primary = \"primary\", shadow = \"shadow\" }}\n\
+         mirror = {{ map = {map:?}, key = \"share\" }}\nmirror_backend = \"mirror\"\n\
+         compare = {{ listen = \"{listen}\", primary = \"{primary}\" }}\n\
+         port = {{ switch = \"tor\", if_index = 6 }}\nvlan = 120\n\
+         [shadow.execute.switches.tor]\naddress = \"{switch}\"\ncommunity = \"umbra-sw\"\n",
+        image = rig.cfg.image,
+        s1 = spare(0),
+        s2 = spare(1),
+        s3 = spare(2),
+        socket = rig.front.socket.display().to_string(),
+        map = mirror.map.display().to_string(),
+        listen = compare.listen,
+        primary = compare.primary,
+        switch = rig.cfg.switches["tor"].address,
+    );
+    let c = crate::InProcessCoordinator::start("[tls]\ninsecure_plaintext = true", &toml).await?;
+    let url = c.plaintext_url();
+    let agent = super::risk::SmartAgent::start(&url, "web-01", "r1").await?;
+    let wrk = start_wrk(rig.front.nginx_port)?;
+    let out = ctl_out(
+        &url,
+        Command::Train {
+            dataset: TrainDataset::Backblaze {
+                path: crate::repo_root().join("predict/tests/data/backblaze"),
+                no_activate: false,
+                seed: 1,
+            },
+        },
+    )
+    .await?;
+    ensure!(out.contains("active"), "{out}");
+    // Follow the lifecycle as an operator would: `umbractl shadows`.
+    let t0 = Instant::now();
+    let mut timeline: Vec<(Duration, String)> = Vec::new();
+    let end = loop {
+        let out = ctl_out(
+            &url,
+            Command::Shadows {
+                host: Some("web-01".into()),
+                json: true,
+            },
+        )
+        .await?;
+        let v: serde_json::Value = serde_json::from_str(&out).unwrap_or_default();
+        let phase = v[0]["phase"].as_str().unwrap_or("none").to_owned();
+        if timeline.last().is_none_or(|(_, p)| *p != phase) {
+            timeline.push((t0.elapsed(), phase.clone()));
+        }
+        if ["promoted", "rolled_back", "cancelled"].contains(&phase.as_str())
+            || t0.elapsed() > Duration::from_secs(240)
+        {
+            break phase;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    let (requests, failed, text) = stop_wrk(wrk).await?;
+    eprintln!("{text}");
+    let audit = ctl_out(
+        &url,
+        Command::Audit {
+            since: Duration::from_secs(3600),
+            limit: 10_000,
+            target: Some("web-01".into()),
+        },
+    )
+    .await?;
+    eprintln!("timeline: {timeline:?}");
+    ensure!(end == "promoted", "{end}: {timeline:?}\n{audit}");
+    ensure!(failed == 0, "{failed} failed of {requests}:\n{text}");
+    for want in [
+        "\"event\":\"admission\"",
+        "\"action\":\"Provision\",\"attempt\":1,\"event\":\"executing\"",
+        "\"event\":\"dependencies\"",
+        "\"from\":\"mirroring\"",
+        "\"to\":\"promoted\"",
+    ] {
+        ensure!(
+            audit.contains(want),
+            "{want} missing from the audit:\n{audit}"
+        );
+    }
+    ensure!(rig.port(8).await?.0 == Value::Integer(1), "spare-02's port");
+    ensure!(
+        rig.port(6).await?.0 == Value::Integer(2),
+        "the old primary's port"
+    );
+    let live = rig.haproxy("app")?.shadow_stats().await?;
+    ensure!(live.weight > 0 && live.responses > 0, "{live:?}");
+    agent.stop().await?;
+    let _ = &rig.dir;
+    Ok(())
+}

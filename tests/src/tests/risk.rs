@@ -63,6 +63,56 @@ fn train(no_activate: bool) -> Command {
     }
 }
 
+/// A real agent streaming two disks' SMART data: a smartctl that answers
+/// with real `smartctl -j` outputs (a healthy Exos, a Toshiba with errors).
+pub(crate) struct SmartAgent {
+    _dir: tempfile::TempDir,
+    stop: tokio::sync::oneshot::Sender<()>,
+    task: tokio::task::JoinHandle<Result<(), agent::RunError>>,
+}
+
+impl SmartAgent {
+    pub(crate) async fn start(url: &str, host: &str, rack: &str) -> Result<SmartAgent> {
+        let dir = tempfile::tempdir()?;
+        let data = repo_root().join("firmware-shims/tests/data/smartctl");
+        let smartctl = dir.path().join("smartctl");
+        std::fs::write(
+            &smartctl,
+            format!(
+                "#!/bin/sh\ncase \"$*\" in\n\
+                 *--scan-open*) echo '{{\"smartctl\":{{\"exit_status\":0}},\"devices\":[{{\"name\":\"/dev/sda\",\"type\":\"sat\"}},{{\"name\":\"/dev/sdb\",\"type\":\"sat\"}}]}}'; exit 0;;\n\
+                 *sda*) cat '{}';;\n\
+                 *) cat '{}';;\nesac\n",
+                data.join("ata-seagate-exos-x16.json").display(),
+                data.join("ata-toshiba-mg05-error-log.json").display()
+            ),
+        )?;
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&smartctl, std::fs::Permissions::from_mode(0o755))?;
+        let text = format!(
+            "host_id = \"{host}\"\nhwprofile = \"umbra/sim-1u\"\nstate_dir = {:?}\n[failure_domain]\nrack = \"{rack}\"\n[coordinator]\nurl = \"{url}\"\ninsecure_plaintext = true\n[spool]\nfsync = false\n[[collector]]\nprotocol = \"smart\"\ninterval = \"1s\"\nsmartctl = {:?}\n",
+            dir.path().join("state").display().to_string(),
+            smartctl.display().to_string()
+        );
+        let cfg = agent::config::RawConfig::parse(&text, "t")?.validate()?;
+        let (stop, stop_rx) = tokio::sync::oneshot::channel::<()>();
+        let task = tokio::spawn(agent::run(cfg, async {
+            let _ = stop_rx.await;
+        }));
+        Ok(SmartAgent {
+            _dir: dir,
+            stop,
+            task,
+        })
+    }
+
+    pub(crate) async fn stop(self) -> Result<()> {
+        let _ = self.stop.send(());
+        self.task.await??;
+        Ok(())
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn trained_model_scores_streamed_disks_and_a_new_version_is_hot_swapped() -> Result<()> {
     let metrics_port = free_port();
@@ -83,32 +133,7 @@ async fn trained_model_scores_streamed_disks_and_a_new_version_is_hot_swapped() 
     let url = c.plaintext_url();
 
     // Two disks behind a smartctl that answers with real outputs.
-    let dir = tempfile::tempdir()?;
-    let data = repo_root().join("firmware-shims/tests/data/smartctl");
-    let smartctl = dir.path().join("smartctl");
-    std::fs::write(
-        &smartctl,
-        format!(
-            "#!/bin/sh\ncase \"$*\" in\n\
-             *--scan-open*) echo '{{\"smartctl\":{{\"exit_status\":0}},\"devices\":[{{\"name\":\"/dev/sda\",\"type\":\"sat\"}},{{\"name\":\"/dev/sdb\",\"type\":\"sat\"}}]}}'; exit 0;;\n\
-             *sda*) cat '{}';;\n\
-             *) cat '{}';;\nesac\n",
-            data.join("ata-seagate-exos-x16.json").display(),
-            data.join("ata-toshiba-mg05-error-log.json").display()
-        ),
-    )?;
-    use std::os::unix::fs::PermissionsExt;
-    std::fs::set_permissions(&smartctl, std::fs::Permissions::from_mode(0o755))?;
-    let text = format!(
-        "host_id = \"risk-host\"\nhwprofile = \"umbra/sim-1u\"\nstate_dir = {:?}\n[coordinator]\nurl = \"{url}\"\ninsecure_plaintext = true\n[spool]\nfsync = false\n[[collector]]\nprotocol = \"smart\"\ninterval = \"1s\"\nsmartctl = {:?}\n",
-        dir.path().join("state").display().to_string(),
-        smartctl.display().to_string()
-    );
-    let cfg = agent::config::RawConfig::parse(&text, "t")?.validate()?;
-    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let agent = tokio::spawn(agent::run(cfg, async {
-        let _ = stop_rx.await;
-    }));
+    let agent = SmartAgent::start(&url, "risk-host", "").await?;
 
     // Stored but not active: inference has nothing to run.
     let out = ctl_out(&url, train(true)).await?;
@@ -532,8 +557,7 @@ async fn trained_model_scores_streamed_disks_and_a_new_version_is_hot_swapped() 
     .unwrap_err();
     assert!(e.to_string().contains("no data for host nobody"), "{e}");
 
-    let _ = stop_tx.send(());
-    agent.await??;
+    agent.stop().await?;
     c.stop().await
 }
 
