@@ -338,14 +338,16 @@ impl FleetActuator {
             .ok_or_else(|| format!("spare {id} is not (or no longer) configured"))
     }
 
+    /// `target`'s assignment; one that does not read is an error, not
+    /// none (its undo records and standbys would be lost).
     fn assignment(&self, target: &str) -> Result<Option<Assignment>, String> {
-        Ok(self
-            .store
-            .assignments()
+        self.store
+            .assignment(target)
             .map_err(|e| e.to_string())?
-            .into_iter()
-            .find(|(t, _)| t == target)
-            .and_then(|(_, v)| serde_json::from_value(v).ok()))
+            .map(|v| {
+                serde_json::from_value(v).map_err(|e| format!("spare assignment of {target}: {e}"))
+            })
+            .transpose()
     }
 
     fn save(&self, target: &str, a: Option<&Assignment>) -> Result<(), String> {

@@ -518,6 +518,19 @@ impl Store {
         self.put_keyed_json(b'S', target, assignment)
     }
 
+    /// `target`'s spare assignment, if any (a point read).
+    pub fn assignment(&self, target: &str) -> Result<Option<serde_json::Value>, StoreError> {
+        let mut k = vec![b'S'];
+        k.extend_from_slice(target.as_bytes());
+        self.db
+            .get_cf(self.cf(CF_META), k)?
+            .map(|v| {
+                serde_json::from_slice(&v)
+                    .map_err(|e| StoreError::Corrupt(format!("spare assignment of {target}: {e}")))
+            })
+            .transpose()
+    }
+
     /// Every spare assignment: (target, assignment).
     pub fn assignments(&self) -> Result<Vec<(String, serde_json::Value)>, StoreError> {
         self.keyed_json(b'S', "spare assignment")

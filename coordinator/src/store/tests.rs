@@ -342,6 +342,25 @@ fn hardware_events_are_stored_once_listed_newest_first_and_expire() {
 }
 
 #[test]
+fn spare_assignments_are_read_by_target_exactly_and_dropped() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path(), StoreConfig::default()).unwrap();
+    let (a, b) = (
+        serde_json::json!({"spare": "spare-02", "attempt": 1}),
+        serde_json::json!({"spare": "spare-03", "attempt": 2}),
+    );
+    store.put_assignment("web-01", Some(&a)).unwrap();
+    store.put_assignment("web-010", Some(&b)).unwrap();
+    assert_eq!(store.assignment("web-01").unwrap(), Some(a.clone()));
+    assert_eq!(store.assignment("web-010").unwrap(), Some(b));
+    assert_eq!(store.assignment("web-0").unwrap(), None);
+    assert_eq!(store.assignments().unwrap().len(), 2);
+    store.put_assignment("web-01", None).unwrap();
+    assert_eq!(store.assignment("web-01").unwrap(), None);
+    assert_eq!(store.assignments().unwrap().len(), 1);
+}
+
+#[test]
 fn models_are_versioned_with_their_evaluation_and_one_is_active() {
     let dir = tempfile::tempdir().unwrap();
     let store = Store::open(dir.path(), StoreConfig::default()).unwrap();
