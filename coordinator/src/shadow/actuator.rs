@@ -25,7 +25,9 @@
 //!   through the Eviction API ([`crate::actuate::kubernetes`]; cordoned
 //!   already at provisioning, uncordoned on revert) and/or the
 //!   orchestrator's hook told to `drain` ([`crate::actuate::hook`]);
-//!   last, the old primary's switch port is shut (quarantine).
+//!   last, the old primary is quarantined (HAProxy `maint`, its switch
+//!   port shut), kept as a fallback or rebuilt through its BMC
+//!   (`after_promotion`).
 //! - `Revert`: traffic back to the primary, mirroring off, the spare
 //!   released (image ejected, powered off), its switch port put back as it
 //!   was, and its assignment dropped.
@@ -78,6 +80,23 @@ pub struct ExecuteConfig {
     /// (`[shadow.execute.switches.NAME]`).
     #[serde(default)]
     pub switches: BTreeMap<String, SwitchConfig>,
+}
+
+/// The old primary after promotion. In every case it takes no new
+/// requests and its Kubernetes node stays cordoned.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Disposition {
+    /// Out of service for inspection: HAProxy `maint`, its switch port
+    /// shut (where `port` is given).
+    #[default]
+    Quarantine,
+    /// Kept as a fallback: HAProxy `drain` (health-checked, no new
+    /// requests), powered and connected.
+    Standby,
+    /// Reinstalled: HAProxy `maint`, and its BMC boots it from the
+    /// rebuild image (virtual media, boot once, power cycle).
+    Rebuild,
 }
 
 /// A host's port on one of `[shadow.execute.switches]`.
@@ -147,6 +166,14 @@ pub struct ServiceConfig {
     pub kubernetes: Option<KubernetesConfig>,
     /// The host's port: shut when its shadow is promoted (quarantine).
     pub port: Option<PortConfig>,
+    /// What becomes of the old primary once its shadow is promoted.
+    #[serde(default)]
+    pub after_promotion: Disposition,
+    /// The host's own BMC and system (for `rebuild`).
+    pub bmc: Option<RedfishConfig>,
+    pub system: Option<String>,
+    /// The image a rebuild installs (default: `[shadow.execute] image`).
+    pub rebuild_image: Option<String>,
     /// The service's access VLAN, given to a spare's port.
     pub vlan: Option<u32>,
 }
@@ -181,6 +208,13 @@ impl ExecuteConfig {
             }
             Haproxy::new(s.haproxy.clone()).map_err(|e| format!("service {}: {e}", s.host))?;
             self.check_port(&format!("service {}", s.host), s.port.as_ref())?;
+            if s.after_promotion == Disposition::Rebuild && (s.bmc.is_none() || s.system.is_none())
+            {
+                return Err(format!(
+                    "service {}: after_promotion = \"rebuild\" needs the host's bmc and system",
+                    s.host
+                ));
+            }
         }
         let mut ids = std::collections::BTreeSet::new();
         for s in &self.spares {
@@ -216,6 +250,8 @@ impl ExecuteConfig {
 struct Service {
     cfg: ServiceConfig,
     lb: Haproxy,
+    /// The host's own BMC (for a rebuild).
+    bmc: Option<Redfish>,
     kube: Option<Kubernetes>,
     mirror: Option<(Mirror, String)>,
     compare: Option<Arc<Comparator>>,
@@ -281,6 +317,12 @@ impl FleetActuator {
                 Service {
                     cfg: s.clone(),
                     lb,
+                    bmc: s
+                        .bmc
+                        .as_ref()
+                        .map(Redfish::new)
+                        .transpose()
+                        .map_err(|e| format!("service {}: {e}", s.host))?,
                     kube: s
                         .kubernetes
                         .clone()
@@ -656,6 +698,38 @@ impl FleetActuator {
         }
     }
 
+    /// The old primary after promotion (`after_promotion`); audited.
+    async fn dispose(&self, target: &str, svc: &Service) -> Result<(), String> {
+        let how = svc.cfg.after_promotion;
+        let primary = svc.lb.primary();
+        match how {
+            Disposition::Standby => {}
+            Disposition::Quarantine | Disposition::Rebuild => svc
+                .lb
+                .set_state(primary, "maint")
+                .await
+                .map_err(|e| e.to_string())?,
+        }
+        match (how, &svc.cfg.port, &svc.bmc, &svc.cfg.system) {
+            (Disposition::Quarantine, Some(port), ..) => {
+                let steps = switch::port_down(port.if_index);
+                self.set_port(target, port, steps, |a| &mut a.host_port)
+                    .await?;
+            }
+            (Disposition::Rebuild, _, Some(bmc), Some(system)) => {
+                let image = svc.cfg.rebuild_image.as_deref().unwrap_or(&self.cfg.image);
+                bmc.provision(system, image)
+                    .await
+                    .map_err(|e| format!("rebuilding {target}: {e}"))?;
+            }
+            _ => {}
+        }
+        let record = json!({"target": target, "event": "old_primary", "disposition": format!("{how:?}").to_lowercase()});
+        self.store
+            .append_audit(crate::now_ms(), &record)
+            .map_err(|e| e.to_string())
+    }
+
     /// Take the shadow out of service and release its spare; `failed`
     /// sets the spare aside for the rest of the lifecycle (`Replace`).
     async fn revert(&self, target: &str, failed: bool) -> Result<(), String> {
@@ -800,14 +874,7 @@ impl Actuator for FleetActuator {
                     .map_err(|e| e.to_string())?;
                 self.mirror(svc, 0).await?;
                 self.move_workloads(target).await?;
-                match &svc.cfg.port {
-                    Some(port) => {
-                        let steps = switch::port_down(port.if_index);
-                        self.set_port(target, port, steps, |a| &mut a.host_port)
-                            .await
-                    }
-                    None => Ok(()),
-                }
+                self.dispose(target, svc).await
             }
             Action::Revert => self.revert(target, false).await,
             Action::Replace => self.revert(target, true).await,

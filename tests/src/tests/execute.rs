@@ -23,7 +23,7 @@ use coordinator::actuate::mirror::MirrorConfig;
 use coordinator::actuate::redfish::AuthMode;
 use coordinator::actuate::switch::{Switch, SwitchConfig, DOT1Q_PVID, IF_ADMIN_STATUS, IF_ALIAS};
 use coordinator::shadow::actuator::{
-    ExecuteConfig, FleetActuator, PortConfig, ServiceConfig, SpareConfig,
+    Disposition, ExecuteConfig, FleetActuator, PortConfig, ServiceConfig, SpareConfig,
 };
 use coordinator::shadow::engine::{Phase, Policy};
 use coordinator::shadow::execute::Executor;
@@ -262,6 +262,10 @@ impl Rig {
                     bridge_port: None,
                 }),
                 vlan: Some(120),
+                after_promotion: Disposition::Quarantine,
+                bmc: None,
+                system: None,
+                rebuild_image: None,
             }],
         };
         let settings = Settings {
@@ -356,6 +360,22 @@ impl Rig {
             sw.get(&oid(DOT1Q_PVID)).await?,
             sw.get(&oid(IF_ALIAS)).await?,
         ))
+    }
+
+    /// The `status` column of `server` in the live backend (`show stat`).
+    async fn server_status(&self, server: &str) -> Result<String> {
+        let stat = self.haproxy("app")?.command("show stat").await?;
+        let header = stat.lines().next().context("show stat header")?;
+        let col = header
+            .trim_start_matches("# ")
+            .split(',')
+            .position(|c| c == "status")
+            .context("no status column")?;
+        stat.lines()
+            .find(|l| l.starts_with(&format!("app,{server},")))
+            .and_then(|l| l.split(',').nth(col))
+            .map(str::to_owned)
+            .with_context(|| format!("no {server} in {stat}"))
     }
 
     async fn mirror_share(&self) -> Result<Option<String>> {
@@ -464,7 +484,13 @@ async fn a_host_at_risk_is_shadowed_end_to_end_with_no_failed_requests() -> Resu
         Value::OctetString(b"umbra shadow of web-01".to_vec()),
     );
     ensure!(rig.port(8).await? == up, "{:?}", rig.port(8).await?);
+    // The old primary is quarantined: out of HAProxy, its port shut.
     ensure!(rig.port(6).await?.0 == Value::Integer(2), "primary's port");
+    ensure!(
+        rig.server_status("primary").await?.starts_with("MAINT"),
+        "{}",
+        rig.server_status("primary").await?
+    );
     // Mirroring ran (5 %), reached the shadow, and is off after promotion.
     let mirrored = log.iter().any(|(_, r)| {
         r["event"] == "action_result" && r["action"] == "Mirror { percent: 5 }" && r["ok"] == true
@@ -903,6 +929,8 @@ async fn the_coordinator_shadows_a_host_its_risk_loop_flags_with_no_failed_reque
          mirror = {{ map = {map:?}, key = \"share\" }}\nmirror_backend = \"mirror\"\n\
          compare = {{ listen = \"{listen}\", primary = \"{primary}\" }}\n\
          port = {{ switch = \"tor\", if_index = 6 }}\nvlan = 120\n\
+         after_promotion = \"rebuild\"\nsystem = \"node-01\"\nrebuild_image = \"{image}\"\n\
+         [shadow.execute.services.bmc]\nurl = \"{url}\"\nusername = \"admin\"\npassword = \"password\"\nca_file = {ca:?}\nsettle_timeout = \"40s\"\n\
          [shadow.execute.switches.tor]\naddress = \"{switch}\"\ncommunity = \"umbra-sw\"\n",
         image = rig.cfg.image,
         s1 = spare(0),
@@ -913,6 +941,8 @@ async fn the_coordinator_shadows_a_host_its_risk_loop_flags_with_no_failed_reque
         listen = compare.listen,
         primary = compare.primary,
         switch = rig.cfg.switches["tor"].address,
+        url = rig.bmc.url,
+        ca = rig.bmc.pki.path("ca.crt").display().to_string(),
     );
     let c = crate::InProcessCoordinator::start("[tls]\ninsecure_plaintext = true", &toml).await?;
     let url = c.plaintext_url();
@@ -981,10 +1011,27 @@ async fn the_coordinator_shadows_a_host_its_risk_loop_flags_with_no_failed_reque
         );
     }
     ensure!(rig.port(8).await?.0 == Value::Integer(1), "spare-02's port");
+    // The old primary was rebuilt (not quarantined): out of HAProxy, its
+    // port left up, its BMC booted it from the image.
     ensure!(
-        rig.port(6).await?.0 == Value::Integer(2),
+        rig.port(6).await?.0 == Value::Integer(1),
         "the old primary's port"
     );
+    ensure!(rig.server_status("primary").await?.starts_with("MAINT"));
+    ensure!(audit.contains("\"disposition\":\"rebuild\""), "{audit}");
+    let redfish = coordinator::actuate::redfish::Redfish::new(&config(
+        &rig.bmc.url,
+        &rig.bmc.pki.path("ca.crt"),
+        AuthMode::Basic,
+    ))?;
+    let c = redfish.open().await?;
+    let node = redfish.system(&c, "node-01").await?;
+    let sys = c.get(&node.path).await?;
+    let media = c.get(&format!("{}/VirtualMedia/Cd", node.path)).await?;
+    redfish.close(c).await;
+    ensure!(node.power_state == "On", "{node:?}");
+    ensure!(sys["Boot"]["BootSourceOverrideTarget"] == "Cd", "{sys}");
+    ensure!(media["Image"] == rig.cfg.image.as_str(), "{media}");
     let live = rig.haproxy("app")?.shadow_stats().await?;
     ensure!(live.weight > 0 && live.responses > 0, "{live:?}");
     agent.stop().await?;
