@@ -135,6 +135,13 @@ pub struct SpareConfig {
     /// Brought up (in the service's `vlan`) when this spare is provisioned,
     /// put back on revert.
     pub port: Option<PortConfig>,
+    /// false: in maintenance, never chosen.
+    #[serde(default = "available")]
+    pub available: bool,
+}
+
+fn available() -> bool {
+    true
 }
 
 fn default_cost() -> f64 {
@@ -462,7 +469,7 @@ impl FleetActuator {
             .map(|s| Spare {
                 id: s.id.clone(),
                 cost: s.cost,
-                available: true,
+                available: s.available,
                 domain: FailureDomain {
                     site: String::new(),
                     rack: s.rack.clone(),
@@ -817,6 +824,7 @@ impl FleetActuator {
             p99_ms: s.shadow_p99_ms,
             lag_ms: 0.0,
             mismatch_rate: rate(s.mismatched, s.compared),
+            primary_p99_ms: s.primary_p99_ms,
         })
     }
 
@@ -902,6 +910,7 @@ impl Actuator for FleetActuator {
                         p99_ms: 0.0,
                         lag_ms: lag.lag_ms,
                         mismatch_rate: 0.0,
+                        primary_p99_ms: 0.0,
                     }))
                 }
                 None => Ok(Some(Kpi {
@@ -910,6 +919,7 @@ impl Actuator for FleetActuator {
                     p99_ms: 0.0,
                     lag_ms: 0.0,
                     mismatch_rate: 0.0,
+                    primary_p99_ms: 0.0,
                 })),
             },
             Phase::Mirroring => match (&svc.compare, &svc.mirror) {

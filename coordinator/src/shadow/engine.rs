@@ -40,10 +40,23 @@ pub struct KpiLimits {
     /// Mirrored answers that differ from the primary's / answers compared.
     #[serde(default = "default_max_mismatch_rate")]
     pub max_mismatch_rate: f64,
+    /// The shadow's p99 may be at most this many times the primary's on
+    /// the same mirrored requests, once it is over `latency_floor_ms`
+    /// (below it, sub-millisecond noise would trip the ratio).
+    #[serde(default = "default_max_latency_ratio")]
+    pub max_latency_ratio: f64,
+    #[serde(default = "default_latency_floor_ms")]
+    pub latency_floor_ms: f64,
 }
 
 fn default_max_mismatch_rate() -> f64 {
     0.01
+}
+fn default_max_latency_ratio() -> f64 {
+    3.0
+}
+fn default_latency_floor_ms() -> f64 {
+    50.0
 }
 
 /// Hot standby spares kept provisioned beside a target's shadow while its
@@ -107,6 +120,8 @@ impl Default for Policy {
                 max_lag_ms: 1_000.0,
                 min_requests: 100,
                 max_mismatch_rate: default_max_mismatch_rate(),
+                max_latency_ratio: default_max_latency_ratio(),
+                latency_floor_ms: default_latency_floor_ms(),
             },
             manual_approval: false,
             standby: Vec::new(),
@@ -174,6 +189,10 @@ pub struct Kpi {
     /// nothing is compared).
     #[serde(default)]
     pub mismatch_rate: f64,
+    /// The primary's p99 on the same (mirrored) requests; 0 where not
+    /// measured.
+    #[serde(default)]
+    pub primary_p99_ms: f64,
 }
 
 /// An action the executors carry out.
@@ -459,6 +478,15 @@ impl Lifecycle {
                 "{:.2} % of answers differ from the primary's (> {:.2} %)",
                 k.mismatch_rate * 100.0,
                 l.max_mismatch_rate * 100.0
+            ));
+        }
+        if k.primary_p99_ms > 0.0
+            && k.p99_ms > l.latency_floor_ms
+            && !within(k.p99_ms, l.max_latency_ratio * k.primary_p99_ms)
+        {
+            return Some(format!(
+                "p99 {:.0} ms > {:.1} × the primary's {:.0} ms",
+                k.p99_ms, l.max_latency_ratio, k.primary_p99_ms
             ));
         }
         // Latency counts even in a window without responses: requests

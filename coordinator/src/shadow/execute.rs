@@ -248,6 +248,7 @@ mod tests {
                 p99_ms: 20.0,
                 lag_ms: 0.0,
                 mismatch_rate: 0.0,
+                primary_p99_ms: 0.0,
             }))
         }
     }

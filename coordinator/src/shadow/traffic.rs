@@ -68,6 +68,7 @@ pub fn kpi_between(before: &ServerStats, after: &ServerStats, latency_ms: f64) -
         lag_ms: 0.0,
         // HAProxy's counters see the shadow only: nothing is compared.
         mismatch_rate: 0.0,
+        primary_p99_ms: 0.0,
     }
 }
 

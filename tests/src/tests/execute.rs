@@ -194,6 +194,7 @@ impl Rig {
             tor: String::new(),
             address: format!("127.0.0.1:{service}").parse().unwrap(),
             port,
+            available: true,
         };
         let cfg = ExecuteConfig {
             interval: Duration::from_millis(250),

@@ -21,6 +21,7 @@ fn good() -> Kpi {
         p99_ms: 20.0,
         lag_ms: 10.0,
         mismatch_rate: 0.0,
+        primary_p99_ms: 0.0,
     }
 }
 
@@ -455,6 +456,7 @@ fn arb_event() -> impl Strategy<Value = Event> {
                 p99_ms: p,
                 lag_ms: l,
                 mismatch_rate: 0.0,
+                primary_p99_ms: 0.0,
             })
         }),
         Just(Event::DeviceFailed),
@@ -709,4 +711,58 @@ fn standby_spares_scale_with_the_risk_while_a_shadow_is_active() {
         ..policy()
     };
     assert!(bad.validate().is_err());
+}
+
+/// Mirrored answers are judged against the primary's: a shadow that
+/// answers differently, or much slower than the primary on the same
+/// requests (once over the floor), fails its mirroring; sub-floor noise
+/// and a primary as slow as the shadow do not.
+#[test]
+fn mirroring_is_judged_against_the_primary() {
+    let verdict = |k: Kpi| {
+        let mut r = Run::new(Policy {
+            spare_retries: 0,
+            ..policy()
+        });
+        r.confirmed_and_started();
+        r.done();
+        r.done();
+        r.at(100, Event::Kpi(good()));
+        r.done(); // mirroring
+        r.at(100, Event::Kpi(k));
+        match &r.lc.phase {
+            Phase::RollingBack { reason } => reason.clone(),
+            other => other.name().to_owned(),
+        }
+    };
+    assert_eq!(verdict(good()), "mirroring");
+    let differ = verdict(Kpi {
+        mismatch_rate: 0.05,
+        ..good()
+    });
+    assert!(differ.contains("differ from the primary"), "{differ}");
+    // 20 ms against the primary's 2 ms: ten times, but under the floor.
+    assert_eq!(
+        verdict(Kpi {
+            p99_ms: 20.0,
+            primary_p99_ms: 2.0,
+            ..good()
+        }),
+        "mirroring"
+    );
+    let slow = verdict(Kpi {
+        p99_ms: 400.0,
+        primary_p99_ms: 100.0,
+        ..good()
+    });
+    assert!(slow.contains("the primary's 100 ms"), "{slow}");
+    // The primary is as slow: not the shadow's regression.
+    assert_eq!(
+        verdict(Kpi {
+            p99_ms: 400.0,
+            primary_p99_ms: 300.0,
+            ..good()
+        }),
+        "mirroring"
+    );
 }
