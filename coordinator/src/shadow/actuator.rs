@@ -3,16 +3,16 @@
 //!
 //! - `Provision`: choose a spare ([`spare::choose`]: available, outside the
 //!   failing host's rack/PDU/ToR unless allowed, cheapest; never one another
-//!   lifecycle holds, nor one that failed for this target before), bring it
-//!   up on the provisioning image through its BMC (Redfish), and point the
-//!   service's shadow servers in HAProxy (live and mirror backends) at it.
-//!   The host's dependency map (configured workloads, and those discovered
-//!   on its Kubernetes node) is audited.
-//!   The choice is persisted (`'S'` in the store) before anything is done,
-//!   so a restart provisions the same spare again (state-based). Before
-//!   the BMC is told anything, the spare's switch port is brought up in
-//!   the service's VLAN with a description (SNMP SET, read back), the
-//!   values it replaces persisted with the assignment first.
+//!   lifecycle holds as shadow or standby, nor one that failed for this
+//!   target before; a hot standby of the target's first). The choice is
+//!   persisted (`'S'` in the store) before anything is done, so a restart
+//!   provisions the same spare again (state-based). Then the spare's switch
+//!   port is brought up in the service's VLAN with a description (SNMP SET,
+//!   read back; the values it replaces persisted first), its BMC brings it
+//!   up on the provisioning image (Redfish), the service's shadow servers
+//!   in HAProxy (or the comparator) are pointed at it, the host's
+//!   Kubernetes node is cordoned, and its dependency map (configured
+//!   workloads, and those discovered on the node) is audited.
 //! - `Sync`: an rsync snapshot where the service has state; nothing else.
 //! - `Mirror`: the share of nginx's request copies HAProxy passes to the
 //!   shadow ([`crate::actuate::mirror`], a runtime map entry: no reload).
