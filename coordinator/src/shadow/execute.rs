@@ -6,7 +6,10 @@
 //! own task, so one slow BMC does not hold the others), feeds the outcome
 //! back as `Done`/`Failed`, samples KPIs of lifecycles that replicate or
 //! carry traffic, and ticks every active lifecycle so dwell times pass and
-//! unanswered actions time out. The decisions stay in the engine.
+//! unanswered actions time out. The decisions stay in the engine. Between
+//! actions it reconciles each lifecycle's hot standby spares to the count
+//! the engine wants ([`Actuator::standby`]), one thing at a time per
+//! target, again after every action (an action may use a standby).
 //!
 //! Restart: a lifecycle persisted with a pending action has it run again
 //! by the next process's first pass. That is safe because every action is
