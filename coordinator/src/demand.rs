@@ -318,13 +318,8 @@ impl Method {
 /// A naive method's forecast of step `k` after `window`.
 fn naive(m: Method, window: &[f32], k: usize) -> f32 {
     match m {
-        Method::SeasonalNaive => window[WINDOW_H - 24 + k % 24],
-        _ => window
-            .iter()
-            .rev()
-            .copied()
-            .find(|v| v.is_finite())
-            .unwrap_or(f32::NAN),
+        Method::SeasonalNaive => predict::naive::seasonal(window, k),
+        _ => predict::naive::last_value(window),
     }
 }
 

@@ -18,5 +18,6 @@ pub mod eval;
 pub mod failure;
 pub mod forecast;
 pub mod metrics;
+pub mod naive;
 pub mod nn;
 pub mod plot;

@@ -158,15 +158,10 @@ pub fn run(series: &[Series], seed: u64, mut progress: impl FnMut(usize, usize))
             let Some(fc) = kernel.predict(&[input])?.pop().flatten() else {
                 continue;
             };
-            let last = input
-                .iter()
-                .rev()
-                .copied()
-                .find(|v| v.is_finite())
-                .unwrap_or(f32::NAN);
+            let last = crate::naive::last_value(input);
             for k in 0..HORIZON_H {
                 let a = h[o + k];
-                let sn = h[o + k - 24];
+                let sn = crate::naive::seasonal(input, k);
                 if !a.is_finite() || !sn.is_finite() || !last.is_finite() {
                     continue;
                 }
