@@ -1,6 +1,8 @@
 //! Redfish (DMTF DSP0266) against a spare's BMC: discover systems, power
 //! with read-back until the state settles, one-time boot override, virtual
-//! media, health. Every operation opens its own authorisation (Basic, or a
+//! media, health, and the chassis' thermal and power readings (a spare whose
+//! BMC reports Health Critical or a reading past its critical threshold is
+//! not provisioned). Every operation opens its own authorisation (Basic, or a
 //! `SessionService` session that is deleted on every path out) and retries
 //! transient failures (connection errors, timeouts, 5xx) with exponential
 //! backoff; 4xx answers are the caller's mistake and are not retried.
@@ -95,8 +97,100 @@ pub enum RedfishError {
     },
     #[error("system {system}: {what}")]
     ReadBack { system: String, what: String },
-    #[error("system {system} reports Health {health}: refusing to provision it")]
-    Unhealthy { system: String, health: String },
+    #[error("system {system}: {why}; refusing to provision it")]
+    Unhealthy { system: String, why: String },
+}
+
+/// One chassis sensor (`Thermal` temperatures and fans, `Power` control,
+/// supplies and voltages).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Reading {
+    pub name: String,
+    pub value: f64,
+    /// "Cel", "RPM", "W" or "V".
+    pub unit: &'static str,
+    /// `Status.Health`, empty when the BMC does not say.
+    pub health: String,
+    /// `UpperThresholdCritical`, where given.
+    pub critical_above: Option<f64>,
+}
+
+/// A system's health and its chassis' readings.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Readings {
+    pub health: String,
+    pub temperatures: Vec<Reading>,
+    pub fans: Vec<Reading>,
+    pub power: Vec<Reading>,
+}
+
+impl Readings {
+    /// Why the system should take no work: Health Critical, or a sensor
+    /// that reports Critical or reads at or past its critical threshold.
+    pub fn refusal(&self) -> Option<String> {
+        if self.health == "Critical" {
+            return Some("Health Critical".into());
+        }
+        self.temperatures
+            .iter()
+            .chain(&self.fans)
+            .chain(&self.power)
+            .find_map(|r| {
+                if r.health == "Critical" {
+                    Some(format!("{} reports Health Critical", r.name))
+                } else {
+                    r.critical_above.filter(|c| r.value >= *c).map(|c| {
+                        format!("{} reads {} {} (critical at {c})", r.name, r.value, r.unit)
+                    })
+                }
+            })
+    }
+}
+
+/// The readings in `list` (an array of sensor objects) whose `field` is a
+/// number; the others (absent, null, text) are left out.
+fn readings_of(list: &Value, field: &str, unit: &'static str) -> Vec<Reading> {
+    list.as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|s| {
+            let value = s[field].as_f64().filter(|v| v.is_finite())?;
+            Some(Reading {
+                name: s["Name"]
+                    .as_str()
+                    .or_else(|| s["MemberId"].as_str())
+                    .unwrap_or("?")
+                    .to_owned(),
+                value,
+                unit,
+                health: s["Status"]["Health"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_owned(),
+                critical_above: s["UpperThresholdCritical"].as_f64(),
+            })
+        })
+        .collect()
+}
+
+/// Temperatures and fans of a `Thermal` resource.
+pub fn parse_thermal(v: &Value) -> (Vec<Reading>, Vec<Reading>) {
+    (
+        readings_of(&v["Temperatures"], "ReadingCelsius", "Cel"),
+        readings_of(&v["Fans"], "Reading", "RPM"),
+    )
+}
+
+/// Power drawn, supplies' output and voltages of a `Power` resource.
+pub fn parse_power(v: &Value) -> Vec<Reading> {
+    let mut out = readings_of(&v["PowerControl"], "PowerConsumedWatts", "W");
+    out.extend(readings_of(
+        &v["PowerSupplies"],
+        "LastPowerOutputWatts",
+        "W",
+    ));
+    out.extend(readings_of(&v["Voltages"], "ReadingVolts", "V"));
+    out
 }
 
 /// What `systems()` reports of one ComputerSystem.
@@ -534,10 +628,10 @@ impl Redfish {
         image: &str,
     ) -> Result<System, RedfishError> {
         let sys = self.system(c, system).await?;
-        if sys.health == "Critical" {
+        if let Some(why) = self.readings_in(c, &sys).await?.refusal() {
             return Err(RedfishError::Unhealthy {
                 system: sys.name,
-                health: sys.health,
+                why,
             });
         }
         let inserted = self.insert_media(c, &sys, image).await?;
@@ -551,6 +645,43 @@ impl Redfish {
         }
         self.set_power(c, &sys, Power::On).await?;
         Ok(System::from_json(&sys.path, &c.get(&sys.path).await?))
+    }
+
+    /// The system's health and its chassis' thermal and power readings
+    /// (those the BMC offers: a chassis without `Thermal` or `Power` has
+    /// none of that kind).
+    pub async fn readings(&self, system: &str) -> Result<Readings, RedfishError> {
+        let c = self.open().await?;
+        let r = async {
+            let sys = self.system(&c, system).await?;
+            self.readings_in(&c, &sys).await
+        }
+        .await;
+        self.close(c).await;
+        r
+    }
+
+    async fn readings_in(&self, c: &Conn<'_>, sys: &System) -> Result<Readings, RedfishError> {
+        let v = c.get(&sys.path).await?;
+        let mut out = Readings {
+            health: sys.health.clone(),
+            ..Readings::default()
+        };
+        for chassis in v["Links"]["Chassis"].as_array().into_iter().flatten() {
+            let Some(path) = chassis["@odata.id"].as_str() else {
+                continue;
+            };
+            let ch = c.get(path).await?;
+            if let Some(t) = ch["Thermal"]["@odata.id"].as_str() {
+                let (temps, fans) = parse_thermal(&c.get(t).await?);
+                out.temperatures.extend(temps);
+                out.fans.extend(fans);
+            }
+            if let Some(p) = ch["Power"]["@odata.id"].as_str() {
+                out.power.extend(parse_power(&c.get(p).await?));
+            }
+        }
+        Ok(out)
     }
 
     /// Give a spare back: eject the image and power it off.
@@ -620,6 +751,114 @@ fn error_message(r: &Response) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Arbitrary JSON in the shapes a BMC might send (or not).
+    fn arb_json() -> impl proptest::strategy::Strategy<Value = Value> {
+        use proptest::prelude::*;
+        let leaf = prop_oneof![
+            Just(Value::Null),
+            any::<bool>().prop_map(Value::from),
+            any::<f64>().prop_map(|f| json!(f)),
+            any::<i64>().prop_map(Value::from),
+            prop_oneof![
+                Just("Name"),
+                Just("Critical"),
+                Just("ReadingCelsius"),
+                Just("x")
+            ]
+            .prop_map(Value::from),
+        ];
+        leaf.prop_recursive(4, 64, 6, |inner| {
+            let key = prop_oneof![
+                Just("Temperatures"),
+                Just("Fans"),
+                Just("PowerControl"),
+                Just("PowerSupplies"),
+                Just("Voltages"),
+                Just("Name"),
+                Just("ReadingCelsius"),
+                Just("Reading"),
+                Just("PowerConsumedWatts"),
+                Just("LastPowerOutputWatts"),
+                Just("ReadingVolts"),
+                Just("UpperThresholdCritical"),
+                Just("Status"),
+                Just("Health"),
+            ];
+            prop_oneof![
+                proptest::collection::vec(inner.clone(), 0..4).prop_map(Value::from),
+                proptest::collection::btree_map(key.prop_map(String::from), inner, 0..5)
+                    .prop_map(|m| Value::Object(m.into_iter().collect())),
+            ]
+        })
+    }
+
+    proptest::proptest! {
+        /// Whatever a BMC sends: readings are finite numbers, and the
+        /// refusal decision never panics.
+        #[test]
+        fn sensor_documents_of_any_shape_parse_to_finite_readings(v in arb_json()) {
+            let (temperatures, fans) = parse_thermal(&v);
+            let r = Readings { health: String::new(), temperatures, fans, power: parse_power(&v) };
+            proptest::prop_assert!(r.temperatures.iter().chain(&r.fans).chain(&r.power).all(|x| x.value.is_finite()));
+            let _ = r.refusal();
+        }
+    }
+
+    #[test]
+    fn thermal_and_power_readings_parse_and_a_critical_one_refuses() {
+        // As DSP0266's Thermal and Power schemas lay them out (a chassis
+        // with one CPU sensor, a fan, two supplies and a 12 V rail).
+        let thermal = json!({
+            "Temperatures": [
+                {"MemberId": "0", "Name": "CPU1 Temp", "ReadingCelsius": 62,
+                 "UpperThresholdCritical": 90, "Status": {"Health": "OK"}},
+                {"MemberId": "1", "Name": "Inlet", "ReadingCelsius": null},
+            ],
+            "Fans": [{"MemberId": "0", "Name": "Fan1", "Reading": 6200, "ReadingUnits": "RPM",
+                      "Status": {"Health": "Warning"}}],
+        });
+        let power = json!({
+            "PowerControl": [{"MemberId": "0", "Name": "System Power Control", "PowerConsumedWatts": 344}],
+            "PowerSupplies": [
+                {"MemberId": "0", "Name": "PSU1", "LastPowerOutputWatts": 172, "Status": {"Health": "OK"}},
+                {"MemberId": "1", "Name": "PSU2", "LastPowerOutputWatts": "n/a"},
+            ],
+            "Voltages": [{"MemberId": "0", "Name": "VRM1 12V", "ReadingVolts": 12.1,
+                          "UpperThresholdCritical": 13.2}],
+        });
+        let (temps, fans) = parse_thermal(&thermal);
+        assert_eq!(temps.len(), 1, "a null reading is left out");
+        assert_eq!((temps[0].value, temps[0].unit), (62.0, "Cel"));
+        assert_eq!(temps[0].critical_above, Some(90.0));
+        assert_eq!(
+            (fans[0].value, fans[0].health.as_str()),
+            (6200.0, "Warning")
+        );
+        let p = parse_power(&power);
+        let names: Vec<&str> = p.iter().map(|r| r.name.as_str()).collect();
+        assert_eq!(names, ["System Power Control", "PSU1", "VRM1 12V"]);
+        assert_eq!((p[2].value, p[2].unit), (12.1, "V"));
+        let mut r = Readings {
+            health: "OK".into(),
+            temperatures: temps,
+            fans,
+            power: p,
+        };
+        assert_eq!(r.refusal(), None, "a Warning fan does not refuse");
+        r.temperatures[0].value = 91.0;
+        assert!(r.refusal().unwrap().contains("CPU1 Temp reads 91"), "{r:?}");
+        r.temperatures[0].value = 60.0;
+        r.power[1].health = "Critical".into();
+        assert!(r.refusal().unwrap().contains("PSU1"));
+        r.power[1].health = "OK".into();
+        r.health = "Critical".into();
+        assert_eq!(r.refusal().as_deref(), Some("Health Critical"));
+        // Hostile documents: wrong types everywhere parse to nothing.
+        let (t, f) = parse_thermal(&json!({"Temperatures": {"x": 1}, "Fans": "many"}));
+        assert!(t.is_empty() && f.is_empty());
+        assert!(parse_power(&json!([1, 2, 3])).is_empty());
+    }
 
     fn bmc(url: &str) -> Redfish {
         Redfish::new(&RedfishConfig {

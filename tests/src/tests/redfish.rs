@@ -135,6 +135,25 @@ async fn provisions_and_releases_a_spare_on_sushy_emulator() -> Result<()> {
     assert_eq!(names, ["node-01", "spare-01", "spare-02", "spare-03"]);
     let node = basic.system(&c, "node-01").await?;
     assert_eq!(node.power_state, "On");
+    // Health and the chassis' thermal readings (the emulator serves
+    // Thermal, not Power): nothing that would refuse the system.
+    let r = basic.readings("node-01").await?;
+    let temp = |name: &str| {
+        r.temperatures
+            .iter()
+            .find(|t| t.name == name)
+            .map(|t| t.value)
+    };
+    assert_eq!(temp("CPU Temp"), Some(41.0), "{r:?}");
+    assert_eq!(temp("Chassis Intake Temp"), Some(25.0), "{r:?}");
+    assert!(
+        r.fans
+            .iter()
+            .any(|f| f.name == "BaseBoard System Fan" && f.value == 2100.0),
+        "{r:?}"
+    );
+    assert!(r.power.is_empty(), "{r:?}");
+    assert_eq!(r.refusal(), None);
     assert!(matches!(
         basic.system(&c, "spare-99").await,
         Err(RedfishError::NoSystem(_))
