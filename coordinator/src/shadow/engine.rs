@@ -349,7 +349,6 @@ impl Phase {
         }
     }
 
-    /// A spare is (being) taken: counts against the blast-radius budget.
     /// The lifecycle is over (until the risk re-arms it).
     pub fn ended(&self) -> bool {
         matches!(
@@ -358,6 +357,7 @@ impl Phase {
         )
     }
 
+    /// A spare is (being) taken: counts against the blast-radius budget.
     pub fn holds_spare(&self) -> bool {
         matches!(
             self,
@@ -370,6 +370,12 @@ impl Phase {
                 | Phase::RollingBack { .. }
                 | Phase::Cancelling
         )
+    }
+
+    /// A shadow is on its way or serving: it holds a spare and is not
+    /// being taken down for good (a rollback or cancel).
+    pub fn shadow_active(&self) -> bool {
+        self.holds_spare() && !matches!(self, Phase::RollingBack { .. } | Phase::Cancelling)
     }
 
     /// The lifecycle is over (a new risk starts a new one).
@@ -433,14 +439,10 @@ impl Lifecycle {
     /// while a shadow is on its way or serving (not while it is being
     /// taken down, nor once the lifecycle ended).
     pub fn standby_wanted(&self, policy: &Policy) -> u8 {
-        match self.phase {
-            Phase::Provisioning { .. }
-            | Phase::Syncing { .. }
-            | Phase::Mirroring
-            | Phase::Shifting { .. }
-            | Phase::FailingOver
-            | Phase::Replacing { .. } => policy.standby_for(self.p24h),
-            _ => 0,
+        if self.phase.shadow_active() {
+            policy.standby_for(self.p24h)
+        } else {
+            0
         }
     }
 
@@ -596,9 +598,7 @@ impl Lifecycle {
             Event::Failed(a, why) => self.on_failed(now, *a, why, policy, &mut out),
             Event::DeviceFailed => self.on_device_failed(now, &mut out),
             Event::Rollback(reason) => {
-                if self.phase.holds_spare()
-                    && !matches!(self.phase, Phase::RollingBack { .. } | Phase::Cancelling)
-                {
+                if self.phase.shadow_active() {
                     self.roll_back(now, format!("manual: {reason}"), &mut out);
                 }
             }

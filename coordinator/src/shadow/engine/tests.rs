@@ -75,6 +75,15 @@ impl Run {
         assert_eq!(self.lc.phase, Phase::Confirmed { approved: false });
         self.at(10, Event::Start);
     }
+    /// Started, provisioned, synced (a lag sample), mirror on.
+    fn mirroring(&mut self) {
+        self.confirmed_and_started();
+        self.done(); // provisioned
+        self.done(); // synced
+        self.at(100, Event::Kpi(good()));
+        self.done(); // mirror on
+        assert_eq!(self.lc.phase, Phase::Mirroring);
+    }
 }
 
 #[test]
@@ -198,11 +207,7 @@ fn a_kpi_regression_during_the_shift_rolls_back() {
         spare_retries: 0,
         ..policy()
     });
-    r.confirmed_and_started();
-    r.done();
-    r.done();
-    r.at(100, Event::Kpi(good()));
-    r.done();
+    r.mirroring();
     r.at(1_000, Event::Kpi(good()));
     r.done(); // 10 % holds
     r.at(1_000, Event::Kpi(good()));
@@ -329,11 +334,7 @@ fn failed_provisioning_tries_other_spares_then_rolls_back_and_timeouts_count_as_
 #[test]
 fn a_device_failure_with_a_synced_shadow_fails_over_at_once() {
     let mut r = Run::new(policy());
-    r.confirmed_and_started();
-    r.done();
-    r.done();
-    r.at(100, Event::Kpi(good()));
-    r.done();
+    r.mirroring();
     r.at(1_000, Event::Kpi(good()));
     r.done(); // 10 %
     r.at(5, Event::DeviceFailed);
@@ -367,11 +368,7 @@ fn a_device_failure_with_a_synced_shadow_fails_over_at_once() {
 #[test]
 fn a_risk_that_falls_back_cancels_the_shadow() {
     let mut r = Run::new(policy());
-    r.confirmed_and_started();
-    r.done();
-    r.done();
-    r.at(100, Event::Kpi(good()));
-    r.done(); // mirroring
+    r.mirroring();
     r.risk(0.4); // inside the band: keeps going
     assert_eq!(r.lc.phase, Phase::Mirroring);
     r.risk(0.1);
@@ -387,11 +384,7 @@ fn a_risk_that_falls_back_cancels_the_shadow() {
 #[test]
 fn pause_holds_the_ramp_and_resume_continues() {
     let mut r = Run::new(policy());
-    r.confirmed_and_started();
-    r.done();
-    r.done();
-    r.at(100, Event::Kpi(good()));
-    r.done();
+    r.mirroring();
     r.at(1, Event::Pause);
     r.at(5_000, Event::Kpi(good()));
     assert_eq!(r.lc.phase, Phase::Mirroring);
@@ -557,11 +550,7 @@ fn a_failed_shadow_is_replaced_by_another_spare_until_the_retries_run_out() {
         spare_retries: 1,
         ..policy()
     });
-    r.confirmed_and_started();
-    r.done(); // provisioned
-    r.done(); // synced
-    r.at(100, Event::Kpi(good()));
-    r.done(); // mirroring
+    r.mirroring();
     r.at(1_000, Event::Kpi(good()));
     r.done(); // 10 % holds
     let out = r.at(
@@ -724,11 +713,7 @@ fn mirroring_is_judged_against_the_primary() {
             spare_retries: 0,
             ..policy()
         });
-        r.confirmed_and_started();
-        r.done();
-        r.done();
-        r.at(100, Event::Kpi(good()));
-        r.done(); // mirroring
+        r.mirroring();
         r.at(100, Event::Kpi(k));
         match &r.lc.phase {
             Phase::RollingBack { reason } => reason.clone(),
