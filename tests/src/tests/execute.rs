@@ -111,6 +111,15 @@ async fn start_front(dir: &Path, primary: u16, compare: u16) -> Result<Front> {
     })
 }
 
+/// A lifecycle under way (`Rig::begin`).
+struct Started {
+    shadows: Arc<Shadows>,
+    runner: tokio::task::JoinHandle<()>,
+    wrk: tokio::process::Child,
+    t0: Instant,
+    timeline: Vec<(Duration, String)>,
+}
+
 /// Everything a lifecycle acts on, and the coordinator side (store,
 /// lifecycles, executor settings) in process.
 struct Rig {
@@ -341,6 +350,41 @@ impl Rig {
         Ok(())
     }
 
+    /// A coordinator running, wrk loading the front, and web-01 crossed:
+    /// its lifecycle provisioning from `t0`.
+    async fn begin(&self) -> Result<Started> {
+        let (shadows, runner) = self.coordinator().await?;
+        let wrk = start_wrk(self.front.nginx_port)?;
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let t0 = Instant::now();
+        self.cross(&shadows)?;
+        Ok(Started {
+            shadows,
+            runner,
+            wrk,
+            t0,
+            timeline: vec![(Duration::ZERO, "provisioning".to_owned())],
+        })
+    }
+
+    /// A Basic-auth client of the rig's BMC (to check what the lifecycle did).
+    fn redfish(&self) -> Result<coordinator::actuate::redfish::Redfish> {
+        Ok(coordinator::actuate::redfish::Redfish::new(&config(
+            &self.bmc.url,
+            &self.bmc.pki.path("ca.crt"),
+            AuthMode::Basic,
+        ))?)
+    }
+
+    /// A system on the rig's BMC, as it reports itself now.
+    async fn system(&self, name: &str) -> Result<coordinator::actuate::redfish::System> {
+        let redfish = self.redfish()?;
+        let c = redfish.open().await?;
+        let sys = redfish.system(&c, name).await;
+        redfish.close(c).await;
+        Ok(sys?)
+    }
+
     fn haproxy(&self, backend: &str) -> Result<Haproxy> {
         Ok(Haproxy::new(HaproxyConfig {
             socket: self.front.socket.clone(),
@@ -452,12 +496,13 @@ async fn stop_wrk(wrk: tokio::process::Child) -> Result<(u64, u64, String)> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_host_at_risk_is_shadowed_end_to_end_with_no_failed_requests() -> Result<()> {
     let rig = Rig::start(Policy::default()).await?;
-    let (shadows, runner) = rig.coordinator().await?;
-    let wrk = start_wrk(rig.front.nginx_port)?;
-    tokio::time::sleep(Duration::from_millis(500)).await;
-    let t0 = Instant::now();
-    rig.cross(&shadows)?;
-    let mut timeline = vec![(Duration::ZERO, "provisioning".to_owned())];
+    let Started {
+        shadows,
+        runner,
+        wrk,
+        t0,
+        mut timeline,
+    } = rig.begin().await?;
     let policy = rig.settings.policy.clone();
     let end = follow(&shadows, &policy, t0, &mut timeline, |_| false).await;
     runner.abort();
@@ -575,12 +620,13 @@ async fn a_restart_resumes_and_a_regression_rolls_back_with_no_failed_requests()
         ..Policy::default()
     };
     let rig = Rig::start(policy.clone()).await?;
-    let (shadows, runner) = rig.coordinator().await?;
-    let wrk = start_wrk(rig.front.nginx_port)?;
-    tokio::time::sleep(Duration::from_millis(500)).await;
-    let t0 = Instant::now();
-    rig.cross(&shadows)?;
-    let mut timeline = vec![(Duration::ZERO, "provisioning".to_owned())];
+    let Started {
+        shadows,
+        runner,
+        wrk,
+        t0,
+        mut timeline,
+    } = rig.begin().await?;
     follow(&shadows, &policy, t0, &mut timeline, |n| {
         n == "shifting 25%"
     })
@@ -642,14 +688,7 @@ async fn a_restart_resumes_and_a_regression_rolls_back_with_no_failed_requests()
         let patches = k.seen.iter().filter(|(m, ..)| m == "PATCH").count();
         ensure!(patches >= 2, "cordon and uncordon: {:?}", k.seen);
     }
-    let redfish = coordinator::actuate::redfish::Redfish::new(&config(
-        &rig.bmc.url,
-        &rig.bmc.pki.path("ca.crt"),
-        AuthMode::Basic,
-    ))?;
-    let c = redfish.open().await?;
-    let spare = redfish.system(&c, "spare-02").await?;
-    redfish.close(c).await;
+    let spare = rig.system("spare-02").await?;
     ensure!(spare.power_state == "Off", "{spare:?}");
     let reason = match &end {
         Phase::RolledBack { reason } => reason.clone(),
@@ -672,12 +711,13 @@ async fn a_shadow_that_regresses_is_replaced_by_another_spare_with_no_failed_req
         ..Policy::default()
     };
     let rig = Rig::start(policy.clone()).await?;
-    let (shadows, runner) = rig.coordinator().await?;
-    let wrk = start_wrk(rig.front.nginx_port)?;
-    tokio::time::sleep(Duration::from_millis(500)).await;
-    let t0 = Instant::now();
-    rig.cross(&shadows)?;
-    let mut timeline = vec![(Duration::ZERO, "provisioning".to_owned())];
+    let Started {
+        shadows,
+        runner,
+        wrk,
+        t0,
+        mut timeline,
+    } = rig.begin().await?;
     follow(&shadows, &policy, t0, &mut timeline, |n| {
         n == "shifting 25%"
     })
@@ -735,17 +775,7 @@ async fn a_shadow_that_regresses_is_replaced_by_another_spare_with_no_failed_req
         rig.port(6).await?.0 == Value::Integer(2),
         "primary's port shut"
     );
-    let redfish = coordinator::actuate::redfish::Redfish::new(&config(
-        &rig.bmc.url,
-        &rig.bmc.pki.path("ca.crt"),
-        AuthMode::Basic,
-    ))?;
-    let c = redfish.open().await?;
-    let (failed_spare, shadow) = (
-        redfish.system(&c, "spare-02").await?,
-        redfish.system(&c, "spare-03").await?,
-    );
-    redfish.close(c).await;
+    let (failed_spare, shadow) = (rig.system("spare-02").await?, rig.system("spare-03").await?);
     ensure!(failed_spare.power_state == "Off", "{failed_spare:?}");
     ensure!(shadow.power_state == "On", "{shadow:?}");
     let _ = (&rig.dir, &rig.spare3_delay);
@@ -767,12 +797,13 @@ async fn a_shadow_whose_answers_differ_from_the_primary_never_gets_live_traffic(
     let rig = Rig::start(policy.clone()).await?;
     rig.spare_wrong
         .store(true, std::sync::atomic::Ordering::Relaxed);
-    let (shadows, runner) = rig.coordinator().await?;
-    let wrk = start_wrk(rig.front.nginx_port)?;
-    tokio::time::sleep(Duration::from_millis(500)).await;
-    let t0 = Instant::now();
-    rig.cross(&shadows)?;
-    let mut timeline = vec![(Duration::ZERO, "provisioning".to_owned())];
+    let Started {
+        shadows,
+        runner,
+        wrk,
+        t0,
+        mut timeline,
+    } = rig.begin().await?;
     let end = follow(&shadows, &policy, t0, &mut timeline, |_| false).await;
     runner.abort();
     let (requests, failed, text) = stop_wrk(wrk).await?;
@@ -820,12 +851,13 @@ async fn a_hot_standby_takes_over_from_a_failed_shadow_with_no_failed_requests()
         ..Policy::default()
     };
     let rig = Rig::start(policy.clone()).await?;
-    let (shadows, runner) = rig.coordinator().await?;
-    let wrk = start_wrk(rig.front.nginx_port)?;
-    tokio::time::sleep(Duration::from_millis(500)).await;
-    let t0 = Instant::now();
-    rig.cross(&shadows)?;
-    let mut timeline = vec![(Duration::ZERO, "provisioning".to_owned())];
+    let Started {
+        shadows,
+        runner,
+        wrk,
+        t0,
+        mut timeline,
+    } = rig.begin().await?;
     // The standby is up before the shadow fails.
     let standby_ready = |store: &Store| -> Result<bool> {
         Ok(store
@@ -897,7 +929,7 @@ async fn a_hot_standby_takes_over_from_a_failed_shadow_with_no_failed_requests()
 async fn the_coordinator_shadows_a_host_its_risk_loop_flags_with_no_failed_requests() -> Result<()>
 {
     use super::ctl::ctl_out;
-    use coordinator::ctl::{Command, TrainDataset};
+    use coordinator::ctl::Command;
     let rig = Rig::start(Policy::default()).await?;
     let svc = &rig.cfg.services[0];
     let compare = svc.compare.as_ref().context("the rig compares")?;
@@ -949,17 +981,7 @@ async fn the_coordinator_shadows_a_host_its_risk_loop_flags_with_no_failed_reque
     let url = c.plaintext_url();
     let agent = super::risk::SmartAgent::start(&url, "web-01", "r1").await?;
     let wrk = start_wrk(rig.front.nginx_port)?;
-    let out = ctl_out(
-        &url,
-        Command::Train {
-            dataset: TrainDataset::Backblaze {
-                path: crate::repo_root().join("predict/tests/data/backblaze"),
-                no_activate: false,
-                seed: 1,
-            },
-        },
-    )
-    .await?;
+    let out = ctl_out(&url, super::risk::train(false)).await?;
     ensure!(out.contains("active"), "{out}");
     // Follow the lifecycle as an operator would: `umbractl shadows`.
     let t0 = Instant::now();
@@ -1020,11 +1042,7 @@ async fn the_coordinator_shadows_a_host_its_risk_loop_flags_with_no_failed_reque
     );
     ensure!(rig.server_status("primary").await?.starts_with("MAINT"));
     ensure!(audit.contains("\"disposition\":\"rebuild\""), "{audit}");
-    let redfish = coordinator::actuate::redfish::Redfish::new(&config(
-        &rig.bmc.url,
-        &rig.bmc.pki.path("ca.crt"),
-        AuthMode::Basic,
-    ))?;
+    let redfish = rig.redfish()?;
     let c = redfish.open().await?;
     let node = redfish.system(&c, "node-01").await?;
     let sys = c.get(&node.path).await?;

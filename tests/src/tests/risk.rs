@@ -53,7 +53,8 @@ fn p7d_over(risks: &serde_json::Value, threshold: f64) -> bool {
     })
 }
 
-fn train(no_activate: bool) -> Command {
+/// `umbractl train` on the Backblaze fixture (seed 1).
+pub(crate) fn train(no_activate: bool) -> Command {
     Command::Train {
         dataset: TrainDataset::Backblaze {
             path: repo_root().join("predict/tests/data/backblaze"),
