@@ -143,7 +143,7 @@ impl Rig {
     async fn start(policy: Policy) -> Result<Rig> {
         let bmc = start_bmc().await?;
         let dir = tempfile::tempdir()?;
-        let (www, www_url) = serve_image(dir.path())?;
+        let (www, www_url) = serve_image(dir.path()).await?;
         let primary = backend(Arc::new(AtomicU64::new(0))).await?;
         let spare_delay = Arc::new(AtomicU64::new(0));
         let spare_wrong = Arc::new(AtomicBool::new(false));
@@ -510,11 +510,48 @@ async fn a_host_at_risk_is_shadowed_end_to_end_with_no_failed_requests() -> Resu
     let (requests, failed, text) = stop_wrk(wrk).await?;
     eprintln!("{text}\ntimeline: {timeline:?}");
     let log = rig.store.audit(0, 100_000)?;
-    ensure!(
-        end? == Phase::Promoted,
-        "timeline {timeline:?}; audit {:?}",
-        log.iter().map(|(_, r)| r.to_string()).collect::<Vec<_>>()
+    promoted_as_planned(&rig, &log, end?, requests, failed, &text)
+        .await
+        .with_context(|| format!("timeline {timeline:?}; lifecycle {:?}", story(&log)))?;
+    let at = |n: &str| timeline.iter().find(|(_, x)| x == n).map(|(t, _)| *t);
+    eprintln!(
+        "critical crossing → 100 %: {:?}; → promoted: {:?}; {requests} requests, {failed} failed",
+        at("shifting 100%"),
+        at("promoted")
     );
+    Ok(())
+}
+
+/// The lifecycle's path in the audit log, for failure messages: its
+/// transitions (and what caused each) and the actions that failed.
+fn story(log: &[(i64, serde_json::Value)]) -> Vec<String> {
+    log.iter()
+        .filter_map(|(_, r)| match r["event"].as_str() {
+            Some("transition") => Some(format!(
+                "{} → {} ({})",
+                r["from"],
+                r["to"],
+                r.get("reason").or(r.get("after")).unwrap_or(&r["kpi"])
+            )),
+            Some("action_result") if r["ok"] == false => {
+                Some(format!("{} failed: {}", r["action"], r["error"]))
+            }
+            _ => None,
+        })
+        .collect()
+}
+
+/// What `a_host_at_risk_is_shadowed_end_to_end_with_no_failed_requests`
+/// expects once the lifecycle ended.
+async fn promoted_as_planned(
+    rig: &Rig,
+    log: &[(i64, serde_json::Value)],
+    end: Phase,
+    requests: u64,
+    failed: u64,
+    text: &str,
+) -> Result<()> {
+    ensure!(end == Phase::Promoted, "ended {end:?}");
     ensure!(requests > 10_000, "wrk ran: {requests}");
     ensure!(failed == 0, "{failed} failed of {requests}:\n{text}");
     // The spare outside the rack was used.
@@ -573,9 +610,11 @@ async fn a_host_at_risk_is_shadowed_end_to_end_with_no_failed_requests() -> Resu
             && doc["workloads"] == serde_json::json!(["checkout-api", "search-indexer"]),
         "{doc}"
     );
-    ensure!(log
-        .iter()
-        .any(|(_, r)| r["event"] == "workloads_moved" && r["hook_said"] == "moved"));
+    ensure!(
+        log.iter()
+            .any(|(_, r)| r["event"] == "workloads_moved" && r["hook_said"] == "moved"),
+        "no workloads_moved record"
+    );
     // The dependency map: configured, and discovered on the node.
     ensure!(
         log.iter().any(|(_, r)| r["event"] == "dependencies"
@@ -595,14 +634,11 @@ async fn a_host_at_risk_is_shadowed_end_to_end_with_no_failed_requests() -> Resu
             k.pods
         );
     }
-    ensure!(log.iter().any(|(_, r)| r["event"] == "node_drained"
-        && r["node"] == "node-7"
-        && r["budget_refusals"] == 2));
-    let at = |n: &str| timeline.iter().find(|(_, x)| x == n).map(|(t, _)| *t);
-    eprintln!(
-        "critical crossing → 100 %: {:?}; → promoted: {:?}; {requests} requests, {failed} failed",
-        at("shifting 100%"),
-        at("promoted")
+    ensure!(
+        log.iter().any(|(_, r)| r["event"] == "node_drained"
+            && r["node"] == "node-7"
+            && r["budget_refusals"] == 2),
+        "no drain of node-7 with two budget refusals"
     );
     Ok(())
 }

@@ -89,8 +89,9 @@ pub fn config(url: &str, ca: &Path, auth: AuthMode) -> RedfishConfig {
     }
 }
 
-/// A loopback HTTP server with the provisioning image.
-pub fn serve_image(dir: &Path) -> Result<(Proc, String)> {
+/// A loopback HTTP server with the provisioning image, listening when this
+/// returns (the BMC fetches the image as soon as it is told to insert it).
+pub async fn serve_image(dir: &Path) -> Result<(Proc, String)> {
     let www = dir.join("www");
     std::fs::create_dir_all(&www)?;
     std::fs::write(www.join("provision.iso"), vec![0x55u8; 64 * 1024])?;
@@ -100,7 +101,17 @@ pub fn serve_image(dir: &Path) -> Result<(Proc, String)> {
         .arg(port.to_string())
         .arg("--directory")
         .arg(&www);
-    let proc = Proc::spawn_cmd("image server", cmd, dir.join("www.log"))?;
+    let mut proc = Proc::spawn_cmd("image server", cmd, dir.join("www.log"))?;
+    crate::eventually("image server", Duration::from_secs(10), || {
+        let alive = proc.ensure_running();
+        async move {
+            alive?;
+            Ok(tokio::net::TcpStream::connect(("127.0.0.1", port))
+                .await
+                .ok())
+        }
+    })
+    .await?;
     Ok((proc, format!("http://127.0.0.1:{port}")))
 }
 
@@ -118,7 +129,7 @@ async fn sessions(bmc: &Bmc, redfish: &Redfish) -> Result<(u64, u64)> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn provisions_and_releases_a_spare_on_sushy_emulator() -> Result<()> {
     let mut bmc = start_bmc().await?;
-    let (_www, www_url) = serve_image(bmc.pki.dir.path())?;
+    let (_www, www_url) = serve_image(bmc.pki.dir.path()).await?;
     let image = format!("{www_url}/provision.iso");
     let ca = bmc.pki.path("ca.crt");
 
