@@ -14,7 +14,7 @@
 //! out by [`super::execute`], which feeds the outcomes back through
 //! [`apply`].
 
-use super::engine::{Command, Event, Lifecycle, Ms, Phase, Policy, Severity};
+use super::engine::{Command, Event, Kpi, Lifecycle, Ms, Phase, Policy, Severity};
 use super::rails::{self, Member, Rails, View};
 use crate::paging::{Notice, Page};
 use crate::risk::Risk;
@@ -448,6 +448,25 @@ fn verdict_ok(verdicts: &BTreeMap<String, String>, target: &str) -> bool {
     verdicts.get(target).is_some_and(|v| v == "admitted")
 }
 
+/// The KPI sample a phase change out of `before` was judged on: the
+/// event's own, or, where a tick ended the dwell of a KPI-gated phase
+/// (syncing, mirroring, a weight that holds), the last sample taken in it.
+fn gate<'a>(before: &'a Lifecycle, event: &'a Event) -> Option<&'a Kpi> {
+    let gated = matches!(
+        before.phase,
+        Phase::Syncing { synced: true } | Phase::Mirroring | Phase::Shifting { applied: true, .. }
+    );
+    match event {
+        Event::Kpi(k) => Some(k),
+        _ if gated => before
+            .kpi
+            .as_ref()
+            .filter(|(at, _)| *at >= before.since)
+            .map(|(_, k)| k),
+        _ => None,
+    }
+}
+
 /// Feed `event` to `lc`: a phase change is audited, the commands recorded
 /// (pages, actions), the lifecycle persisted when it changed.
 fn transition(
@@ -469,10 +488,10 @@ fn transition(
         match event {
             Event::Done(a) => record["after"] = json!(format!("{a:?} done")),
             Event::Failed(a, why) => record["after"] = json!(format!("{a:?} failed: {why}")),
-            Event::Kpi(k) => {
-                record["kpi"] = json!({"requests": k.requests, "error_rate": k.error_rate, "p99_ms": k.p99_ms, "lag_ms": k.lag_ms, "mismatch_rate": k.mismatch_rate})
-            }
             _ => {}
+        }
+        if let Some(k) = gate(&before, event) {
+            record["kpi"] = serde_json::to_value(k).expect("serialisable");
         }
         if let Phase::Replacing { reason, .. } | Phase::RollingBack { reason } = &lc.phase {
             record["reason"] = json!(reason);
@@ -1050,6 +1069,78 @@ mod tests {
             "reboot".parse::<Control>(),
             Err(ControlError::UnknownAction(_))
         ));
+    }
+
+    /// A step out of mirroring or a held weight is audited with the KPI
+    /// sample it was judged on, whether a KPI sample or a tick (the dwell
+    /// ending after the sample) made it; a sample from before the phase
+    /// is no evidence and is not recorded.
+    #[test]
+    fn a_gated_step_records_the_sample_it_was_judged_on() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path(), crate::store::StoreConfig::default()).unwrap();
+        let settings = Settings {
+            mode: Mode::Execute,
+            policy: Policy::default(),
+            rails: Rails::default(),
+            holdout_percent: 0,
+            unreachable_after_ms: DEFAULT_UNREACHABLE_AFTER_MS,
+        };
+        let dwell = settings.policy.min_dwell_ms;
+        let sample = Kpi {
+            requests: 412,
+            error_rate: 0.0,
+            p99_ms: 3.0,
+            lag_ms: 0.0,
+            mismatch_rate: 0.0,
+            primary_p99_ms: 2.5,
+        };
+        let mut pages = BTreeMap::new();
+        let mut kpis = Vec::new();
+        for (phase, now) in [
+            (Phase::Mirroring, 1_000 + dwell),
+            (
+                Phase::Shifting {
+                    step: 0,
+                    applied: true,
+                },
+                3_000 + dwell,
+            ),
+        ] {
+            let mut lc = Lifecycle::new("web-01", 0);
+            lc.phase = phase;
+            lc.since = now - dwell;
+            lc.kpi = Some((lc.since + 500, sample));
+            transition(&store, &mut pages, &mut lc, &Event::Tick, &settings, now).unwrap();
+            // The sample came before the phase: no step on it.
+            let mut early = lc.clone();
+            early.phase = Phase::Mirroring;
+            early.since = now;
+            early.kpi = Some((now - 1, sample));
+            transition(
+                &store,
+                &mut pages,
+                &mut early,
+                &Event::Tick,
+                &settings,
+                now + dwell,
+            )
+            .unwrap();
+            assert_eq!(early.phase, Phase::Mirroring);
+        }
+        for (_, r) in store.audit(0, 100).unwrap() {
+            if r["event"] == "transition" {
+                kpis.push((r["from"].clone(), r["kpi"].clone()));
+            }
+        }
+        let want = serde_json::to_value(sample).unwrap();
+        assert_eq!(
+            kpis,
+            [
+                (json!("mirroring"), want.clone()),
+                (json!("shifting"), want)
+            ]
+        );
     }
 
     #[test]
