@@ -368,6 +368,14 @@ impl Rig {
     }
 
     /// A Basic-auth client of the rig's BMC (to check what the lifecycle did).
+    /// The lifecycle's path so far (`story`), for failure messages.
+    fn story(&self) -> Vec<String> {
+        match self.store.audit(0, 100_000) {
+            Ok(log) => story(&log),
+            Err(e) => vec![format!("audit log unreadable: {e}")],
+        }
+    }
+
     fn redfish(&self) -> Result<coordinator::actuate::redfish::Redfish> {
         Ok(coordinator::actuate::redfish::Redfish::new(&config(
             &self.bmc.url,
@@ -697,7 +705,8 @@ async fn a_restart_resumes_and_a_regression_rolls_back_with_no_failed_requests()
     }
     ensure!(
         matches!(end, Phase::RolledBack { .. }),
-        "{end:?}; {timeline:?}"
+        "{end:?}; {timeline:?}; lifecycle {:?}",
+        rig.story()
     );
     ensure!(failed == 0, "{failed} failed of {requests}:\n{text}");
     let live = rig.haproxy("app")?;
@@ -772,7 +781,11 @@ async fn a_shadow_that_regresses_is_replaced_by_another_spare_with_no_failed_req
         }
     }
     let end = end?;
-    ensure!(end == Phase::Promoted, "{end:?}; {timeline:?}");
+    ensure!(
+        end == Phase::Promoted,
+        "{end:?}; {timeline:?}; lifecycle {:?}",
+        rig.story()
+    );
     ensure!(
         timeline.iter().any(|(_, n)| n == "replacing"),
         "{timeline:?}"
@@ -847,7 +860,7 @@ async fn a_shadow_whose_answers_differ_from_the_primary_never_gets_live_traffic(
     let end = end?;
     let reason = match &end {
         Phase::RolledBack { reason } => reason.clone(),
-        other => anyhow::bail!("{other:?}; {timeline:?}"),
+        other => anyhow::bail!("{other:?}; {timeline:?}; lifecycle {:?}", rig.story()),
     };
     ensure!(reason.contains("differ from the primary"), "{reason}");
     ensure!(
@@ -925,7 +938,11 @@ async fn a_hot_standby_takes_over_from_a_failed_shadow_with_no_failed_requests()
             eprintln!("audit {t}: {r}");
         }
     }
-    ensure!(end? == Phase::Promoted, "{timeline:?}");
+    ensure!(
+        end? == Phase::Promoted,
+        "{timeline:?}; lifecycle {:?}",
+        rig.story()
+    );
     ensure!(failed == 0, "{failed} failed of {requests}:\n{text}");
     ensure!(
         log.iter().any(|(_, r)| r["event"] == "standby_taken"
