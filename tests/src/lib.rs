@@ -120,6 +120,23 @@ impl Proc {
         Ok(())
     }
 
+    /// Wait until the peer accepts TCP connections on loopback `port`,
+    /// failing with its log if it exits first.
+    pub async fn listening(&mut self, port: u16, timeout: Duration) -> Result<()> {
+        let what = format!("{} listening on {port}", self.name);
+        eventually(&what, timeout, || {
+            let alive = self.ensure_running();
+            async move {
+                alive?;
+                Ok(tokio::net::TcpStream::connect(("127.0.0.1", port))
+                    .await
+                    .ok()
+                    .map(drop))
+            }
+        })
+        .await
+    }
+
     /// SIGKILL: no chance to flush or clean up.
     pub fn kill9(&mut self) {
         let _ = self.child.kill();

@@ -92,16 +92,7 @@ async fn start_front(dir: &Path, primary: u16, compare: u16) -> Result<Front> {
     let mut cmd = std::process::Command::new("nginx");
     cmd.args(["-p", &prefix, "-c", &conf_s]);
     let mut nginx = Proc::spawn_cmd("nginx", cmd, dir.join("nginx.log"))?;
-    crate::eventually("nginx", Duration::from_secs(10), || {
-        let alive = nginx.ensure_running();
-        async move {
-            alive?;
-            Ok(tokio::net::TcpStream::connect(("127.0.0.1", nginx_port))
-                .await
-                .ok())
-        }
-    })
-    .await?;
+    nginx.listening(nginx_port, Duration::from_secs(10)).await?;
     Ok(Front {
         _haproxy: haproxy,
         _nginx: nginx,

@@ -102,16 +102,7 @@ pub async fn serve_image(dir: &Path) -> Result<(Proc, String)> {
         .arg("--directory")
         .arg(&www);
     let mut proc = Proc::spawn_cmd("image server", cmd, dir.join("www.log"))?;
-    crate::eventually("image server", Duration::from_secs(10), || {
-        let alive = proc.ensure_running();
-        async move {
-            alive?;
-            Ok(tokio::net::TcpStream::connect(("127.0.0.1", port))
-                .await
-                .ok())
-        }
-    })
-    .await?;
+    proc.listening(port, Duration::from_secs(10)).await?;
     Ok((proc, format!("http://127.0.0.1:{port}")))
 }
 
