@@ -499,14 +499,29 @@ impl Lifecycle {
         None
     }
 
+    /// The KPI sample a step out of the current phase is judged on: the
+    /// latest taken since the phase began, in a phase whose steps samples
+    /// gate (syncing done, mirroring, a weight that holds).
+    pub fn evidence(&self) -> Option<&Kpi> {
+        let gated = matches!(
+            self.phase,
+            Phase::Syncing { synced: true }
+                | Phase::Mirroring
+                | Phase::Shifting { applied: true, .. }
+        );
+        self.kpi
+            .as_ref()
+            .filter(|(at, _)| gated && *at >= self.since)
+            .map(|(_, k)| k)
+    }
+
     /// Dwell done and a healthy KPI sample with enough requests taken
     /// since the phase began, replication within its lag limit.
     fn ready(&self, now: Ms, policy: &Policy) -> bool {
-        let Some((at, k)) = self.kpi else {
+        let Some(k) = self.evidence() else {
             return false;
         };
         now - self.since >= policy.min_dwell_ms
-            && at >= self.since
             && k.requests >= policy.kpi.min_requests
             && k.lag_ms <= policy.kpi.max_lag_ms
             && self.regressed(policy).is_none()

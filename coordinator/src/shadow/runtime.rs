@@ -14,7 +14,7 @@
 //! out by [`super::execute`], which feeds the outcomes back through
 //! [`apply`].
 
-use super::engine::{Command, Event, Kpi, Lifecycle, Ms, Phase, Policy, Severity};
+use super::engine::{Command, Event, Lifecycle, Ms, Phase, Policy, Severity};
 use super::rails::{self, Member, Rails, View};
 use crate::paging::{Notice, Page};
 use crate::risk::Risk;
@@ -448,25 +448,6 @@ fn verdict_ok(verdicts: &BTreeMap<String, String>, target: &str) -> bool {
     verdicts.get(target).is_some_and(|v| v == "admitted")
 }
 
-/// The KPI sample a phase change out of `before` was judged on: the
-/// event's own, or, where a tick ended the dwell of a KPI-gated phase
-/// (syncing, mirroring, a weight that holds), the last sample taken in it.
-fn gate<'a>(before: &'a Lifecycle, event: &'a Event) -> Option<&'a Kpi> {
-    let gated = matches!(
-        before.phase,
-        Phase::Syncing { synced: true } | Phase::Mirroring | Phase::Shifting { applied: true, .. }
-    );
-    match event {
-        Event::Kpi(k) => Some(k),
-        _ if gated => before
-            .kpi
-            .as_ref()
-            .filter(|(at, _)| *at >= before.since)
-            .map(|(_, k)| k),
-        _ => None,
-    }
-}
-
 /// Feed `event` to `lc`: a phase change is audited, the commands recorded
 /// (pages, actions), the lifecycle persisted when it changed.
 fn transition(
@@ -490,7 +471,13 @@ fn transition(
             Event::Failed(a, why) => record["after"] = json!(format!("{a:?} failed: {why}")),
             _ => {}
         }
-        if let Some(k) = gate(&before, event) {
+        // The sample the step was judged on: the event's own, or, where a
+        // tick ended the dwell after it, the one taken in the phase.
+        let judged_on = match event {
+            Event::Kpi(k) => Some(k),
+            _ => before.evidence(),
+        };
+        if let Some(k) = judged_on {
             record["kpi"] = serde_json::to_value(k).expect("serialisable");
         }
         if let Phase::Replacing { reason, .. } | Phase::RollingBack { reason } = &lc.phase {
@@ -743,6 +730,7 @@ pub fn step(
 mod tests {
     use super::*;
     use crate::model::{FailureDomain, HostRecord};
+    use crate::shadow::engine::Kpi;
 
     fn risk(host: &str, component: &str, p7d: f64) -> Risk {
         Risk {
