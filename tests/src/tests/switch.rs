@@ -122,7 +122,7 @@ struct LinkSwitch {
 }
 
 impl LinkSwitch {
-    async fn start() -> Result<LinkSwitch> {
+    fn start() -> Result<LinkSwitch> {
         let pid = std::process::id();
         let netns = format!("umbra-sw-{pid}");
         let host_side = format!("umbsw{}", pid % 1_000_000);
@@ -184,16 +184,21 @@ impl LinkSwitch {
         }
     }
 
+    /// `ip -o link show` of a link in the namespace.
+    fn show(&self, link: &str) -> Result<String> {
+        ip(&["-netns", &self.netns, "-o", "link", "show", link])
+    }
+
     /// The kernel's ifindex of a link in the namespace (net-snmp's ifIndex).
     fn if_index(&self, link: &str) -> Result<u32> {
-        let out = ip(&["-netns", &self.netns, "-o", "link", "show", link])?;
+        let out = self.show(link)?;
         let (n, _) = out.split_once(':').context("ip link output")?;
         Ok(n.trim().parse()?)
     }
 
     /// Whether the kernel has the link administratively up (flag `UP`).
     fn admin_up(&self, link: &str) -> Result<bool> {
-        let out = ip(&["-netns", &self.netns, "-o", "link", "show", link])?;
+        let out = self.show(link)?;
         let flags = out
             .split_once('<')
             .and_then(|(_, r)| r.split_once('>'))
@@ -216,7 +221,7 @@ impl Drop for LinkSwitch {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn port_sets_really_take_a_link_down_and_up_through_snmpd() -> Result<()> {
-    let link = LinkSwitch::start().await?;
+    let link = LinkSwitch::start()?;
     let port = link.if_index("port1")?;
     ensure!(link.admin_up("port1")?, "port1 starts up");
     let cfg = link.config();
